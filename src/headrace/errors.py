@@ -1,0 +1,92 @@
+"""Errors raised by headrace and the notes it attaches to errors raised by user code.
+
+A user function that raises inside a stage keeps its own exception type and traceback;
+headrace only adds a PEP 678 note naming the stage and the element, so ``except
+ValueError`` in user code still works and the traceback still points at the user's line.
+
+>>> import headrace as hr
+>>> try:
+...     list(hr.range(5).map(lambda x: 10 // (x - 3)))
+... except ZeroDivisionError as error:
+...     print(error.__notes__[0])
+headrace: raised in stage 1 'map(<lambda>)' on its input element 3 (0-based)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Final
+
+__all__ = ["DecodeError", "HeadraceError", "annotate", "describe_callable"]
+
+# Marks an exception that already carries a headrace note, so that a stage further
+# down the chain (which sees the same exception pass through) does not add a second,
+# misleading one.
+_NOTED: Final = "__headrace_noted__"
+
+
+class HeadraceError(Exception):
+    """Base class of the errors that headrace itself raises about data or usage."""
+
+
+class DecodeError(HeadraceError, ValueError):
+    """Bytes in a text source could not be decoded; the message names file and line.
+
+    Subclasses ``ValueError`` so code that handles ``UnicodeDecodeError``-like problems
+    generically keeps working.
+    """
+
+
+def annotate(
+    error: BaseException, stage: str, index: int | None = None, *, produced: int | None = None
+) -> None:
+    """Attach a note naming ``stage`` and the element to ``error``, once.
+
+    ``index`` is the position of the failing element in the stage's input; sources,
+    which have no input, give ``produced``, the number of elements made before failing.
+
+    >>> e = ValueError("bad")
+    >>> annotate(e, "stage 2 'map(parse)'", 7)
+    >>> annotate(e, "stage 3 'batch(4)'", 1)  # already noted: left as it is
+    >>> e.__notes__
+    ["headrace: raised in stage 2 'map(parse)' on its input element 7 (0-based)"]
+    """
+    if getattr(error, _NOTED, False):
+        return
+    where = f"headrace: raised in {stage}"
+    if index is not None:
+        where += f" on its input element {index} (0-based)"
+    elif produced is not None:
+        where += f" after producing {produced} elements"
+    error.add_note(where)
+    mark(error)
+
+
+def mark(error: BaseException) -> None:
+    """Record that ``error`` has been attributed, without adding a note."""
+    # Exception types with __slots__ and no __dict__ cannot be marked; they may then
+    # get a second note further down the chain, which is untidy but not wrong.
+    with contextlib.suppress(AttributeError):
+        setattr(error, _NOTED, True)
+
+
+def is_marked(error: BaseException) -> bool:
+    """Whether ``error`` was already attributed to a stage."""
+    return bool(getattr(error, _NOTED, False))
+
+
+def describe_callable(fn: object) -> str:
+    """A short, stable name for ``fn`` for reprs and error notes.
+
+    >>> describe_callable(len)
+    'len'
+    >>> import functools
+    >>> describe_callable(functools.partial(int, base=2))
+    'partial(int)'
+    """
+    if hasattr(fn, "func") and hasattr(fn, "args"):  # functools.partial
+        return f"partial({describe_callable(fn.func)})"
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if name is None:
+        name = type(fn).__qualname__
+    return str(name).replace(".<locals>", "")

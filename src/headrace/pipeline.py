@@ -1,0 +1,395 @@
+"""``Pipeline``: an immutable, lazy, re-runnable description of a data stream.
+
+A pipeline is a source followed by stages. Methods return new pipelines and never
+change the one they are called on; nothing runs until iteration, and every ``iter()``
+starts a fresh, independent run (one epoch).
+
+>>> import headrace as hr
+>>> evens = hr.range(10).filter(lambda x: x % 2 == 0)
+>>> squares = evens.map(lambda x: x * x)
+>>> squares
+Pipeline(range(0, 10) -> filter(<lambda>) -> map(<lambda>))
+>>> list(squares), list(squares)
+([0, 4, 16, 36, 64], [0, 4, 16, 36, 64])
+>>> [b.tolist() for b in squares.batch(2)]
+[[0, 4], [16, 36], [64]]
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+from headrace._checks import check_int
+from headrace.run import Run
+from headrace.stages._base import INFINITE, Length, Stage
+from headrace.stages.basic import (
+    Enumerate,
+    Filter,
+    FlatMap,
+    Map,
+    Pipe,
+    Scan,
+    Skip,
+    Take,
+    TakeWhile,
+    Tap,
+)
+from headrace.stages.batching import Batch, Unbatch, collate, padded_batch_stage
+from headrace.stages.caching import Cache
+from headrace.stages.combine import Concat, Interleave, Repeat, Zip
+from headrace.stages.coroutines import Coroutine, Step
+from headrace.stages.shuffling import Shuffle
+from headrace.stages.windows import Window
+
+__all__ = ["Pipeline"]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+class Pipeline(Generic[T]):
+    """A source and a chain of stages; iterate it to run one epoch.
+
+    Build pipelines with the source functions (:func:`headrace.range`,
+    :func:`headrace.from_iterable`, :func:`headrace.text_lines`, ...) and chain the
+    methods below. ``len(pipeline)`` works when the length follows from the source and
+    stages, and raises ``TypeError`` when it cannot be known without running.
+    """
+
+    __slots__ = ("_epochs", "_stages")
+
+    def __init__(self, stages: tuple[Stage, ...]) -> None:
+        if not stages or not stages[0].is_source:
+            raise ValueError("a pipeline starts with a source stage")
+        if any(stage.is_source for stage in stages[1:]):
+            raise ValueError("only the first stage of a pipeline may be a source")
+        self._stages = stages
+        # Each iteration is the next epoch: a seeded shuffle reshuffles every epoch,
+        # reproducibly. The counter is the only thing a run changes on its pipeline.
+        self._epochs = itertools.count()
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The source and stages, in order."""
+        return self._stages
+
+    def _then(self, stage: Stage) -> Pipeline[Any]:
+        return Pipeline((*self._stages, stage))
+
+    # -- running --------------------------------------------------------------------
+
+    def iter(self, *, epoch: int | None = None, stats: bool = False) -> Run:
+        """Start a run: an iterator over one epoch that can be closed early.
+
+        Args:
+            epoch: the epoch number seeded stages use; by default each call on this
+                pipeline takes the next number, starting at 0.
+            stats: count and time every stage (see :meth:`Run.stats`); off by
+                default, and free when off.
+
+        >>> import headrace as hr
+        >>> with hr.range(5).iter() as run:
+        ...     next(run), next(run)
+        (0, 1)
+        """
+        number = next(self._epochs) if epoch is None else check_int("epoch", epoch, minimum=0)
+        return Run(self, epoch=number, stats=stats)
+
+    def __iter__(self) -> Run:
+        return self.iter()
+
+    def known_length(self) -> Length:
+        """The number of elements if it can be known without running, else ``None``.
+
+        ``math.inf`` stands for an endless pipeline.
+        """
+        length: Length = None
+        for stage in self._stages:
+            length = stage.length(length)
+        return length
+
+    def __len__(self) -> int:
+        length = self.known_length()
+        if length is None:
+            raise TypeError(
+                f"the length of {self!r} is not known before running it "
+                "(a stage such as filter or flat_map changes it by data)"
+            )
+        if length == INFINITE:
+            raise TypeError(f"{self!r} is endless")
+        return int(length)
+
+    def __repr__(self) -> str:
+        return f"Pipeline({' -> '.join(stage.name for stage in self._stages)})"
+
+    # -- element-wise ---------------------------------------------------------------
+
+    def map(self, fn: Callable[[T], U]) -> Pipeline[U]:
+        """Apply ``fn`` to every element.
+
+        >>> import headrace as hr
+        >>> list(hr.range(3).map(str))
+        ['0', '1', '2']
+        """
+        return self._then(Map(fn))
+
+    def filter(self, fn: Callable[[T], object]) -> Pipeline[T]:
+        """Keep the elements for which ``fn`` returns a true value.
+
+        >>> import headrace as hr
+        >>> list(hr.range(6).filter(lambda x: x % 3 == 0))
+        [0, 3]
+        """
+        return self._then(Filter(fn))
+
+    def tap(self, fn: Callable[[T], object]) -> Pipeline[T]:
+        """Call ``fn(element)`` for its side effect and pass the element on unchanged.
+
+        >>> import headrace as hr
+        >>> seen = []
+        >>> list(hr.range(3).tap(seen.append)) == seen
+        True
+        """
+        return self._then(Tap(fn))
+
+    def flat_map(self, fn: Callable[[T], Iterable[U]]) -> Pipeline[U]:
+        """Replace each element by the elements of the iterable ``fn`` returns.
+
+        >>> import headrace as hr
+        >>> list(hr.from_iterable(["a b", "c"]).flat_map(str.split))
+        ['a', 'b', 'c']
+        """
+        return self._then(FlatMap(fn))
+
+    def scan(self, fn: Callable[[U, T], U], initial: U) -> Pipeline[U]:
+        """Running reduction: yields ``state = fn(state, element)`` for each element.
+
+        >>> import headrace as hr
+        >>> list(hr.from_iterable([5, 4, 2]).scan(lambda s, x: s + x, 0))
+        [5, 9, 11]
+        """
+        return self._then(Scan(fn, initial))
+
+    def enumerate(self, start: int = 0) -> Pipeline[tuple[int, T]]:
+        """Pair each element with its position.
+
+        >>> import headrace as hr
+        >>> list(hr.from_iterable("ab").enumerate())
+        [(0, 'a'), (1, 'b')]
+        """
+        return self._then(Enumerate(start))
+
+    # -- slicing --------------------------------------------------------------------
+
+    def take(self, count: int) -> Pipeline[T]:
+        """The first ``count`` elements; ends an endless pipeline.
+
+        >>> import headrace as hr
+        >>> list(hr.range(3).repeat().take(7))
+        [0, 1, 2, 0, 1, 2, 0]
+        """
+        return self._then(Take(count))
+
+    def skip(self, count: int) -> Pipeline[T]:
+        """Everything after the first ``count`` elements.
+
+        >>> import headrace as hr
+        >>> list(hr.range(5).skip(2))
+        [2, 3, 4]
+        """
+        return self._then(Skip(count))
+
+    def take_while(self, fn: Callable[[T], object]) -> Pipeline[T]:
+        """Elements up to, not including, the first for which ``fn`` is false.
+
+        >>> import headrace as hr
+        >>> list(hr.range(10).take_while(lambda x: x < 3))
+        [0, 1, 2]
+        """
+        return self._then(TakeWhile(fn, drop=False))
+
+    def drop_while(self, fn: Callable[[T], object]) -> Pipeline[T]:
+        """Elements from the first for which ``fn`` is false onwards.
+
+        >>> import headrace as hr
+        >>> list(hr.range(5).drop_while(lambda x: x < 3))
+        [3, 4]
+        """
+        return self._then(TakeWhile(fn, drop=True))
+
+    # -- grouping -------------------------------------------------------------------
+
+    def batch(
+        self,
+        size: int,
+        *,
+        drop_remainder: bool = False,
+        collate: Callable[[list[Any]], Any] | None = collate,
+    ) -> Pipeline[Any]:
+        """Group ``size`` consecutive elements into a numpy batch.
+
+        Tuples and dicts keep their structure, numbers/arrays/lists stack into arrays
+        (see :func:`headrace.stages.collate`). ``collate=None`` yields plain lists.
+
+        >>> import headrace as hr
+        >>> xs, ys = next(iter(hr.range(4).map(lambda i: (i, i * i)).batch(4)))
+        >>> xs.tolist(), ys.tolist()
+        ([0, 1, 2, 3], [0, 1, 4, 9])
+        """
+        return self._then(Batch(size, drop_remainder=drop_remainder, collate=collate))
+
+    def padded_batch(
+        self,
+        size: int,
+        *,
+        padded_shapes: Any = None,
+        padding_value: Any = 0,
+        drop_remainder: bool = False,
+    ) -> Pipeline[Any]:
+        """Like :meth:`batch`, padding variable-size arrays to a common shape.
+
+        >>> import headrace as hr
+        >>> next(iter(hr.from_iterable([[1], [2, 3]]).padded_batch(2))).tolist()
+        [[1, 0], [2, 3]]
+        """
+        return self._then(padded_batch_stage(size, padded_shapes, padding_value, drop_remainder))
+
+    def unbatch(self) -> Pipeline[Any]:
+        """Split batches back into elements.
+
+        >>> import headrace as hr
+        >>> [int(x) for x in hr.range(5).batch(2).unbatch()]
+        [0, 1, 2, 3, 4]
+        """
+        return self._then(Unbatch())
+
+    def window(
+        self, size: int, *, shift: int | None = None, drop_remainder: bool = False
+    ) -> Pipeline[tuple[T, ...]]:
+        """Tuples of ``size`` elements starting every ``shift`` (default ``size``).
+
+        >>> import headrace as hr
+        >>> list(hr.range(5).window(3, shift=1, drop_remainder=True))
+        [(0, 1, 2), (1, 2, 3), (2, 3, 4)]
+        """
+        return self._then(Window(size, shift=shift, drop_remainder=drop_remainder))
+
+    # -- order ----------------------------------------------------------------------
+
+    def shuffle(self, buffer_size: int, *, seed: int | None = None) -> Pipeline[T]:
+        """Shuffle through a buffer of ``buffer_size`` elements, anew every epoch.
+
+        With a ``seed`` every run is reproducible: epoch ``n`` of this pipeline always
+        gives the same order, and different epochs give different orders.
+
+        >>> import headrace as hr
+        >>> shuffled = hr.range(10).shuffle(10, seed=0)
+        >>> first, second = list(shuffled), list(shuffled)
+        >>> sorted(first) == list(range(10)), first != second
+        (True, True)
+        >>> list(shuffled.iter(epoch=0)) == first
+        True
+        """
+        return self._then(Shuffle(buffer_size, seed=seed))
+
+    def repeat(self, count: int | None = None) -> Pipeline[T]:
+        """Run everything before this stage ``count`` times (``None``: forever).
+
+        Each repetition restarts the upstream stages, so a shuffle upstream draws a
+        new order every time.
+
+        >>> import headrace as hr
+        >>> list(hr.range(2).repeat(3))
+        [0, 1, 0, 1, 0, 1]
+        """
+        return self._then(Repeat(count))
+
+    # -- combining ------------------------------------------------------------------
+
+    def zip(self, *others: Iterable[Any], strict: bool = False) -> Pipeline[tuple[Any, ...]]:
+        """Tuples of this pipeline's elements and the others', in step.
+
+        Stops at the shortest input; ``strict=True`` raises ``ValueError`` instead
+        when the inputs differ in length.
+
+        >>> import headrace as hr
+        >>> list(hr.range(3).zip("ab"))
+        [(0, 'a'), (1, 'b')]
+        """
+        return Pipeline((Zip((self, *(as_pipeline(o) for o in others)), strict=strict),))
+
+    def concat(self, *others: Iterable[Any]) -> Pipeline[Any]:
+        """This pipeline's elements followed by each of the others'.
+
+        >>> import headrace as hr
+        >>> list(hr.range(2).concat([7, 8]))
+        [0, 1, 7, 8]
+        """
+        return Pipeline((Concat((self, *(as_pipeline(o) for o in others))),))
+
+    def interleave(
+        self, fn: Callable[[T], Iterable[U]], *, cycle_length: int = 4, block_length: int = 1
+    ) -> Pipeline[U]:
+        """Mix the iterables ``fn`` returns, ``block_length`` at a time from each.
+
+        Opens ``fn(x)`` for ``cycle_length`` elements at once and takes from them in
+        turn; when one ends, the next element takes its place (tf.data's rule).
+        ``fn`` may return any iterable or a :class:`Pipeline`, such as
+        ``hr.text_lines(path)`` to interleave lines of several files.
+
+        >>> import headrace as hr
+        >>> list(hr.from_iterable(["ab", "xyz"]).interleave(list, cycle_length=2))
+        ['a', 'x', 'b', 'y', 'z']
+        """
+        return self._then(Interleave(fn, cycle_length=cycle_length, block_length=block_length))
+
+    # -- extension and reuse --------------------------------------------------------
+
+    def pipe(self, fn: Callable[..., Iterable[U]], *args: Any, **kwargs: Any) -> Pipeline[U]:
+        """Insert a plain generator function ``fn(iterable, *args, **kwargs)``.
+
+        >>> import headrace as hr
+        >>> def negated(iterable):
+        ...     return (-i for i in iterable)
+        >>> list(hr.range(3).pipe(negated))
+        [0, -1, -2]
+        """
+        return self._then(Pipe(fn, args, kwargs))
+
+    def coroutine(self, fn: Callable[..., Step] | Step, *args: Any, **kwargs: Any) -> Pipeline[Any]:
+        """Insert a two-``yield`` coroutine step (seed 000's style).
+
+        ``fn(*args, **kwargs)`` makes a fresh step for every run; see
+        :mod:`headrace.stages.coroutines` for the protocol.
+
+        >>> import headrace as hr
+        >>> def double():
+        ...     while True:
+        ...         x = yield
+        ...         yield 2 * x
+        >>> list(hr.range(3).coroutine(double))
+        [0, 2, 4]
+        """
+        return self._then(Coroutine(fn, *args, **kwargs))
+
+    def cache(self, path: str | os.PathLike[str] | None = None) -> Pipeline[T]:
+        """Keep the elements of the first complete run (in memory, or in ``path``).
+
+        >>> import headrace as hr
+        >>> cached = hr.range(3).cache()
+        >>> list(cached) == list(cached) == [0, 1, 2]
+        True
+        """
+        return self._then(Cache(path))
+
+
+def as_pipeline(value: Iterable[Any]) -> Pipeline[Any]:
+    """``value`` itself if it is a pipeline, else a pipeline over its elements."""
+    from headrace.sources.basic import FromIterable
+
+    if isinstance(value, Pipeline):
+        return value
+    return Pipeline((FromIterable(value),))

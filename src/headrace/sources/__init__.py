@@ -1,0 +1,124 @@
+"""Functions that start a pipeline.
+
+>>> import headrace as hr
+>>> list(hr.range(2, 8, 3)), len(hr.range(10)), list(hr.from_iterable({"a": 1}))
+([2, 5], 10, ['a'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from headrace.pipeline import Pipeline, as_pipeline
+from headrace.sources.basic import FromGenerator, FromIterable, Range
+from headrace.sources.files import Files, PathsArg, TextLines
+from headrace.stages.combine import Concat, Zip
+
+__all__ = [
+    "concat",
+    "files",
+    "from_generator",
+    "from_iterable",
+    "range",
+    "text_lines",
+    "zip",
+]
+
+T = TypeVar("T")
+
+
+def from_iterable(iterable: Iterable[T]) -> Pipeline[T]:
+    """A pipeline over the elements of ``iterable``.
+
+    A list, tuple, range or other re-iterable container gives the same elements every
+    run. A one-shot iterator (a generator object, a file) feeds only the first run;
+    a second run raises ``RuntimeError`` rather than silently yielding nothing. Use
+    :func:`from_generator` to make a generator re-runnable.
+
+    >>> import headrace as hr
+    >>> list(hr.from_iterable([3, 1, 2]).map(abs))
+    [3, 1, 2]
+    """
+    return Pipeline((FromIterable(iterable),))
+
+
+def from_generator(fn: Callable[..., Iterable[T]], *args: Any, **kwargs: Any) -> Pipeline[T]:
+    """A pipeline over ``fn(*args, **kwargs)``, called anew for every run.
+
+    >>> import headrace as hr, itertools
+    >>> def fib():
+    ...     a, b = 0, 1
+    ...     while True:
+    ...         yield a
+    ...         a, b = b, a + b
+    >>> list(hr.from_generator(fib).take(10))
+    [0, 1, 1, 2, 3, 5, 8, 13, 21, 34]
+    """
+    return Pipeline((FromGenerator(fn, args, kwargs),))
+
+
+def range(start: int, stop: int | None = None, step: int = 1) -> Pipeline[int]:
+    """The integers of ``builtins.range(start, stop, step)``; the length is known.
+
+    >>> import headrace as hr
+    >>> list(hr.range(3)), list(hr.range(1, 10, 4))
+    ([0, 1, 2], [1, 5, 9])
+    """
+    return Pipeline((Range(start, stop, step),))
+
+
+def files(pattern: PathsArg, *, shuffle: bool = False, seed: int | None = None) -> Pipeline[str]:
+    """Paths of the files matching ``pattern`` (a glob, a path, or a list of them).
+
+    Like tf.data's ``list_files``: ``**`` matches any number of folders; paths come
+    sorted, or shuffled anew every epoch with ``shuffle=True`` (reproducibly with a
+    ``seed``). Patterns are expanded when a run starts, so each epoch sees the files
+    present then. A pattern that matches nothing raises ``FileNotFoundError``.
+
+    Args:
+        pattern: glob pattern, path, or a list of them.
+        shuffle: shuffle the list every epoch.
+        seed: makes the shuffled order reproducible.
+    """
+    return Pipeline((Files(pattern, shuffle=shuffle, seed=seed),))
+
+
+def text_lines(
+    path: PathsArg, *, encoding: str = "utf-8", errors: str = "strict", keep_ends: bool = False
+) -> Pipeline[str]:
+    """Lines of one or more text files, streamed without loading whole files.
+
+    Files named ``*.gz``, ``*.bz2`` and ``*.xz`` are decompressed on the fly. Several
+    files (a glob or a list) are read one after another in sorted order.
+
+    Args:
+        path: file path, glob pattern, or a list of them.
+        encoding: an ASCII-compatible encoding (utf-8, latin-1, cp1252, ...).
+        errors: what to do with a line that does not decode: ``"strict"`` raises
+            :class:`headrace.DecodeError` naming file and line; ``"replace"`` puts
+            U+FFFD in place of the bad bytes; ``"skip"`` drops the line. Both of the
+            last two log a warning per file with the count and the first bad line.
+        keep_ends: keep the ``\\n`` / ``\\r\\n`` at the end of each line.
+    """
+    return Pipeline((TextLines(path, encoding=encoding, errors=errors, keep_ends=keep_ends),))
+
+
+def zip(*pipelines: Iterable[Any], strict: bool = False) -> Pipeline[tuple[Any, ...]]:
+    """Tuples of the elements of several pipelines (or iterables), in step.
+
+    >>> import headrace as hr
+    >>> list(hr.zip(hr.range(3), "abc"))
+    [(0, 'a'), (1, 'b'), (2, 'c')]
+    """
+    return Pipeline((Zip([as_pipeline(p) for p in pipelines], strict=strict),))
+
+
+def concat(*pipelines: Iterable[Any]) -> Pipeline[Any]:
+    """The elements of each pipeline (or iterable) in turn.
+
+    >>> import headrace as hr
+    >>> list(hr.concat(hr.range(2), [9]))
+    [0, 1, 9]
+    """
+    return Pipeline((Concat([as_pipeline(p) for p in pipelines]),))

@@ -1,0 +1,144 @@
+"""In-memory and generator sources.
+
+>>> import headrace as hr
+>>> def countdown(n):
+...     while n:
+...         yield n
+...         n -= 1
+>>> numbers = hr.from_generator(countdown, 3)
+>>> list(numbers), list(numbers)  # the function is called again for every run
+([3, 2, 1], [3, 2, 1])
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from headrace._checks import check_callable, check_int
+from headrace.errors import annotate, describe_callable
+from headrace.stages._base import Length, Stage, StageContext
+
+__all__ = ["FromGenerator", "FromIterable", "Range"]
+
+
+class FromIterable(Stage):
+    """Elements of an iterable; a one-shot iterator can feed only one run."""
+
+    __slots__ = ("_iterable", "_lock", "_one_shot", "_spent")
+    is_source = True
+
+    def __init__(self, iterable: Iterable[Any]) -> None:
+        try:
+            first = iter(iterable)
+        except TypeError:
+            raise TypeError(
+                f"iterable must be iterable, got {type(iterable).__name__}: {iterable!r}"
+            ) from None
+        self._iterable = iterable
+        self._one_shot = first is iterable
+        self._spent = False
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        kind = type(self._iterable).__name__
+        size = f" of {len(self._iterable)}" if self._sized() else ""  # type: ignore[arg-type]
+        return f"from_iterable(<{kind}{size}>)"
+
+    def _sized(self) -> bool:
+        return not self._one_shot and hasattr(self._iterable, "__len__")
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        if self._one_shot:
+            with self._lock:
+                if self._spent:
+                    raise RuntimeError(
+                        f"{ctx.label} wraps a one-shot iterator that an earlier run already "
+                        "consumed; use from_generator(fn) or a list to run more than once"
+                    )
+                self._spent = True
+        return iter(self._iterable)
+
+    def length(self, upstream: Length) -> Length:
+        return len(self._iterable) if self._sized() else None  # type: ignore[arg-type]
+
+
+class FromGenerator(Stage):
+    """Elements of ``fn(*args, **kwargs)``, called anew for every run."""
+
+    __slots__ = ("_args", "_fn", "_kwargs")
+    is_source = True
+
+    def __init__(
+        self, fn: Callable[..., Iterable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self._fn = check_callable("fn", fn)
+        self._args = args
+        self._kwargs = dict(kwargs)
+
+    @property
+    def name(self) -> str:
+        return f"from_generator({describe_callable(self._fn)})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return _generate(self._fn, self._args, self._kwargs, ctx.label)
+
+
+def _generate(
+    fn: Callable[..., Iterable[Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    label: str,
+) -> Iterator[Any]:
+    try:
+        produced = iter(fn(*args, **kwargs))
+    except Exception as error:
+        annotate(error, label)
+        raise
+    count = 0
+    try:
+        while True:
+            try:
+                item = next(produced)
+            except StopIteration:
+                return
+            except Exception as error:
+                annotate(error, label, produced=count)
+                raise
+            count += 1
+            yield item
+    finally:
+        close = getattr(produced, "close", None)
+        if close is not None:
+            close()
+
+
+class Range(Stage):
+    """The integers of ``range(start, stop, step)``."""
+
+    __slots__ = ("_range",)
+    is_source = True
+
+    def __init__(self, start: int, stop: int | None = None, step: int = 1) -> None:
+        if stop is None:
+            start, stop = 0, start
+        start = check_int("start", start)
+        stop = check_int("stop", stop)
+        step = check_int("step", step)
+        if step == 0:
+            raise ValueError("step must not be zero")
+        self._range = builtins.range(start, stop, step)
+
+    @property
+    def name(self) -> str:
+        r = self._range
+        return f"range({r.start}, {r.stop}{'' if r.step == 1 else f', {r.step}'})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return iter(self._range)
+
+    def length(self, upstream: Length) -> Length:
+        return len(self._range)

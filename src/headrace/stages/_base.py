@@ -1,0 +1,84 @@
+"""The contract every stage and source of a pipeline description follows."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+if TYPE_CHECKING:
+    from headrace.stats import StageStats
+
+__all__ = ["INFINITE", "Length", "Stage", "StageContext"]
+
+#: The length of an endless stream (``repeat()`` of a non-empty pipeline).
+INFINITE: Final = math.inf
+
+#: ``int`` when known, ``INFINITE`` when endless, ``None`` when it cannot be known
+#: without running the pipeline (after ``filter``, for example).
+Length = int | float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StageContext:
+    """What a stage learns about the run it is opened in."""
+
+    #: Position in the chain; the source is stage 0.
+    index: int
+    #: ``"stage 3 'map(parse)'"``: used in error notes and reports.
+    label: str
+    #: Epoch path: ``(epoch,)`` for a plain run, ``(epoch, repetition, ...)`` inside
+    #: ``repeat()``, so every repetition of a shuffled upstream draws a new order.
+    epoch: tuple[int, ...]
+    #: Collects per-stage figures when the run was started with ``stats=True``.
+    stats: StageStats | None = None
+
+    def nested(self, repetition: int) -> StageContext:
+        """The context for one repetition inside ``repeat()``."""
+        return StageContext(self.index, self.label, (*self.epoch, repetition), self.stats)
+
+
+class Stage:
+    """One step of a pipeline: a source (no upstream) or an iterator -> iterator stage.
+
+    Stages are immutable descriptions. :meth:`open` is called once per run and returns
+    a fresh iterator; everything a run needs lives in that iterator, so one description
+    can run many times, even at once.
+    """
+
+    __slots__ = ()
+
+    #: ``"map"``, ``"filter"`` or ``"tap"`` for stages that are fused into one generator.
+    fuse_kind: ClassVar[str | None] = None
+    #: True for sources, which take no upstream.
+    is_source: ClassVar[bool] = False
+    #: True for stages (``repeat``) that open their upstream again and again.
+    reopens_upstream: ClassVar[bool] = False
+
+    @property
+    def name(self) -> str:
+        """Short text shown in ``repr`` and error notes, such as ``batch(32)``."""
+        raise NotImplementedError
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        """Start this stage on ``upstream`` (sources receive an empty iterator)."""
+        raise NotImplementedError
+
+    def open_repeated(
+        self, upstream: Callable[[StageContext, int], Iterator[Any]], ctx: StageContext
+    ) -> Iterator[Any]:
+        """Start a stage that reopens its upstream; only for ``reopens_upstream``."""
+        raise NotImplementedError
+
+    def length(self, upstream: Length) -> Length:
+        """Number of elements out, given the upstream's (``None`` when unknown)."""
+        return None
+
+    @property
+    def fn(self) -> Callable[[Any], Any]:
+        """The user function of a fusible stage."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return self.name

@@ -1,0 +1,433 @@
+"""Element-wise stages: map, filter, tap, flat_map, take, skip, enumerate, scan, ...
+
+Every stage here is a plain function from an iterable to an iterator, usable on its own
+or through the matching :class:`~headrace.Pipeline` method:
+
+>>> from headrace import stages
+>>> list(stages.scan(stages.take([3, 1, 4, 1, 5], 4), lambda total, x: total + x, 0))
+[3, 4, 8, 9]
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from headrace._checks import check_callable, check_int
+from headrace.errors import annotate, describe_callable, mark
+from headrace.stages._base import Length, Stage, StageContext
+from headrace.stages.fusion import fuse
+
+__all__ = [
+    "drop_while",
+    "enumerate",
+    "filter",
+    "flat_map",
+    "map",
+    "pipe",
+    "scan",
+    "skip",
+    "take",
+    "take_while",
+    "tap",
+]
+
+
+class FusedStage(Stage):
+    """``map``, ``filter`` and ``tap``: one user function per element, fused in runs."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self._fn = check_callable("fn", fn)
+
+    @property
+    def fn(self) -> Callable[[Any], Any]:
+        return self._fn
+
+    @property
+    def name(self) -> str:
+        return f"{self.fuse_kind}({describe_callable(self._fn)})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return fuse(upstream, [self.fuse_kind or ""], [self._fn], [ctx.label])
+
+
+class Map(FusedStage):
+    __slots__ = ()
+    fuse_kind = "map"
+
+    def length(self, upstream: Length) -> Length:
+        return upstream
+
+
+class Filter(FusedStage):
+    __slots__ = ()
+    fuse_kind = "filter"
+
+
+class Tap(FusedStage):
+    __slots__ = ()
+    fuse_kind = "tap"
+
+    def length(self, upstream: Length) -> Length:
+        return upstream
+
+
+def map(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
+    """Apply ``fn`` to every element.
+
+    >>> list(map([1, 2, 3], lambda x: x * 10))
+    [10, 20, 30]
+    """
+    return Map(fn).open(iter(iterable), _context("map", fn))
+
+
+def filter(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
+    """Keep the elements for which ``fn`` returns a true value.
+
+    >>> list(filter(range(6), lambda x: x % 2))
+    [1, 3, 5]
+    """
+    return Filter(fn).open(iter(iterable), _context("filter", fn))
+
+
+def tap(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
+    """Call ``fn`` on every element for its side effect; pass elements on unchanged.
+
+    >>> seen = []
+    >>> list(tap("ab", seen.append)), seen
+    (['a', 'b'], ['a', 'b'])
+    """
+    return Tap(fn).open(iter(iterable), _context("tap", fn))
+
+
+def _context(kind: str, fn: object) -> StageContext:
+    return StageContext(0, f"{kind}({describe_callable(fn)})", (0,))
+
+
+class FlatMap(Stage):
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[Any], Iterable[Any]]) -> None:
+        self._fn = check_callable("fn", fn)
+
+    @property
+    def name(self) -> str:
+        return f"flat_map({describe_callable(self._fn)})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return _flat_map(upstream, self._fn, ctx.label)
+
+
+def _flat_map(
+    upstream: Iterator[Any], fn: Callable[[Any], Iterable[Any]], label: str
+) -> Iterator[Any]:
+    for index, item in builtins.enumerate(upstream):
+        try:
+            inner = iter(fn(item))
+        except Exception as error:
+            annotate(error, label, index)
+            raise
+        while True:
+            try:
+                out = next(inner)
+            except StopIteration:
+                break
+            except Exception as error:
+                annotate(error, label, index)
+                raise
+            yield out
+
+
+def flat_map(iterable: Iterable[Any], fn: Callable[[Any], Iterable[Any]]) -> Iterator[Any]:
+    """Replace every element by the elements of the iterable ``fn`` returns for it.
+
+    >>> list(flat_map([1, 2, 3], lambda n: [n] * n))
+    [1, 2, 2, 3, 3, 3]
+    """
+    stage = FlatMap(fn)
+    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+
+
+class Take(Stage):
+    __slots__ = ("_count",)
+
+    def __init__(self, count: int) -> None:
+        self._count = check_int("count", count, minimum=0)
+
+    @property
+    def name(self) -> str:
+        return f"take({self._count})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return itertools.islice(upstream, self._count)
+
+    def length(self, upstream: Length) -> Length:
+        return self._count if upstream is None else builtins.min(upstream, self._count)
+
+
+class Skip(Stage):
+    __slots__ = ("_count",)
+
+    def __init__(self, count: int) -> None:
+        self._count = check_int("count", count, minimum=0)
+
+    @property
+    def name(self) -> str:
+        return f"skip({self._count})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return itertools.islice(upstream, self._count, None)
+
+    def length(self, upstream: Length) -> Length:
+        return None if upstream is None else builtins.max(upstream - self._count, 0)
+
+
+def take(iterable: Iterable[Any], count: int) -> Iterator[Any]:
+    """The first ``count`` elements (fewer if the input is shorter).
+
+    >>> list(take(range(10), 3))
+    [0, 1, 2]
+    """
+    return Take(count).open(iter(iterable), _NO_CONTEXT)
+
+
+def skip(iterable: Iterable[Any], count: int) -> Iterator[Any]:
+    """Everything after the first ``count`` elements.
+
+    >>> list(skip(range(5), 3))
+    [3, 4]
+    """
+    return Skip(count).open(iter(iterable), _NO_CONTEXT)
+
+
+_NO_CONTEXT = StageContext(0, "stage", (0,))
+
+
+class Enumerate(Stage):
+    __slots__ = ("_start",)
+
+    def __init__(self, start: int = 0) -> None:
+        self._start = check_int("start", start)
+
+    @property
+    def name(self) -> str:
+        return "enumerate()" if self._start == 0 else f"enumerate(start={self._start})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return builtins.enumerate(upstream, self._start)
+
+    def length(self, upstream: Length) -> Length:
+        return upstream
+
+
+def enumerate(iterable: Iterable[Any], start: int = 0) -> Iterator[tuple[int, Any]]:
+    """Pair every element with its position: ``(start, x0), (start + 1, x1), ...``.
+
+    >>> list(enumerate("ab", start=1))
+    [(1, 'a'), (2, 'b')]
+    """
+    return Enumerate(start).open(iter(iterable), _NO_CONTEXT)
+
+
+class TakeWhile(Stage):
+    __slots__ = ("_drop", "_fn")
+
+    def __init__(self, fn: Callable[[Any], Any], *, drop: bool) -> None:
+        self._fn = check_callable("fn", fn)
+        self._drop = drop
+
+    @property
+    def name(self) -> str:
+        kind = "drop_while" if self._drop else "take_while"
+        return f"{kind}({describe_callable(self._fn)})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        if self._drop:
+            return _drop_while(upstream, self._fn, ctx.label)
+        return _take_while(upstream, self._fn, ctx.label)
+
+
+def _take_while(upstream: Iterator[Any], fn: Callable[[Any], Any], label: str) -> Iterator[Any]:
+    for index, item in builtins.enumerate(upstream):
+        try:
+            keep = fn(item)
+        except Exception as error:
+            annotate(error, label, index)
+            raise
+        if not keep:
+            return
+        yield item
+
+
+def _drop_while(upstream: Iterator[Any], fn: Callable[[Any], Any], label: str) -> Iterator[Any]:
+    for index, item in builtins.enumerate(upstream):
+        try:
+            dropping = fn(item)
+        except Exception as error:
+            annotate(error, label, index)
+            raise
+        if not dropping:
+            yield item
+            break
+    yield from upstream
+
+
+def take_while(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
+    """Elements up to (not including) the first for which ``fn`` is false.
+
+    >>> list(take_while([1, 2, 5, 1], lambda x: x < 3))
+    [1, 2]
+    """
+    stage = TakeWhile(fn, drop=False)
+    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+
+
+def drop_while(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
+    """Elements from the first for which ``fn`` is false onwards.
+
+    >>> list(drop_while([1, 2, 5, 1], lambda x: x < 3))
+    [5, 1]
+    """
+    stage = TakeWhile(fn, drop=True)
+    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+
+
+class Scan(Stage):
+    __slots__ = ("_fn", "_initial")
+
+    def __init__(self, fn: Callable[[Any, Any], Any], initial: Any) -> None:
+        self._fn = check_callable("fn", fn)
+        self._initial = initial
+
+    @property
+    def name(self) -> str:
+        return f"scan({describe_callable(self._fn)})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return _scan(upstream, self._fn, self._initial, ctx.label)
+
+    def length(self, upstream: Length) -> Length:
+        return upstream
+
+
+def _scan(
+    upstream: Iterator[Any], fn: Callable[[Any, Any], Any], state: Any, label: str
+) -> Iterator[Any]:
+    for index, item in builtins.enumerate(upstream):
+        try:
+            state = fn(state, item)
+        except Exception as error:
+            annotate(error, label, index)
+            raise
+        yield state
+
+
+def scan(iterable: Iterable[Any], fn: Callable[[Any, Any], Any], initial: Any) -> Iterator[Any]:
+    """Running reduction: yield ``state = fn(state, x)`` for every element.
+
+    One output per input (``initial`` itself is not yielded), like
+    ``itertools.accumulate(iterable, fn, initial=initial)`` without its first element.
+
+    >>> list(scan([5, 4, 2], lambda s, x: (s[0] + x, s[1] + 1), (0, 0)))
+    [(5, 1), (9, 2), (11, 3)]
+    """
+    stage = Scan(fn, initial)
+    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+
+
+class Pipe(Stage):
+    """Any generator function ``fn(iterable, *args, **kwargs)`` as a stage."""
+
+    __slots__ = ("_args", "_fn", "_kwargs")
+
+    def __init__(
+        self, fn: Callable[..., Iterable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self._fn = check_callable("fn", fn)
+        self._args = args
+        self._kwargs = dict(kwargs)
+
+    @property
+    def name(self) -> str:
+        extra = [repr(a) for a in self._args] + [f"{k}={v!r}" for k, v in self._kwargs.items()]
+        inside = ", ".join([describe_callable(self._fn), *extra])
+        return f"pipe({inside})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return _pipe(upstream, self._fn, self._args, self._kwargs, ctx.label)
+
+
+class _Feed:
+    """The input handed to a user generator: counts what it took, marks upstream errors.
+
+    Marking lets the stage tell an exception raised by the user's code (which gets a
+    note naming this stage) from one that only passed through it from upstream.
+    """
+
+    __slots__ = ("_upstream", "taken")
+
+    def __init__(self, upstream: Iterator[Any]) -> None:
+        self._upstream = upstream
+        self.taken = 0
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            item = next(self._upstream)
+        except StopIteration:
+            raise
+        except BaseException as error:
+            mark(error)
+            raise
+        self.taken += 1
+        return item
+
+
+def _pipe(
+    upstream: Iterator[Any],
+    fn: Callable[..., Iterable[Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    label: str,
+) -> Iterator[Any]:
+    feed = _Feed(upstream)
+    try:
+        produced = iter(fn(feed, *args, **kwargs))
+    except Exception as error:
+        annotate(error, label)
+        raise
+    try:
+        while True:
+            try:
+                out = next(produced)
+            except StopIteration:
+                return
+            except Exception as error:
+                annotate(error, label, feed.taken - 1 if feed.taken else None)
+                raise
+            yield out
+    finally:
+        close = getattr(produced, "close", None)
+        if close is not None:
+            close()
+
+
+def pipe(
+    iterable: Iterable[Any], fn: Callable[..., Iterable[Any]], *args: Any, **kwargs: Any
+) -> Iterator[Any]:
+    """Run the generator function ``fn(iterable, *args, **kwargs)`` as a stage.
+
+    >>> def pairs(items, sep):
+    ...     for item in items:
+    ...         yield f"{item}{sep}{item}"
+    >>> list(pipe("ab", pairs, "-"))
+    ['a-a', 'b-b']
+    """
+    stage = Pipe(fn, args, kwargs)
+    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))

@@ -1,0 +1,387 @@
+"""Grouping elements into numpy batches and splitting batches back into elements.
+
+Collation rules (:func:`collate`), applied recursively:
+
+- a ``dict`` (any mapping) becomes a dict of collated values, key by key;
+- a ``tuple`` (named tuples too) becomes a tuple of collated fields;
+- numbers, numpy scalars, numpy arrays and lists of numbers become one stacked array
+  with a leading batch axis (a ``list`` is a value, as in tf.data, not a structure);
+- ``str`` and ``bytes`` become a numpy string array;
+- anything else (``None``, images, custom objects) is kept as a plain list.
+
+>>> import numpy as np
+>>> from headrace import stages
+>>> batch = next(stages.batch([({"x": [1, 2]}, 0), ({"x": [3, 4]}, 1)], 2))
+>>> batch[0]["x"], batch[1]
+(array([[1, 2],
+       [3, 4]]), array([0, 1]))
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from headrace._checks import check_callable, check_int
+from headrace.errors import annotate
+from headrace.stages._base import INFINITE, Length, Stage, StageContext
+
+__all__ = ["batch", "collate", "padded_batch", "unbatch"]
+
+_NUMBERS = (int, float, bool, complex, np.generic)
+_NUMERIC_KINDS = "biufc"
+
+
+def collate(items: Sequence[Any]) -> Any:
+    """Combine a sequence of same-structured elements into one batch.
+
+    >>> collate([(1, "a"), (2, "b")])
+    (array([1, 2]), array(['a', 'b'], dtype='<U1'))
+
+    Raises:
+        ValueError: elements differ in structure or in array shape.
+        TypeError: a numeric field holds a non-numeric value in some element.
+    """
+    return _collate(items, "", None)
+
+
+def _collate(items: Sequence[Any], path: str, pad: _Padding | None) -> Any:
+    first = items[0]
+    if isinstance(first, _NUMBERS) or type(first) is np.ndarray or isinstance(first, list):
+        return _stack(items, path, pad)
+    if isinstance(first, Mapping):
+        keys = list(first)
+        for position, item in builtins.enumerate(items):
+            if not isinstance(item, Mapping) or list(item) != keys:
+                raise ValueError(
+                    f"cannot batch{_at(path)}: element {position} is {_shape_of(item)} "
+                    f"but element 0 is a mapping with keys {keys}"
+                )
+        return {
+            key: _collate([item[key] for item in items], f"{path}[{key!r}]", _child(pad, key))
+            for key in keys
+        }
+    if isinstance(first, tuple):
+        width = len(first)
+        for position, item in builtins.enumerate(items):
+            if not isinstance(item, tuple) or len(item) != width:
+                raise ValueError(
+                    f"cannot batch{_at(path)}: element {position} is {_shape_of(item)} "
+                    f"but element 0 is a tuple of length {width}"
+                )
+        fields = [
+            _collate([item[i] for item in items], f"{path}[{i}]", _child(pad, i))
+            for i in builtins.range(width)
+        ]
+        if hasattr(first, "_fields"):  # named tuple: keep its type
+            return type(first)(*fields)
+        return tuple(fields)
+    if isinstance(first, str | bytes):
+        kind = type(first)
+        for position, item in builtins.enumerate(items):
+            if not isinstance(item, kind):
+                raise TypeError(
+                    f"cannot batch{_at(path)}: element {position} is "
+                    f"{type(item).__name__} but element 0 is {kind.__name__}"
+                )
+        return np.asarray(items)
+    return list(items)
+
+
+def _stack(items: Sequence[Any], path: str, pad: _Padding | None) -> np.ndarray:
+    if pad is None:
+        try:
+            out = np.asarray(items)
+        except ValueError:
+            out = None  # ragged: numpy refuses; find the element that differs below
+        if out is not None and out.dtype.kind in _NUMERIC_KINDS:
+            return out
+        if out is not None and out.dtype.kind in "SU" and isinstance(items[0], list):
+            return out
+    arrays = [np.asarray(item) for item in items]
+    reference = arrays[0]
+    for position, array in builtins.enumerate(arrays):
+        if array.dtype.kind not in _NUMERIC_KINDS + "SU" or (
+            (array.dtype.kind in "SU") != (reference.dtype.kind in "SU")
+        ):
+            raise TypeError(
+                f"cannot batch{_at(path)}: element {position} is "
+                f"{type(items[position]).__name__} {_short(items[position])}, "
+                f"which does not batch with element 0 ({type(items[0]).__name__})"
+            )
+        if pad is None and array.shape != reference.shape:
+            raise ValueError(
+                f"cannot batch{_at(path)}: element {position} has shape {array.shape} "
+                f"but element 0 has shape {reference.shape}; use padded_batch for "
+                "variable-size arrays"
+            )
+    if pad is None:
+        return np.stack(arrays)
+    return pad.stack(arrays, path)
+
+
+class _Padding:
+    """Target shapes and fill values for ``padded_batch``, possibly per field."""
+
+    __slots__ = ("shapes", "values")
+
+    def __init__(self, shapes: Any, values: Any) -> None:
+        self.shapes = shapes
+        self.values = values
+
+    def stack(self, arrays: list[np.ndarray], path: str) -> np.ndarray:
+        ndim = arrays[0].ndim
+        for position, array in builtins.enumerate(arrays):
+            if array.ndim != ndim:
+                raise ValueError(
+                    f"cannot pad{_at(path)}: element {position} has {array.ndim} "
+                    f"dimensions but element 0 has {ndim}"
+                )
+        longest = [builtins.max(a.shape[d] for a in arrays) for d in builtins.range(ndim)]
+        target = longest
+        if self.shapes is not None:
+            wanted = tuple(self.shapes)
+            if len(wanted) != ndim:
+                raise ValueError(
+                    f"cannot pad{_at(path)}: padded_shapes {wanted} has {len(wanted)} "
+                    f"dimensions but the elements have {ndim}"
+                )
+            target = [
+                longest[d] if size is None else size for d, size in builtins.enumerate(wanted)
+            ]
+            for d, size in builtins.enumerate(target):
+                if size < longest[d]:
+                    raise ValueError(
+                        f"cannot pad{_at(path)}: an element has size {longest[d]} in "
+                        f"dimension {d}, larger than padded_shapes allows ({size})"
+                    )
+        dtype = np.result_type(*arrays)
+        out = np.full((len(arrays), *target), self.values, dtype=dtype)
+        for row, array in builtins.enumerate(arrays):
+            out[(row, *(slice(0, n) for n in array.shape))] = array  # type: ignore[index]
+        return out
+
+
+def _child(pad: _Padding | None, key: Any) -> _Padding | None:
+    if pad is None:
+        return None
+    shapes = (
+        pad.shapes[key]
+        if isinstance(pad.shapes, Mapping | tuple) and not _is_shape(pad.shapes)
+        else pad.shapes
+    )
+    values = pad.values[key] if isinstance(pad.values, Mapping | tuple) else pad.values
+    return _Padding(shapes, values)
+
+
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, tuple) and all(v is None or isinstance(v, int) for v in value)
+
+
+def _at(path: str) -> str:
+    return f" at {path}" if path else ""
+
+
+def _shape_of(item: Any) -> str:
+    if isinstance(item, tuple):
+        return f"a tuple of length {len(item)}"
+    if isinstance(item, Mapping):
+        return f"a mapping with keys {list(item)}"
+    return f"a {type(item).__name__}"
+
+
+def _short(item: Any) -> str:
+    text = repr(item)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class Batch(Stage):
+    __slots__ = ("_collate", "_drop_remainder", "_pad", "_size")
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        drop_remainder: bool = False,
+        collate: Callable[[list[Any]], Any] | None = collate,
+        pad: _Padding | None = None,
+    ) -> None:
+        self._size = check_int("size", size, minimum=1)
+        self._drop_remainder = bool(drop_remainder)
+        self._collate = None if collate is None else check_callable("collate", collate)
+        self._pad = pad
+
+    @property
+    def name(self) -> str:
+        kind = "padded_batch" if self._pad is not None else "batch"
+        extra = ", drop_remainder=True" if self._drop_remainder else ""
+        return f"{kind}({self._size}{extra})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        if self._pad is not None:
+            pad = self._pad
+            return _batch(
+                upstream,
+                self._size,
+                self._drop_remainder,
+                lambda items: _collate(items, "", pad),
+                ctx.label,
+            )
+        return _batch(upstream, self._size, self._drop_remainder, self._collate, ctx.label)
+
+    def length(self, upstream: Length) -> Length:
+        if upstream is None or upstream == INFINITE:
+            return upstream
+        whole, rest = divmod(int(upstream), self._size)
+        return whole + (1 if rest and not self._drop_remainder else 0)
+
+
+def _batch(
+    upstream: Iterator[Any],
+    size: int,
+    drop_remainder: bool,
+    combine: Callable[[list[Any]], Any] | None,
+    label: str,
+) -> Iterator[Any]:
+    islice = itertools.islice
+    for number in itertools.count():
+        items = list(islice(upstream, size))
+        if not items or (drop_remainder and len(items) < size):
+            return
+        if combine is None:
+            yield items
+            continue
+        try:
+            out = combine(items)
+        except Exception as error:
+            annotate(error, label, number * size)
+            error.add_note(f"headrace: the failing batch is number {number} (0-based)")
+            raise
+        yield out
+
+
+def batch(
+    iterable: Iterable[Any],
+    size: int,
+    *,
+    drop_remainder: bool = False,
+    collate: Callable[[list[Any]], Any] | None = collate,
+) -> Iterator[Any]:
+    """Group ``size`` consecutive elements into one batch.
+
+    Args:
+        size: elements per batch (at least 1).
+        drop_remainder: drop a final batch smaller than ``size`` instead of yielding it.
+        collate: turns a list of elements into a batch (default :func:`collate`);
+            ``None`` yields plain lists.
+
+    >>> [b.tolist() for b in batch(range(7), 3)]
+    [[0, 1, 2], [3, 4, 5], [6]]
+    >>> list(batch(range(7), 3, drop_remainder=True, collate=None))
+    [[0, 1, 2], [3, 4, 5]]
+    """
+    stage = Batch(size, drop_remainder=drop_remainder, collate=collate)
+    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+
+
+def padded_batch(
+    iterable: Iterable[Any],
+    size: int,
+    *,
+    padded_shapes: Any = None,
+    padding_value: Any = 0,
+    drop_remainder: bool = False,
+) -> Iterator[Any]:
+    """Like :func:`batch`, padding variable-size arrays to a common shape.
+
+    Each array field is padded at the end of every dimension to the largest size in
+    the batch, or to ``padded_shapes`` (a shape with ``None`` for "largest", or a
+    dict/tuple of shapes matching the element's structure). ``padding_value`` may be
+    given per field the same way.
+
+    >>> padded_batch([[1], [2, 3], [4, 5, 6]], 3, padding_value=-1).__next__()
+    array([[ 1, -1, -1],
+           [ 2,  3, -1],
+           [ 4,  5,  6]])
+    """
+    stage = padded_batch_stage(size, padded_shapes, padding_value, drop_remainder)
+    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+
+
+def padded_batch_stage(
+    size: int, padded_shapes: Any, padding_value: Any, drop_remainder: bool
+) -> Batch:
+    """The stage behind :func:`padded_batch` (validates the padding arguments)."""
+    if padded_shapes is not None and not isinstance(padded_shapes, Mapping | tuple | list):
+        raise TypeError(
+            "padded_shapes must be a shape tuple or a dict/tuple of shapes, got "
+            f"{type(padded_shapes).__name__}"
+        )
+    if isinstance(padded_shapes, list):
+        padded_shapes = tuple(padded_shapes)
+    return Batch(size, drop_remainder=drop_remainder, pad=_Padding(padded_shapes, padding_value))
+
+
+class Unbatch(Stage):
+    __slots__ = ()
+
+    @property
+    def name(self) -> str:
+        return "unbatch()"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return _unbatch(upstream, ctx.label)
+
+
+def _unbatch(upstream: Iterator[Any], label: str) -> Iterator[Any]:
+    for index, group in builtins.enumerate(upstream):
+        try:
+            items = _split(group, "")
+        except Exception as error:
+            annotate(error, label, index)
+            raise
+        yield from items
+
+
+def _split(group: Any, path: str) -> list[Any]:
+    if isinstance(group, np.ndarray):
+        if group.ndim == 0:
+            raise ValueError(f"cannot unbatch{_at(path)}: a 0-dimensional array has no rows")
+        return list(group)
+    if isinstance(group, Mapping):
+        columns = {key: _split(value, f"{path}[{key!r}]") for key, value in group.items()}
+        _same_length(columns, path)
+        keys = list(columns)
+        return [dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+    if isinstance(group, tuple):
+        fields = [_split(value, f"{path}[{i}]") for i, value in builtins.enumerate(group)]
+        _same_length(dict(builtins.enumerate(fields)), path)
+        rows = zip(*fields, strict=True)
+        if hasattr(group, "_fields"):
+            return [type(group)(*row) for row in rows]
+        return [tuple(row) for row in rows]
+    if isinstance(group, list):
+        return list(group)
+    raise TypeError(
+        f"cannot unbatch{_at(path)}: a {type(group).__name__} is not a batch "
+        "(expected an array, list, tuple or dict of those)"
+    )
+
+
+def _same_length(columns: Mapping[Any, list[Any]], path: str) -> None:
+    lengths = {key: len(column) for key, column in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"cannot unbatch{_at(path)}: fields have different lengths {lengths}")
+
+
+def unbatch(iterable: Iterable[Any]) -> Iterator[Any]:
+    """Split every batch back into its elements (the inverse of :func:`batch`).
+
+    >>> [(int(x), str(y)) for x, y in unbatch([(np.array([1, 2]), np.array(["a", "b"]))])]
+    [(1, 'a'), (2, 'b')]
+    """
+    return Unbatch().open(iter(iterable), StageContext(0, "unbatch()", (0,)))

@@ -1,0 +1,256 @@
+"""Stages that combine streams: zip, concat, interleave and repeat.
+
+>>> import headrace as hr
+>>> list(hr.range(3).zip(hr.from_iterable("abc")))
+[(0, 'a'), (1, 'b'), (2, 'c')]
+>>> list(hr.range(2).concat(hr.range(5, 7)).repeat(2))
+[0, 1, 5, 6, 0, 1, 5, 6]
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from headrace._checks import check_callable, check_int, check_optional_int
+from headrace.errors import annotate, describe_callable
+from headrace.stages._base import INFINITE, Length, Stage, StageContext
+
+if TYPE_CHECKING:
+    from headrace.pipeline import Pipeline
+    from headrace.run import Chain
+
+__all__ = ["Concat", "Interleave", "Repeat", "Zip"]
+
+
+def _open_sub(pipeline: Pipeline[Any], epoch: tuple[int, ...]) -> Chain:
+    from headrace.run import open_chain
+
+    return open_chain(pipeline.stages, epoch, None)
+
+
+class Zip(Stage):
+    """Source that yields tuples of the elements of several pipelines, in step."""
+
+    __slots__ = ("_parts", "_strict")
+    is_source = True
+
+    def __init__(self, parts: Sequence[Pipeline[Any]], *, strict: bool = False) -> None:
+        if not parts:
+            raise ValueError("zip needs at least one pipeline")
+        self._parts = tuple(parts)
+        self._strict = bool(strict)
+
+    @property
+    def name(self) -> str:
+        inside = ", ".join(repr(p) for p in self._parts)
+        return f"zip({inside}{', strict=True' if self._strict else ''})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return _zip(self._parts, self._strict, ctx)
+
+    def length(self, upstream: Length) -> Length:
+        lengths = [p.known_length() for p in self._parts]
+        if any(n is None for n in lengths):
+            return None
+        return builtins.min(n for n in lengths if n is not None)
+
+
+def _zip(parts: Sequence[Pipeline[Any]], strict: bool, ctx: StageContext) -> Iterator[Any]:
+    chains = [_open_sub(p, ctx.epoch) for p in parts]
+    try:
+        joined = builtins.zip(*(c.iterator for c in chains), strict=strict)
+        while True:
+            try:
+                row = next(joined)
+            except StopIteration:
+                return
+            except ValueError as error:
+                if strict and "zip()" in str(error):
+                    annotate(error, ctx.label)
+                raise
+            yield row
+    finally:
+        for chain in chains:
+            chain.close()
+
+
+class Concat(Stage):
+    """Source that yields every element of one pipeline, then the next."""
+
+    __slots__ = ("_parts",)
+    is_source = True
+
+    def __init__(self, parts: Sequence[Pipeline[Any]]) -> None:
+        if not parts:
+            raise ValueError("concat needs at least one pipeline")
+        self._parts = tuple(parts)
+
+    @property
+    def name(self) -> str:
+        return f"concat({', '.join(repr(p) for p in self._parts)})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return _concat(self._parts, ctx)
+
+    def length(self, upstream: Length) -> Length:
+        lengths = [p.known_length() for p in self._parts]
+        if any(n is None for n in lengths):
+            return None
+        return sum(n for n in lengths if n is not None)
+
+
+def _concat(parts: Sequence[Pipeline[Any]], ctx: StageContext) -> Iterator[Any]:
+    for part in parts:
+        chain = _open_sub(part, ctx.epoch)
+        try:
+            yield from chain.iterator
+        finally:
+            chain.close()
+
+
+class Interleave(Stage):
+    __slots__ = ("_block_length", "_cycle_length", "_fn")
+
+    def __init__(
+        self, fn: Callable[[Any], Iterable[Any]], *, cycle_length: int = 4, block_length: int = 1
+    ) -> None:
+        self._fn = check_callable("fn", fn)
+        self._cycle_length = check_int("cycle_length", cycle_length, minimum=1)
+        self._block_length = check_int("block_length", block_length, minimum=1)
+
+    @property
+    def name(self) -> str:
+        return (
+            f"interleave({describe_callable(self._fn)}, cycle_length={self._cycle_length}, "
+            f"block_length={self._block_length})"
+        )
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return _interleave(upstream, self._fn, self._cycle_length, self._block_length, ctx)
+
+
+class _Inner:
+    """One open slot of ``interleave``: the iterator and what closes it."""
+
+    __slots__ = ("chain", "index", "iterator")
+
+    def __init__(self, produced: Any, index: int, epoch: tuple[int, ...]) -> None:
+        from headrace.pipeline import Pipeline
+
+        self.index = index
+        self.chain = _open_sub(produced, epoch) if isinstance(produced, Pipeline) else None
+        self.iterator: Iterator[Any] = (
+            self.chain.iterator if self.chain is not None else iter(produced)
+        )
+
+    def close(self) -> None:
+        if self.chain is not None:
+            self.chain.close()
+        else:
+            close = getattr(self.iterator, "close", None)
+            if close is not None:
+                close()
+
+
+def _interleave(
+    upstream: Iterator[Any],
+    fn: Callable[[Any], Iterable[Any]],
+    cycle_length: int,
+    block_length: int,
+    ctx: StageContext,
+) -> Iterator[Any]:
+    inputs = builtins.enumerate(upstream)
+
+    def open_next() -> _Inner | None:
+        for index, item in inputs:
+            try:
+                return _Inner(fn(item), index, ctx.epoch)
+            except Exception as error:
+                annotate(error, ctx.label, index)
+                raise
+        return None
+
+    slots: list[_Inner] = []
+    try:
+        while len(slots) < cycle_length:
+            inner = open_next()
+            if inner is None:
+                break
+            slots.append(inner)
+        position = 0
+        while slots:
+            current = slots[position]
+            exhausted = False
+            for _ in builtins.range(block_length):
+                try:
+                    item = next(current.iterator)
+                except StopIteration:
+                    exhausted = True
+                    break
+                except Exception as error:
+                    annotate(error, ctx.label, current.index)
+                    raise
+                yield item
+            if exhausted:
+                current.close()
+                replacement = open_next()
+                if replacement is None:
+                    del slots[position]
+                    if position >= len(slots):
+                        position = 0
+                    continue
+                slots[position] = replacement
+            position = (position + 1) % len(slots)
+    finally:
+        for inner in slots:
+            inner.close()
+
+
+class Repeat(Stage):
+    __slots__ = ("_count",)
+    reopens_upstream = True
+
+    def __init__(self, count: int | None = None) -> None:
+        self._count = check_optional_int("count", count, minimum=0)
+
+    @property
+    def name(self) -> str:
+        return "repeat()" if self._count is None else f"repeat({self._count})"
+
+    def open_repeated(
+        self, upstream: Callable[[StageContext, int], Iterator[Any]], ctx: StageContext
+    ) -> Iterator[Any]:
+        return _repeat(upstream, self._count, ctx)
+
+    def length(self, upstream: Length) -> Length:
+        if upstream == 0:
+            return 0
+        if self._count is None:
+            return INFINITE if upstream is not None else None
+        if upstream is None:
+            return 0 if self._count == 0 else None
+        return upstream * self._count
+
+
+_EMPTY = object()
+
+
+def _repeat(
+    reopen: Callable[[StageContext, int], Iterator[Any]], count: int | None, ctx: StageContext
+) -> Iterator[Any]:
+    repetitions = itertools.count() if count is None else builtins.range(count)
+    for repetition in repetitions:
+        iterator = reopen(ctx, repetition)
+        try:
+            first = next(iterator, _EMPTY)
+            if first is _EMPTY:
+                return  # an empty upstream repeated forever would spin without end
+            yield first
+            yield from iterator
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()

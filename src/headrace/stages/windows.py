@@ -1,0 +1,93 @@
+"""Sliding and tumbling windows over a stream.
+
+>>> from headrace import stages
+>>> list(stages.window(range(5), 2, shift=1, drop_remainder=True))
+[(0, 1), (1, 2), (2, 3), (3, 4)]
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from headrace._checks import check_int, check_optional_int
+from headrace.stages._base import INFINITE, Length, Stage, StageContext
+
+__all__ = ["window"]
+
+
+class Window(Stage):
+    __slots__ = ("_drop_remainder", "_shift", "_size")
+
+    def __init__(
+        self, size: int, *, shift: int | None = None, drop_remainder: bool = False
+    ) -> None:
+        self._size = check_int("size", size, minimum=1)
+        self._shift = check_optional_int("shift", shift, minimum=1) or self._size
+        self._drop_remainder = bool(drop_remainder)
+
+    @property
+    def name(self) -> str:
+        extra = "" if self._shift == self._size else f", shift={self._shift}"
+        if self._drop_remainder:
+            extra += ", drop_remainder=True"
+        return f"window({self._size}{extra})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return _window(upstream, self._size, self._shift, self._drop_remainder)
+
+    def length(self, upstream: Length) -> Length:
+        if upstream is None or upstream == INFINITE:
+            return upstream
+        n = int(upstream)
+        if self._drop_remainder:
+            return 0 if n < self._size else (n - self._size) // self._shift + 1
+        return math.ceil(n / self._shift)
+
+
+def _window(
+    upstream: Iterator[Any], size: int, shift: int, drop_remainder: bool
+) -> Iterator[tuple[Any, ...]]:
+    buffer: collections.deque[Any] = collections.deque()
+    skipping = 0  # elements between windows when shift > size
+    for item in upstream:
+        if skipping:
+            skipping -= 1
+            continue
+        buffer.append(item)
+        if len(buffer) == size:
+            yield tuple(buffer)
+            if shift >= size:
+                buffer.clear()
+                skipping = shift - size
+            else:
+                for _ in range(shift):
+                    buffer.popleft()
+    if drop_remainder:
+        return
+    while buffer:
+        yield tuple(buffer)
+        for _ in range(min(shift, len(buffer))):
+            buffer.popleft()
+
+
+def window(
+    iterable: Iterable[Any], size: int, *, shift: int | None = None, drop_remainder: bool = False
+) -> Iterator[tuple[Any, ...]]:
+    """Tuples of ``size`` elements, starting every ``shift`` elements (tf.data's rule).
+
+    Windows start at elements 0, ``shift``, ``2 * shift``, ...; without
+    ``drop_remainder`` the windows that start near the end are shorter than ``size``.
+
+    Args:
+        size: elements per window (at least 1).
+        shift: distance between window starts (default ``size``: tumbling windows).
+        drop_remainder: yield only full windows.
+
+    >>> list(window(range(7), 3, shift=2))
+    [(0, 1, 2), (2, 3, 4), (4, 5, 6), (6,)]
+    """
+    stage = Window(size, shift=shift, drop_remainder=drop_remainder)
+    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))

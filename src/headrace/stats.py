@@ -1,0 +1,117 @@
+"""Per-stage figures for a run: what each stage produced and where the time went.
+
+Statistics are off unless a run asks for them (``pipeline.iter(stats=True)``): a run
+without them executes no counting or timing code at all.
+
+>>> import headrace as hr
+>>> with hr.range(1000).filter(lambda x: x % 2).batch(100).iter(stats=True) as run:
+...     batches = list(run)
+>>> [(s["name"], s["items_in"], s["items_out"]) for s in run.stats()]
+[('range(0, 1000)', 0, 1000), ('filter(<lambda>)', 1000, 500), ('batch(100)', 500, 5)]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["StageRecord", "StageStats", "format_table"]
+
+
+@dataclass(slots=True)
+class StageRecord:
+    """Running totals for one stage."""
+
+    index: int
+    name: str
+    items_out: int = 0
+    #: Seconds spent producing this stage's elements, including its upstream's time.
+    seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class StageStats:
+    """The records of every stage of one run, keyed by stage position."""
+
+    records: dict[int, StageRecord] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    def record(self, index: int, name: str) -> StageRecord:
+        """The record for stage ``index``, created on first use (``repeat`` reuses it)."""
+        found = self.records.get(index)
+        if found is None:
+            found = self.records[index] = StageRecord(index, name)
+        return found
+
+    def wrap(self, index: int, name: str, iterator: Iterator[Any]) -> Iterator[Any]:
+        """Count and time the elements ``iterator`` produces."""
+        return _timed(iterator, self.record(index, name))
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """Plain-data report: one dict per stage, in chain order."""
+        wall = time.perf_counter() - self.started
+        rows: list[dict[str, Any]] = []
+        previous: StageRecord | None = None
+        for index in sorted(self.records):
+            record = self.records[index]
+            upstream_seconds = previous.seconds if previous else 0.0
+            self_seconds = max(record.seconds - upstream_seconds, 0.0)
+            rows.append(
+                {
+                    "stage": index,
+                    "name": record.name,
+                    "items_in": previous.items_out if previous else 0,
+                    "items_out": record.items_out,
+                    "seconds": self_seconds,
+                    "share": self_seconds / wall if wall > 0 else 0.0,
+                }
+            )
+            previous = record
+        return rows
+
+
+def _timed(iterator: Iterator[Any], record: StageRecord) -> Iterator[Any]:
+    clock = time.perf_counter
+    while True:
+        start = clock()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            record.seconds += clock() - start
+            return
+        record.seconds += clock() - start
+        record.items_out += 1
+        yield item
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Render :meth:`StageStats.as_dicts` rows as an aligned text table.
+
+    >>> print(format_table([{"stage": 0, "name": "range(0, 3)", "items_in": 0,
+    ...                      "items_out": 3, "seconds": 0.5, "share": 0.25}]))
+    stage  name         in  out  self s  share
+        0  range(0, 3)   0    3   0.500  25.0%
+    """
+    header = ("stage", "name", "in", "out", "self s", "share")
+    body = [
+        (
+            str(r["stage"]),
+            str(r["name"]),
+            str(r["items_in"]),
+            str(r["items_out"]),
+            f"{r['seconds']:.3f}",
+            f"{100 * r['share']:.1f}%",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
+    lines = []
+    for row in (header, *body):
+        cells = [
+            cell.ljust(width) if i == 1 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
