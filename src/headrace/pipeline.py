@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeGuard, TypeVar, overload
 
 from headrace._checks import check_int
 from headrace.run import Run
@@ -136,8 +136,16 @@ class Pipeline(Generic[T]):
         """
         return self._then(Map(fn))
 
-    def filter(self, fn: Callable[[T], object]) -> Pipeline[T]:
+    @overload
+    def filter(self, fn: Callable[[T], TypeGuard[U]]) -> Pipeline[U]: ...
+    @overload
+    def filter(self, fn: Callable[[T], object]) -> Pipeline[T]: ...
+
+    def filter(self, fn: Callable[[T], object]) -> Pipeline[Any]:
         """Keep the elements for which ``fn`` returns a true value.
+
+        A predicate typed as returning ``TypeGuard[X]`` narrows the element type to
+        ``X`` for type checkers, as ``filter(is_record)`` does after a parsing ``map``.
 
         >>> import headrace as hr
         >>> list(hr.range(6).filter(lambda x: x % 3 == 0))

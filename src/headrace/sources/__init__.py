@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from headrace.pipeline import Pipeline, as_pipeline
 from headrace.sources.basic import FromGenerator, FromIterable, Range
-from headrace.sources.files import Files, PathsArg, TextLines
+from headrace.sources.filesystem import Files, PathsArg, TextLines
 from headrace.stages.combine import Concat, Zip
 
 __all__ = [

@@ -166,7 +166,9 @@ class Take(Stage):
         return itertools.islice(upstream, self._count)
 
     def length(self, upstream: Length) -> Length:
-        return self._count if upstream is None else builtins.min(upstream, self._count)
+        # An unknown upstream may hold fewer than count elements (after a filter, say),
+        # so take(count) bounds the length but does not make it known.
+        return None if upstream is None else builtins.min(upstream, self._count)
 
 
 class Skip(Stage):

@@ -226,12 +226,13 @@ class Repeat(Stage):
         return _repeat(upstream, self._count, ctx)
 
     def length(self, upstream: Length) -> Length:
-        if upstream == 0:
+        # repeat(0) yields nothing whatever the upstream (checked first: inf * 0 is nan).
+        if upstream == 0 or self._count == 0:
             return 0
         if self._count is None:
             return INFINITE if upstream is not None else None
         if upstream is None:
-            return 0 if self._count == 0 else None
+            return None
         return upstream * self._count
 
 
