@@ -25,19 +25,25 @@ from headrace.stages.basic import (
     tap,
 )
 from headrace.stages.batching import batch, collate, padded_batch, unbatch
+from headrace.stages.combine import concat, interleave, repeat, zip
+from headrace.stages.coroutines import coroutine
 from headrace.stages.shuffling import shuffle
 from headrace.stages.windows import window
 
 __all__ = [
     "batch",
     "collate",
+    "concat",
+    "coroutine",
     "drop_while",
     "enumerate",
     "filter",
     "flat_map",
+    "interleave",
     "map",
     "padded_batch",
     "pipe",
+    "repeat",
     "scan",
     "shuffle",
     "skip",
@@ -46,4 +52,5 @@ __all__ = [
     "tap",
     "unbatch",
     "window",
+    "zip",
 ]

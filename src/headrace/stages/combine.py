@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from headrace.pipeline import Pipeline
     from headrace.run import Chain
 
-__all__ = ["Concat", "Interleave", "Repeat", "Zip"]
+__all__ = ["Concat", "Interleave", "Repeat", "Zip", "concat", "interleave", "repeat", "zip"]
 
 
 def _open_sub(pipeline: Pipeline[Any], epoch: tuple[int, ...]) -> Chain:
@@ -255,3 +255,58 @@ def _repeat(
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
+
+
+def _pipeline(iterable: Iterable[Any]) -> Pipeline[Any]:
+    from headrace.pipeline import as_pipeline
+
+    return as_pipeline(iterable)
+
+
+def zip(*iterables: Iterable[Any], strict: bool = False) -> Iterator[tuple[Any, ...]]:
+    """Tuples of the elements of several iterables, in step (``strict`` as in builtins).
+
+    >>> list(zip("ab", range(5)))
+    [('a', 0), ('b', 1)]
+    """
+    from headrace.pipeline import Pipeline
+
+    return iter(Pipeline((Zip([_pipeline(i) for i in iterables], strict=strict),)))
+
+
+def concat(*iterables: Iterable[Any]) -> Iterator[Any]:
+    """The elements of each iterable in turn.
+
+    >>> list(concat("ab", [1]))
+    ['a', 'b', 1]
+    """
+    from headrace.pipeline import Pipeline
+
+    return iter(Pipeline((Concat([_pipeline(i) for i in iterables]),)))
+
+
+def interleave(
+    iterable: Iterable[Any],
+    fn: Callable[[Any], Iterable[Any]],
+    *,
+    cycle_length: int = 4,
+    block_length: int = 1,
+) -> Iterator[Any]:
+    """tf.data's interleave over ``fn(x)`` for the elements ``x`` of ``iterable``.
+
+    >>> list(interleave(["ab", "xyz"], list, cycle_length=2))
+    ['a', 'x', 'b', 'y', 'z']
+    """
+    stage = Interleave(fn, cycle_length=cycle_length, block_length=block_length)
+    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+
+
+def repeat(iterable: Iterable[Any], count: int | None = None) -> Iterator[Any]:
+    """Iterate ``iterable`` ``count`` times (``None``: forever).
+
+    A one-shot iterator cannot be repeated: its second pass raises ``RuntimeError``.
+
+    >>> list(repeat([1, 2], 2))
+    [1, 2, 1, 2]
+    """
+    return iter(_pipeline(iterable).repeat(count))

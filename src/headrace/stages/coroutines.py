@@ -31,7 +31,7 @@ from typing import Any
 from headrace.errors import annotate, describe_callable
 from headrace.stages._base import Stage, StageContext
 
-__all__ = ["Coroutine", "GeneratorPipeline"]
+__all__ = ["Coroutine", "GeneratorPipeline", "coroutine"]
 
 Step = Generator[Any, Any, Any]
 
@@ -101,6 +101,22 @@ def _drive(upstream: Iterator[Any], step: Step, label: str) -> Iterator[Any]:
             yield out
     finally:
         step.close()
+
+
+def coroutine(
+    iterable: Iterable[Any], fn: Callable[..., Step] | Step, *args: Any, **kwargs: Any
+) -> Iterator[Any]:
+    """Send every element through a two-``yield`` coroutine step.
+
+    >>> def negate():
+    ...     while True:
+    ...         x = yield
+    ...         yield -x
+    >>> list(coroutine([1, 2], negate))
+    [-1, -2]
+    """
+    stage = Coroutine(fn, *args, **kwargs)
+    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
 
 
 class GeneratorPipeline:
