@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import threading
@@ -77,10 +78,17 @@ def _replay_file(path: Path) -> Iterator[Any]:
                 return
 
 
+# Numbers the file-filling runs of this process (next() on a count is atomic in CPython).
+_RUNS = itertools.count()
+
+
 def _fill_file(upstream: Iterator[Any], path: Path) -> Iterator[Any]:
     # Write beside the target and rename at the end, so an interrupted run leaves no
-    # file that a later run would mistake for a complete cache.
-    partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    # file that a later run would mistake for a complete cache. The name is unique per
+    # run: two runs filling the same cache at once (zip or interleave of one cached
+    # pipeline, threads) must not write into, or delete, each other's file.
+    run = next(_RUNS)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.{run}.partial")
     path.parent.mkdir(parents=True, exist_ok=True)
     complete = False
     try:

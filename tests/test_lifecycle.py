@@ -1,0 +1,423 @@
+"""Runs own what they start: closing, early exits and exceptions release everything."""
+
+from __future__ import annotations
+
+import gc
+import gzip
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import headrace as hr
+
+# -- user code that records when its ``finally:`` runs ------------------------------
+
+
+def counting(events: list[str], name: str, stop: int = 1_000) -> Iterator[int]:
+    """A source generator that records its start and its ``finally``."""
+    events.append(f"{name} start")
+    try:
+        yield from range(stop)
+    finally:
+        events.append(f"{name} finally")
+
+
+def relay(items: Iterator[int], events: list[str]) -> Iterator[int]:
+    """A ``pipe`` stage that records its ``finally``."""
+    try:
+        yield from items
+    finally:
+        events.append("pipe finally")
+
+
+def doubling(events: list[str]):
+    """A two-``yield`` coroutine step that records its ``finally``."""
+    try:
+        while True:
+            x = yield
+            yield 2 * x
+    finally:
+        events.append("coroutine finally")
+
+
+def full_chain(events: list[str]) -> hr.Pipeline:
+    return (
+        hr.from_generator(counting, events, "source")
+        .map(lambda x: x + 1)
+        .pipe(relay, events)
+        .coroutine(doubling, events)
+        .filter(lambda x: x % 4 == 0)
+    )
+
+
+ALL_FINALLY = {"source finally", "pipe finally", "coroutine finally"}
+
+
+def finished(events: list[str]) -> set[str]:
+    return {e for e in events if e.endswith("finally")}
+
+
+# -- Run as a context manager and close() -------------------------------------------
+
+
+def test_run_is_a_context_manager_that_closes_on_exit():
+    events: list[str] = []
+    with full_chain(events).iter() as run:
+        assert isinstance(run, hr.Run)
+        assert not run.closed
+        assert next(run) == 4
+        assert finished(events) == set()
+
+    assert run.closed
+    assert finished(events) == ALL_FINALLY
+
+
+def test_close_is_idempotent():
+    events: list[str] = []
+    run = full_chain(events).iter()
+    next(run)
+
+    run.close()
+    run.close()
+
+    assert run.closed
+    assert sorted(finished(events)) == sorted(ALL_FINALLY)
+    assert len(events) == len(set(events))  # every finally ran exactly once
+
+
+def test_closing_a_run_that_never_started_is_harmless():
+    events: list[str] = []
+    run = full_chain(events).iter()
+
+    run.close()
+    run.close()
+
+    assert run.closed
+    assert events == []  # nothing was started, so nothing had to be finished
+
+
+def test_exhausted_run_has_finished_everything_before_close():
+    events: list[str] = []
+    pipeline = hr.from_generator(counting, events, "source", 5).pipe(relay, events)
+
+    with pipeline.iter() as run:
+        assert list(run) == [0, 1, 2, 3, 4]
+        assert finished(events) == {"source finally", "pipe finally"}
+
+
+def test_next_after_close_raises_stop_iteration():
+    events: list[str] = []
+    run = full_chain(events).iter()
+    next(run)
+    run.close()
+
+    with pytest.raises(StopIteration):
+        next(run)
+    assert list(run) == []
+
+
+_CLOSE_BUG = (
+    "Run.close() closes the chain's nodes, but a run whose last iterator is a C iterator "
+    "(range, list, islice) keeps yielding from it: run.py must stop the run itself"
+)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda: hr.range(10).map(str), id="map"),
+        pytest.param(lambda: hr.range(10).map(str).take(5), id="map-take"),
+        pytest.param(lambda: hr.from_generator(range, 10), id="from_generator"),
+        pytest.param(lambda: hr.range(10).cache(), id="cache"),
+        pytest.param(
+            lambda: hr.range(10),
+            id="range",
+            marks=pytest.mark.xfail(strict=True, reason=_CLOSE_BUG),
+        ),
+        pytest.param(
+            lambda: hr.from_iterable([1, 2, 3]),
+            id="list",
+            marks=pytest.mark.xfail(strict=True, reason=_CLOSE_BUG),
+        ),
+        pytest.param(
+            lambda: hr.range(10).take(5),
+            id="range-take",
+            marks=pytest.mark.xfail(strict=True, reason=_CLOSE_BUG),
+        ),
+    ],
+)
+def test_next_after_close_raises_stop_iteration_for_every_kind_of_chain(build):
+    run = build().iter()
+    next(run)
+    run.close()
+
+    assert next(run, "ended") == "ended"
+
+
+# -- early exits --------------------------------------------------------------------
+
+
+def test_closing_early_runs_finally_blocks_of_user_generators():
+    events: list[str] = []
+    run = full_chain(events).iter()
+    assert [next(run) for _ in range(3)] == [4, 8, 12]
+    assert finished(events) == set()  # still running
+
+    run.close()
+
+    assert finished(events) == ALL_FINALLY
+    # Downstream closes first, so no stage sees its upstream vanish under it.
+    assert events.index("coroutine finally") < events.index("pipe finally")
+    assert events.index("pipe finally") < events.index("source finally")
+
+
+def test_closing_early_with_stats_runs_finally_blocks_too():
+    events: list[str] = []
+    with full_chain(events).iter(stats=True) as run:
+        next(run)
+
+    assert finished(events) == ALL_FINALLY
+
+
+def test_break_then_dropping_the_run_runs_finally_blocks():
+    events: list[str] = []
+    run = full_chain(events).iter()
+    for x in run:
+        if x > 10:
+            break
+    assert finished(events) == set()  # the run is still referenced
+
+    del run
+    gc.collect()
+
+    assert finished(events) == ALL_FINALLY
+
+
+def test_break_out_of_a_plain_for_loop_over_the_pipeline_finishes_everything():
+    events: list[str] = []
+    for x in full_chain(events):
+        if x > 10:
+            break
+    gc.collect()
+
+    assert finished(events) == ALL_FINALLY
+
+
+def test_an_exception_in_the_consumer_closes_everything():
+    events: list[str] = []
+    runs = []
+
+    def consume():
+        with full_chain(events).iter() as run:
+            runs.append(run)
+            for x in run:
+                if x == 8:
+                    raise KeyError("consumer failed")
+
+    with pytest.raises(KeyError, match="consumer failed"):
+        consume()
+
+    assert runs[0].closed
+    assert finished(events) == ALL_FINALLY
+
+
+def test_an_exception_in_a_stage_closes_the_other_stages():
+    events: list[str] = []
+
+    def fail_at_three(x):
+        if x == 3:
+            raise ValueError("stage failed")
+        return x
+
+    pipeline = hr.from_generator(counting, events, "source").map(fail_at_three).pipe(relay, events)
+    with pytest.raises(ValueError, match="stage failed"), pipeline.iter() as run:
+        list(run)
+
+    assert finished(events) == {"source finally", "pipe finally"}
+
+
+# -- sub-pipelines ------------------------------------------------------------------
+
+
+def _zip(events):
+    return hr.zip(hr.from_generator(counting, events, "left"), counting(events, "right"))
+
+
+def _concat(events):
+    return hr.concat(hr.from_generator(counting, events, "left"), hr.range(3))
+
+
+def _interleave(events):
+    names = ["left", "right", "third"]
+    return hr.from_iterable(names).interleave(
+        lambda name: hr.from_generator(counting, events, name).pipe(relay, events),
+        cycle_length=2,
+    )
+
+
+def _interleave_generators(events):
+    return hr.from_iterable(["left", "right"]).interleave(
+        lambda name: counting(events, name), cycle_length=2
+    )
+
+
+@pytest.mark.parametrize("build", [_zip, _concat, _interleave, _interleave_generators])
+def test_closing_early_closes_sub_pipelines(build):
+    events: list[str] = []
+    run = build(events).iter()
+    for _ in range(5):
+        next(run)
+    started = {e.removesuffix(" start") for e in events if e.endswith(" start")}
+    assert started
+    assert finished(events) == set()
+
+    run.close()
+
+    assert {f"{s} finally" for s in started} <= set(events)
+
+
+@pytest.mark.parametrize("build", [_zip, _concat, _interleave])
+def test_break_and_garbage_collection_close_sub_pipelines(build):
+    events: list[str] = []
+    run = build(events).iter()
+    for i, _ in enumerate(run):
+        if i == 4:
+            break
+    started = {e.removesuffix(" start") for e in events if e.endswith(" start")}
+
+    del run
+    gc.collect()
+
+    assert {f"{s} finally" for s in started} <= set(events)
+
+
+def test_concat_closes_each_part_before_opening_the_next():
+    events: list[str] = []
+    pipeline = hr.concat(
+        hr.from_generator(counting, events, "a", 2), hr.from_generator(counting, events, "b", 2)
+    )
+
+    assert list(pipeline) == [0, 1, 0, 1]
+    assert events == ["a start", "a finally", "b start", "b finally"]
+
+
+def test_repeat_closes_each_repetition_before_starting_the_next():
+    events: list[str] = []
+    # take(2) stops every repetition early, so only repeat can close the source.
+    pipeline = hr.from_generator(counting, events, "rep").take(2).repeat(3)
+
+    assert list(pipeline) == [0, 1, 0, 1, 0, 1]
+    assert events == ["rep start", "rep finally"] * 3
+
+
+def test_closing_in_the_middle_of_a_repetition_closes_it():
+    events: list[str] = []
+    run = hr.from_generator(counting, events, "rep").pipe(relay, events).repeat().iter()
+    for _ in range(1_500):  # into the second repetition
+        next(run)
+    assert events == ["rep start", "rep finally", "pipe finally", "rep start"]
+
+    run.close()
+
+    assert events[-2:] == ["pipe finally", "rep finally"]
+
+
+# -- text_lines releases its files --------------------------------------------------
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """Every stream text_lines opens, so a test can check that it was closed."""
+    streams = []
+    # The module that implements text_lines, found without naming its file.
+    module = sys.modules[type(hr.text_lines("unused.txt").stages[0]).__module__]
+    real = module._open_binary
+
+    def recording(path):
+        stream = real(path)
+        streams.append(stream)
+        return stream
+
+    monkeypatch.setattr(module, "_open_binary", recording)
+    return streams
+
+
+def _write(path: Path, count: int) -> str:
+    data = "".join(f"{path.stem} {i}\n" for i in range(count)).encode()
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as stream:
+            stream.write(data)
+    else:
+        path.write_bytes(data)
+    return str(path)
+
+
+@pytest.mark.parametrize("name", ["lines.txt", "lines.gz"])
+def test_text_lines_closes_its_file_when_the_run_closes_early(tmp_path, opened, name):
+    path = _write(tmp_path / name, 1_000)
+
+    with hr.text_lines(path).iter() as run:
+        assert next(run) == f"{Path(name).stem} 0"
+        assert len(opened) == 1
+        assert not opened[0].closed
+
+    assert opened[0].closed
+
+
+def test_text_lines_closes_its_file_after_take(tmp_path, opened):
+    path = _write(tmp_path / "lines.gz", 1_000)
+
+    with hr.text_lines(path).take(3).iter() as run:
+        assert len(list(run)) == 3
+
+    assert [s.closed for s in opened] == [True]
+
+
+def test_text_lines_closes_its_file_after_break_and_garbage_collection(tmp_path, opened):
+    path = _write(tmp_path / "lines.txt", 1_000)
+
+    run = hr.text_lines(path).iter()
+    for _ in run:
+        break
+    assert not opened[0].closed
+    del run
+    gc.collect()
+
+    assert opened[0].closed
+
+
+def test_text_lines_closes_each_file_as_it_moves_to_the_next(tmp_path, opened):
+    first = _write(tmp_path / "a.txt", 2)
+    _write(tmp_path / "b.gz", 2)
+
+    with hr.text_lines(str(tmp_path / "*")).iter() as run:
+        assert [next(run), next(run), next(run)] == ["a 0", "a 1", "b 0"]
+        assert [s.closed for s in opened] == [True, False]
+        assert first.endswith("a.txt")
+
+    assert [s.closed for s in opened] == [True, True]
+
+
+def test_interleaved_text_lines_close_every_open_file(tmp_path, opened):
+    for name in ["a.txt", "b.gz", "c.txt"]:
+        _write(tmp_path / name, 100)
+
+    pipeline = hr.files(str(tmp_path / "*")).interleave(hr.text_lines, cycle_length=3)
+    with pipeline.iter() as run:
+        assert [next(run) for _ in range(3)] == ["a 0", "b 0", "c 0"]
+        assert len(opened) == 3
+        assert not any(s.closed for s in opened)
+
+    assert all(s.closed for s in opened)
+
+
+def test_text_lines_closes_its_file_when_decoding_fails(tmp_path, opened):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"fine\n\xff\n")
+
+    with pytest.raises(hr.DecodeError), hr.text_lines(str(path)).iter() as run:
+        list(run)
+
+    assert [s.closed for s in opened] == [True]
