@@ -294,14 +294,7 @@ def test_cache_refuses_a_bad_path_at_construction():
 
 # -- replaying must not open the upstream at all ------------------------------------
 
-_OPENS_UPSTREAM = (
-    "run.py opens every upstream stage even when cache() replays, so sources that act "
-    "when opened (a spent one-shot iterator, a glob whose files are gone) fail a run "
-    "that never reads them"
-)
 
-
-@pytest.mark.xfail(strict=True, reason=_OPENS_UPSTREAM)
 def test_memory_cache_replays_a_one_shot_source():
     cached = hr.from_iterable(x for x in range(3)).cache()
 
@@ -309,7 +302,6 @@ def test_memory_cache_replays_a_one_shot_source():
     assert list(cached) == [0, 1, 2]
 
 
-@pytest.mark.xfail(strict=True, reason=_OPENS_UPSTREAM)
 def test_file_cache_replays_after_the_source_files_are_gone(tmp_path):
     source = tmp_path / "raw.txt"
     source.write_text("a\nb\n")

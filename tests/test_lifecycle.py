@@ -118,12 +118,6 @@ def test_next_after_close_raises_stop_iteration():
     assert list(run) == []
 
 
-_CLOSE_BUG = (
-    "Run.close() closes the chain's nodes, but a run whose last iterator is a C iterator "
-    "(range, list, islice) keeps yielding from it: run.py must stop the run itself"
-)
-
-
 @pytest.mark.parametrize(
     "build",
     [
@@ -131,21 +125,9 @@ _CLOSE_BUG = (
         pytest.param(lambda: hr.range(10).map(str).take(5), id="map-take"),
         pytest.param(lambda: hr.from_generator(range, 10), id="from_generator"),
         pytest.param(lambda: hr.range(10).cache(), id="cache"),
-        pytest.param(
-            lambda: hr.range(10),
-            id="range",
-            marks=pytest.mark.xfail(strict=True, reason=_CLOSE_BUG),
-        ),
-        pytest.param(
-            lambda: hr.from_iterable([1, 2, 3]),
-            id="list",
-            marks=pytest.mark.xfail(strict=True, reason=_CLOSE_BUG),
-        ),
-        pytest.param(
-            lambda: hr.range(10).take(5),
-            id="range-take",
-            marks=pytest.mark.xfail(strict=True, reason=_CLOSE_BUG),
-        ),
+        pytest.param(lambda: hr.range(10), id="range"),
+        pytest.param(lambda: hr.from_iterable([1, 2, 3]), id="list"),
+        pytest.param(lambda: hr.range(10).take(5), id="range-take"),
     ],
 )
 def test_next_after_close_raises_stop_iteration_for_every_kind_of_chain(build):

@@ -79,13 +79,12 @@ def _open(
         ctx = StageContext(index, label(index, stage), epoch, stats)
         if stage.is_source:
             iterator = stage.open(iter(()), ctx)
-        elif stage.reopens_upstream:
+        elif stage.lazy_upstream:
 
-            def reopen(inner: StageContext, repetition: int) -> Iterator[Any]:
-                chain = open_chain(stages[:index], (*inner.epoch, repetition), stats)
-                return _closing(chain)
+            def open_upstream(epoch: tuple[int, ...]) -> Iterator[Any]:
+                return _closing(open_chain(stages[:index], epoch, stats))
 
-            iterator = stage.open_repeated(reopen, ctx)
+            iterator = stage.open_lazy(open_upstream, ctx)
         else:
             iterator = stage.open(_open(stages, index, epoch, stats, nodes), ctx)
         if stats is not None:
@@ -128,6 +127,11 @@ class Run(itertools.chain):  # type: ignore[type-arg]
     def __new__(cls, pipeline: Pipeline[Any], *, epoch: int, stats: bool = False) -> Run:
         collector = StageStats() if stats else None
         chain = open_chain(pipeline.stages, (epoch,), collector)
+        if not hasattr(chain.iterator, "close"):
+            # A C iterator (range, islice, ...) cannot be told to stop, and the chain
+            # would go on yielding from it after close(); a generator can.
+            chain.iterator = _closing(Chain(chain.iterator, chain.nodes))
+            chain.nodes = [chain.iterator]
         self = super().__new__(cls, chain.iterator)
         self._chain = chain
         self._closed = False

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 if TYPE_CHECKING:
     from headrace.stats import StageStats
 
-__all__ = ["INFINITE", "Length", "Stage", "StageContext"]
+__all__ = ["INFINITE", "Length", "OpenUpstream", "Stage", "StageContext"]
 
 #: The length of an endless stream (``repeat()`` of a non-empty pipeline).
 INFINITE: Final = math.inf
@@ -18,6 +18,9 @@ INFINITE: Final = math.inf
 #: ``int`` when known, ``INFINITE`` when endless, ``None`` when it cannot be known
 #: without running the pipeline (after ``filter``, for example).
 Length = int | float | None
+
+#: Opens the stages before a ``lazy_upstream`` stage for an epoch path.
+OpenUpstream = Callable[[tuple[int, ...]], Iterator[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +56,10 @@ class Stage:
     fuse_kind: ClassVar[str | None] = None
     #: True for sources, which take no upstream.
     is_source: ClassVar[bool] = False
-    #: True for stages (``repeat``) that open their upstream again and again.
-    reopens_upstream: ClassVar[bool] = False
+    #: True for stages that decide when (and whether) to open their upstream:
+    #: ``repeat`` opens it once per repetition, ``cache`` not at all when it replays.
+    #: They implement :meth:`open_lazy` instead of :meth:`open`.
+    lazy_upstream: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -65,10 +70,13 @@ class Stage:
         """Start this stage on ``upstream`` (sources receive an empty iterator)."""
         raise NotImplementedError
 
-    def open_repeated(
-        self, upstream: Callable[[StageContext, int], Iterator[Any]], ctx: StageContext
-    ) -> Iterator[Any]:
-        """Start a stage that reopens its upstream; only for ``reopens_upstream``."""
+    def open_lazy(self, upstream: OpenUpstream, ctx: StageContext) -> Iterator[Any]:
+        """Start a ``lazy_upstream`` stage.
+
+        ``upstream(epoch)`` opens a fresh run of everything before this stage for the
+        given epoch path and returns its iterator, which closes all of that run when it
+        is closed or exhausted.
+        """
         raise NotImplementedError
 
     def length(self, upstream: Length) -> Length:

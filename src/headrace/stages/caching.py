@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from headrace.stages._base import Length, Stage, StageContext
+from headrace.stages._base import Length, OpenUpstream, Stage, StageContext
 
 __all__ = ["Cache"]
 
@@ -44,21 +44,26 @@ class Cache(Stage):
     def name(self) -> str:
         return "cache()" if self._path is None else f"cache({str(self._path)!r})"
 
-    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+    lazy_upstream = True
+
+    def open_lazy(self, upstream: OpenUpstream, ctx: StageContext) -> Iterator[Any]:
         if self._path is not None:
             if self._path.exists():
                 return _replay_file(self._path)
-            return _fill_file(upstream, self._path)
+            return _fill_file(upstream(ctx.epoch), self._path)
         if self._memory is not None:
             return iter(self._memory)
-        return self._fill_memory(upstream)
+        return self._fill_memory(upstream(ctx.epoch))
 
     def _fill_memory(self, upstream: Iterator[Any]) -> Iterator[Any]:
         items: list[Any] = []
         append = items.append
-        for item in upstream:
-            append(item)
-            yield item
+        try:
+            for item in upstream:
+                append(item)
+                yield item
+        finally:
+            _close(upstream)
         with self._lock:
             if self._memory is None:
                 self._memory = items
@@ -67,6 +72,12 @@ class Cache(Stage):
         if self._memory is not None:
             return len(self._memory)
         return upstream
+
+
+def _close(iterator: Iterator[Any]) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
 
 
 def _replay_file(path: Path) -> Iterator[Any]:
@@ -101,5 +112,6 @@ def _fill_file(upstream: Iterator[Any], path: Path) -> Iterator[Any]:
         os.replace(partial, path)
         complete = True
     finally:
+        _close(upstream)
         if not complete:
             partial.unlink(missing_ok=True)

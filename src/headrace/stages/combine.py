@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from headrace._checks import check_callable, check_int, check_optional_int
 from headrace.errors import annotate, describe_callable
-from headrace.stages._base import INFINITE, Length, Stage, StageContext
+from headrace.stages._base import INFINITE, Length, OpenUpstream, Stage, StageContext
 
 if TYPE_CHECKING:
     from headrace.pipeline import Pipeline
@@ -211,7 +211,7 @@ def _interleave(
 
 class Repeat(Stage):
     __slots__ = ("_count",)
-    reopens_upstream = True
+    lazy_upstream = True
 
     def __init__(self, count: int | None = None) -> None:
         self._count = check_optional_int("count", count, minimum=0)
@@ -220,9 +220,7 @@ class Repeat(Stage):
     def name(self) -> str:
         return "repeat()" if self._count is None else f"repeat({self._count})"
 
-    def open_repeated(
-        self, upstream: Callable[[StageContext, int], Iterator[Any]], ctx: StageContext
-    ) -> Iterator[Any]:
+    def open_lazy(self, upstream: OpenUpstream, ctx: StageContext) -> Iterator[Any]:
         return _repeat(upstream, self._count, ctx)
 
     def length(self, upstream: Length) -> Length:
@@ -239,12 +237,11 @@ class Repeat(Stage):
 _EMPTY = object()
 
 
-def _repeat(
-    reopen: Callable[[StageContext, int], Iterator[Any]], count: int | None, ctx: StageContext
-) -> Iterator[Any]:
+def _repeat(upstream: OpenUpstream, count: int | None, ctx: StageContext) -> Iterator[Any]:
     repetitions = itertools.count() if count is None else builtins.range(count)
     for repetition in repetitions:
-        iterator = reopen(ctx, repetition)
+        # Each repetition is its own epoch path, so an upstream shuffle reorders.
+        iterator = upstream((*ctx.epoch, repetition))
         try:
             first = next(iterator, _EMPTY)
             if first is _EMPTY:
