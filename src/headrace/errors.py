@@ -57,7 +57,7 @@ def annotate(
     if index is not None:
         where += f" on its input element {index} (0-based)"
     elif produced is not None:
-        where += f" after producing {produced} elements"
+        where += f" after producing {produced} element{'' if produced == 1 else 's'}"
     error.add_note(where)
     mark(error)
 

@@ -81,7 +81,7 @@ class Pipeline(Generic[T]):
 
     # -- running --------------------------------------------------------------------
 
-    def iter(self, *, epoch: int | None = None, stats: bool = False) -> Run:
+    def iter(self, *, epoch: int | None = None, stats: bool = False) -> Run[T]:
         """Start a run: an iterator over one epoch that can be closed early.
 
         Args:
@@ -98,8 +98,13 @@ class Pipeline(Generic[T]):
         number = next(self._epochs) if epoch is None else check_int("epoch", epoch, minimum=0)
         return Run(self, epoch=number, stats=stats)
 
-    def __iter__(self) -> Run:
+    def __iter__(self) -> Run[T]:
         return self.iter()
+
+    def __bool__(self) -> bool:
+        # Without this, ``if pipeline:`` would call __len__, which raises for pipelines
+        # whose length is unknown. A description is always something.
+        return True
 
     def known_length(self) -> Length:
         """The number of elements if it can be known without running, else ``None``.

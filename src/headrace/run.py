@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from headrace.stages._base import Stage, StageContext
 from headrace.stages.fusion import fuse
@@ -102,7 +102,10 @@ def _closing(chain: Chain) -> Iterator[Any]:
         chain.close()
 
 
-class Run(itertools.chain):  # type: ignore[type-arg]
+T = TypeVar("T")
+
+
+class Run(itertools.chain[T], Generic[T]):
     """One running epoch of a pipeline: an iterator that owns everything it started.
 
     Iterating is as cheap as iterating the chain itself (``itertools.chain`` does the
@@ -124,7 +127,7 @@ class Run(itertools.chain):  # type: ignore[type-arg]
     _description: str
     _stats: StageStats | None
 
-    def __new__(cls, pipeline: Pipeline[Any], *, epoch: int, stats: bool = False) -> Run:
+    def __new__(cls, pipeline: Pipeline[T], *, epoch: int, stats: bool = False) -> Run[T]:
         collector = StageStats() if stats else None
         chain = open_chain(pipeline.stages, (epoch,), collector)
         if not hasattr(chain.iterator, "close"):
@@ -157,7 +160,7 @@ class Run(itertools.chain):  # type: ignore[type-arg]
             raise RuntimeError("this run collects no statistics: start it with iter(stats=True)")
         return self._stats.as_dicts()
 
-    def __enter__(self) -> Run:
+    def __enter__(self) -> Run[T]:
         return self
 
     def __exit__(
