@@ -46,13 +46,29 @@ def test_arrays_and_lists_of_numbers_gain_a_leading_batch_axis() -> None:
     assert lists.tolist() == [[1, 2], [3, 4], [5, 6]]
 
 
-def test_strings_and_bytes_become_string_arrays() -> None:
-    text = first_batch(["a", "bcd"])
-    assert text.dtype.kind == "U"
-    assert text.tolist() == ["a", "bcd"]
-    raw = first_batch([b"x", b"yz"])
-    assert raw.dtype.kind == "S"
-    assert raw.tolist() == [b"x", b"yz"]
+def test_strings_and_bytes_become_object_arrays_of_the_exact_values() -> None:
+    text = first_batch(["a", "bcd", "nul\x00"])
+    assert text.dtype == object
+    assert text.tolist() == ["a", "bcd", "nul\x00"]
+    raw = first_batch([b"x", b"\x00yz\x00"])  # binary payloads keep their NUL bytes
+    assert raw.dtype == object
+    assert raw.tolist() == [b"x", b"\x00yz\x00"]
+    tokens = first_batch([["a", "b"], ["c", "d\x00"]])
+    assert tokens.dtype == object
+    assert tokens.shape == (2, 2)
+    assert tokens.tolist() == [["a", "b"], ["c", "d\x00"]]
+
+
+def test_a_list_mixing_text_and_numbers_is_refused() -> None:
+    with pytest.raises(TypeError, match="element 0 mixes text with other values"):
+        first_batch([[1, "a"], [2, "b"]])
+
+
+@pytest.mark.parametrize("empty", [(), {}])
+def test_empty_tuples_and_mappings_are_refused(empty: Any) -> None:
+    # Batching them would drop the batch axis, and unbatch could not restore the rows.
+    with pytest.raises(ValueError, match="element 0 is an empty"):
+        first_batch([empty, empty])
 
 
 def test_tuples_and_dicts_keep_their_structure_recursively() -> None:

@@ -6,7 +6,9 @@ Collation rules (:func:`collate`), applied recursively:
 - a ``tuple`` (named tuples too) becomes a tuple of collated fields;
 - numbers, numpy scalars, numpy arrays and lists of numbers become one stacked array
   with a leading batch axis (a ``list`` is a value, as in tf.data, not a structure);
-- ``str`` and ``bytes`` become a numpy string array;
+- ``str`` and ``bytes`` (and lists of them) become a numpy ``object`` array holding the
+  exact values: fixed-width numpy strings would drop trailing NUL characters and size
+  every entry by the longest one;
 - anything else (``None``, images, custom objects) is kept as a plain list.
 
 >>> import numpy as np
@@ -40,7 +42,7 @@ def collate(items: Sequence[Any]) -> Any:
     """Combine a sequence of same-structured elements into one batch.
 
     >>> collate([(1, "a"), (2, "b")])
-    (array([1, 2]), array(['a', 'b'], dtype='<U1'))
+    (array([1, 2]), array(['a', 'b'], dtype=object))
 
     Raises:
         ValueError: elements differ in structure or in array shape.
@@ -55,6 +57,8 @@ def _collate(items: Sequence[Any], path: str, pad: _Padding | None) -> Any:
         return _stack(items, path, pad)
     if isinstance(first, Mapping):
         keys = list(first)
+        if not keys:
+            raise ValueError(f"cannot batch{_at(path)}: element 0 is an empty mapping")
         for position, item in builtins.enumerate(items):
             if not isinstance(item, Mapping) or list(item) != keys:
                 raise ValueError(
@@ -67,6 +71,9 @@ def _collate(items: Sequence[Any], path: str, pad: _Padding | None) -> Any:
         }
     if isinstance(first, tuple):
         width = len(first)
+        if not width:
+            # A batch of () would have no batch axis: unbatch could not restore the rows.
+            raise ValueError(f"cannot batch{_at(path)}: element 0 is an empty tuple")
         for position, item in builtins.enumerate(items):
             if not isinstance(item, tuple) or len(item) != width:
                 raise ValueError(
@@ -88,7 +95,9 @@ def _collate(items: Sequence[Any], path: str, pad: _Padding | None) -> Any:
                     f"cannot batch{_at(path)}: element {position} is "
                     f"{type(item).__name__} but element 0 is {kind.__name__}"
                 )
-        return np.asarray(items)
+        out = np.empty(len(items), dtype=object)
+        out[:] = items
+        return out
     return list(items)
 
 
@@ -100,13 +109,11 @@ def _stack(items: Sequence[Any], path: str, pad: _Padding | None) -> np.ndarray:
             out = None  # ragged: numpy refuses; find the element that differs below
         if out is not None and out.dtype.kind in _NUMERIC_KINDS:
             return out
-        if out is not None and out.dtype.kind in "SU" and isinstance(items[0], list):
-            return out
-    arrays = [np.asarray(item) for item in items]
+    arrays = [_as_array(item, path, position) for position, item in builtins.enumerate(items)]
     reference = arrays[0]
     for position, array in builtins.enumerate(arrays):
-        if array.dtype.kind not in _NUMERIC_KINDS + "SU" or (
-            (array.dtype.kind in "SU") != (reference.dtype.kind in "SU")
+        if array.dtype.kind not in _NUMERIC_KINDS + "O" or (
+            (array.dtype.kind == "O") != (reference.dtype.kind == "O")
         ):
             raise TypeError(
                 f"cannot batch{_at(path)}: element {position} is "
@@ -122,6 +129,22 @@ def _stack(items: Sequence[Any], path: str, pad: _Padding | None) -> np.ndarray:
     if pad is None:
         return np.stack(arrays)
     return pad.stack(arrays, path)
+
+
+def _as_array(item: Any, path: str, position: int) -> np.ndarray:
+    """``item`` as an array; text becomes an object array of the exact strings."""
+    array = np.asarray(item)
+    if array.dtype.kind not in "SU":
+        return array
+    exact = np.asarray(item, dtype=object)
+    leaves = exact.ravel().tolist()
+    kind = type(leaves[0]) if leaves else str
+    if not all(type(leaf) is kind for leaf in leaves):
+        raise TypeError(
+            f"cannot batch{_at(path)}: element {position} mixes text with other values "
+            f"({_short(item)})"
+        )
+    return exact
 
 
 class _Padding:

@@ -75,18 +75,28 @@ class Coroutine(Stage):
                         "one run; pass the generator function instead to run again"
                     )
                 self._spent = True
-            step = self._factory
-        else:
-            step = self._factory(*self._args, **self._kwargs)
-            if not isinstance(step, Generator):
-                raise TypeError(
-                    f"{ctx.label}: {describe_callable(self._factory)} returned "
-                    f"{type(step).__name__}, not a generator"
-                )
-        return _drive(upstream, step, ctx.label)
+            return _drive(upstream, self._factory, (), {}, ctx.label)
+        return _drive(upstream, self._factory, self._args, self._kwargs, ctx.label)
 
 
-def _drive(upstream: Iterator[Any], step: Step, label: str) -> Iterator[Any]:
+def _drive(
+    upstream: Iterator[Any],
+    factory: Callable[..., Step] | Step,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    label: str,
+) -> Iterator[Any]:
+    # The step is made on the first element, not when the run opens: opening a run
+    # executes no user code.
+    if isinstance(factory, Generator):
+        step = factory
+    else:
+        step = factory(*args, **kwargs)
+        if not isinstance(step, Generator):
+            raise TypeError(
+                f"{label}: {describe_callable(factory)} returned "
+                f"{type(step).__name__}, not a generator"
+            )
     send = step.send
     try:
         for index, item in builtins.enumerate(upstream):

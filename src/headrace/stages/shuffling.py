@@ -42,15 +42,18 @@ def _shuffle(
 ) -> Iterator[Any]:
     rng = python_rng(seed, epoch)
     buffer = list(itertools.islice(upstream, buffer_size))
-    if not buffer:
-        return
-    randrange = rng.randrange
-    size = len(buffer)
-    for item in upstream:
-        slot = randrange(size)
-        out = buffer[slot]
-        buffer[slot] = item
-        yield out
+    if len(buffer) == buffer_size:
+        # Like tf.data: emit a random buffered element, then refill its slot, so the
+        # first output needs exactly buffer_size elements from upstream.
+        randrange = rng.randrange
+        while True:
+            slot = randrange(buffer_size)
+            yield buffer[slot]
+            try:
+                buffer[slot] = next(upstream)
+            except StopIteration:
+                del buffer[slot]
+                break
     rng.shuffle(buffer)
     while buffer:
         yield buffer.pop()
@@ -61,8 +64,8 @@ def shuffle(
 ) -> Iterator[Any]:
     """Shuffle through a buffer of ``buffer_size`` elements.
 
-    Fills the buffer, then for every new element yields a uniformly chosen buffered
-    one and puts the new one in its place; at the end the buffer drains in random
+    Fills the buffer, then repeatedly yields a uniformly chosen buffered element and
+    puts the next input element in its place; at the end the buffer drains in random
     order. A buffer at least as long as the input gives a uniform permutation; a
     smaller one only mixes nearby elements, and memory is ``buffer_size`` elements.
 
