@@ -360,9 +360,10 @@ def test_batch_collation_error_names_the_stage_and_the_batch():
 
     error = run_to_error(pipeline, TypeError)
 
-    # The batch that fails starts at input element 2.
-    assert_noted(error, "stage 1 'batch(2)'", 2)
-    assert "the failing batch is number 1" in " ".join(error.__notes__)
+    # The batch that fails holds input elements 2 and 3; the message names which one.
+    assert_noted(error, "stage 1 'batch(2)'", None)
+    assert "while collating batch 1 (its input elements 2 to 3, 0-based)" in error.__notes__[0]
+    assert "element 1 is str" in str(error)
 
 
 def test_batch_collation_error_of_ragged_arrays():
@@ -371,7 +372,9 @@ def test_batch_collation_error_of_ragged_arrays():
     error = run_to_error(pipeline, ValueError)
 
     assert "padded_batch" in str(error)
-    assert_noted(error, "stage 1 'batch(2)'", 2)
+    assert "element 1 has shape (3,)" in str(error)
+    assert_noted(error, "stage 1 'batch(2)'", None)
+    assert "collating batch 1 (its input elements 2 to 3, 0-based)" in error.__notes__[0]
 
 
 def my_collate(items):
@@ -384,7 +387,9 @@ def test_user_collate_error_keeps_its_traceback():
     error = run_to_error(hr.range(7).batch(3, collate=my_collate), ParseError)
 
     assert frames(error)[-1] == "my_collate"
-    assert_noted(error, "stage 1 'batch(3)'", 6)
+    assert_noted(error, "stage 1 'batch(3)'", None)
+    # The short last batch holds only input element 6.
+    assert "collating batch 2 (its input elements 6 to 6, 0-based)" in error.__notes__[0]
 
 
 def _passthrough(items):

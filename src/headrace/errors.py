@@ -38,12 +38,18 @@ class DecodeError(HeadraceError, ValueError):
 
 
 def annotate(
-    error: BaseException, stage: str, index: int | None = None, *, produced: int | None = None
+    error: BaseException,
+    stage: str,
+    index: int | None = None,
+    *,
+    produced: int | None = None,
+    detail: str | None = None,
 ) -> None:
     """Attach a note naming ``stage`` and the element to ``error``, once.
 
     ``index`` is the position of the failing element in the stage's input; sources,
-    which have no input, give ``produced``, the number of elements made before failing.
+    which have no input, give ``produced``, the number of elements made before failing;
+    stages that fail on a group of elements describe it in ``detail``.
 
     >>> e = ValueError("bad")
     >>> annotate(e, "stage 2 'map(parse)'", 7)
@@ -56,6 +62,8 @@ def annotate(
     where = f"headrace: raised in {stage}"
     if index is not None:
         where += f" on its input element {index} (0-based)"
+    elif detail is not None:
+        where += f" {detail}"
     elif produced is not None:
         where += f" after producing {produced} element{'' if produced == 1 else 's'}"
     error.add_note(where)

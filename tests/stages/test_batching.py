@@ -168,7 +168,7 @@ def test_collation_errors_note_the_stage_and_the_batch() -> None:
         list(hr.from_iterable(elements).batch(2))
     notes = caught.value.__notes__
     assert any("stage 1 'batch(2)'" in note for note in notes)
-    assert any("batch is number 2" in note for note in notes)
+    assert any("collating batch 2 (its input elements 4 to 5, 0-based)" in n for n in notes)
 
 
 # -- padded_batch ---------------------------------------------------------------------

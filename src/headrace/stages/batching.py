@@ -281,8 +281,13 @@ def _batch(
         try:
             out = combine(items)
         except Exception as error:
-            annotate(error, label, number * size)
-            error.add_note(f"headrace: the failing batch is number {number} (0-based)")
+            first = number * size
+            annotate(
+                error,
+                label,
+                detail=f"while collating batch {number} (its input elements {first} to "
+                f"{first + len(items) - 1}, 0-based)",
+            )
             raise
         yield out
 
