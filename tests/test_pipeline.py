@@ -461,6 +461,11 @@ STAGE_PAIRS: list[tuple[str, Callable[[list[int]], Any], Callable[[hr.Pipeline[i
     ("filter", lambda xs: stages.filter(xs, is_even), lambda p: p.filter(is_even)),
     ("tap", lambda xs: stages.tap(xs, print), lambda p: p.tap(print)),
     ("flat_map", lambda xs: stages.flat_map(xs, pair), lambda p: p.flat_map(pair)),
+    (
+        "starmap",
+        lambda xs: stages.starmap(stages.map(xs, pair), add),
+        lambda p: p.map(pair).starmap(add),
+    ),
     ("scan", lambda xs: stages.scan(xs, add, 10), lambda p: p.scan(add, 10)),
     ("enumerate", lambda xs: stages.enumerate(xs, 3), lambda p: p.enumerate(3)),
     ("take", lambda xs: stages.take(xs, 4), lambda p: p.take(4)),

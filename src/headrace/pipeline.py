@@ -17,14 +17,13 @@ Pipeline(range(0, 10) -> filter(<lambda>) -> map(<lambda>))
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeGuard, TypeVar, overload
 
 from headrace._checks import check_int
 from headrace.run import Run
-from headrace.stages._base import INFINITE, Length, Stage
+from headrace.stages._base import INFINITE, RUN_LOCK, Length, Stage
 from headrace.stages.basic import (
     Enumerate,
     Filter,
@@ -33,6 +32,7 @@ from headrace.stages.basic import (
     Pipe,
     Scan,
     Skip,
+    Starmap,
     Take,
     TakeWhile,
     Tap,
@@ -69,7 +69,7 @@ class Pipeline(Generic[T]):
         self._stages = stages
         # Each iteration is the next epoch: a seeded shuffle reshuffles every epoch,
         # reproducibly. The counter is the only thing a run changes on its pipeline.
-        self._epochs = itertools.count()
+        self._epochs = _Epochs()
 
     @property
     def stages(self) -> tuple[Stage, ...]:
@@ -95,7 +95,7 @@ class Pipeline(Generic[T]):
         ...     next(run), next(run)
         (0, 1)
         """
-        number = next(self._epochs) if epoch is None else check_int("epoch", epoch, minimum=0)
+        number = self._epochs.take() if epoch is None else check_int("epoch", epoch, minimum=0)
         return Run(self, epoch=number, stats=stats)
 
     def __iter__(self) -> Run[T]:
@@ -140,6 +140,18 @@ class Pipeline(Generic[T]):
         ['0', '1', '2']
         """
         return self._then(Map(fn))
+
+    def starmap(self, fn: Callable[..., U]) -> Pipeline[U]:
+        """Apply ``fn`` to each element unpacked, ``fn(*element)``, as ``itertools.starmap``.
+
+        This is how tf.data's ``map`` treats tuple elements; headrace's :meth:`map`
+        passes the element whole, and ``starmap`` unpacks it.
+
+        >>> import headrace as hr
+        >>> list(hr.from_iterable([(2, 5), (3, 2)]).starmap(pow))
+        [32, 9]
+        """
+        return self._then(Starmap(fn))
 
     @overload
     def filter(self, fn: Callable[[T], TypeGuard[U]]) -> Pipeline[U]: ...
@@ -397,6 +409,29 @@ class Pipeline(Generic[T]):
         True
         """
         return self._then(Cache(path))
+
+
+class _Epochs:
+    """The next epoch number of a pipeline; pickles with its position.
+
+    A copy sent to another process (a PyTorch DataLoader worker pickles its dataset
+    every epoch) must continue the epoch count, or every epoch would replay the same
+    shuffle order.
+    """
+
+    __slots__ = ("_next",)
+
+    def __init__(self, start: int = 0) -> None:
+        self._next = start
+
+    def take(self) -> int:
+        with RUN_LOCK:
+            number = self._next
+            self._next += 1
+        return number
+
+    def __reduce__(self) -> tuple[type[_Epochs], tuple[int]]:
+        return (_Epochs, (self._next,))
 
 
 def as_pipeline(value: Iterable[Any]) -> Pipeline[Any]:

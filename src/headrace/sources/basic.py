@@ -13,13 +13,12 @@
 from __future__ import annotations
 
 import builtins
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from headrace._checks import check_callable, check_int
 from headrace.errors import annotate, describe_callable
-from headrace.stages._base import Length, Stage, StageContext
+from headrace.stages._base import RUN_LOCK, Length, Stage, StageContext
 
 __all__ = ["FromGenerator", "FromIterable", "Range"]
 
@@ -27,7 +26,7 @@ __all__ = ["FromGenerator", "FromIterable", "Range"]
 class FromIterable(Stage):
     """Elements of an iterable; a one-shot iterator can feed only one run."""
 
-    __slots__ = ("_iterable", "_lock", "_one_shot", "_spent")
+    __slots__ = ("_iterable", "_one_shot", "_spent")
     is_source = True
 
     def __init__(self, iterable: Iterable[Any]) -> None:
@@ -40,7 +39,6 @@ class FromIterable(Stage):
         self._iterable = iterable
         self._one_shot = first is iterable
         self._spent = False
-        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -53,7 +51,7 @@ class FromIterable(Stage):
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         if self._one_shot:
-            with self._lock:
+            with RUN_LOCK:
                 if self._spent:
                     raise RuntimeError(
                         f"{ctx.label} wraps a one-shot iterator that an earlier run already "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final
@@ -10,7 +11,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 if TYPE_CHECKING:
     from headrace.stats import StageStats
 
-__all__ = ["INFINITE", "Length", "OpenUpstream", "Stage", "StageContext"]
+__all__ = ["INFINITE", "RUN_LOCK", "Length", "OpenUpstream", "Stage", "StageContext"]
+
+#: Guards the few once-per-run updates stages make to themselves (marking a one-shot
+#: source spent, storing a finished cache). One lock shared by all stages keeps stage
+#: objects free of locks, so descriptions pickle; it is taken once per run, never per
+#: element, so sharing it costs nothing measurable.
+RUN_LOCK: Final = threading.Lock()
 
 #: The length of an endless stream (``repeat()`` of a non-empty pipeline).
 INFINITE: Final = math.inf

@@ -29,6 +29,7 @@ __all__ = [
     "pipe",
     "scan",
     "skip",
+    "starmap",
     "take",
     "take_while",
     "tap",
@@ -63,6 +64,14 @@ class Map(FusedStage):
         return upstream
 
 
+class Starmap(FusedStage):
+    __slots__ = ()
+    fuse_kind = "starmap"
+
+    def length(self, upstream: Length) -> Length:
+        return upstream
+
+
 class Filter(FusedStage):
     __slots__ = ()
     fuse_kind = "filter"
@@ -83,6 +92,15 @@ def map(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
     [10, 20, 30]
     """
     return Map(fn).open(iter(iterable), _context("map", fn))
+
+
+def starmap(iterable: Iterable[Any], fn: Callable[..., Any]) -> Iterator[Any]:
+    """Apply ``fn`` to the unpacked elements: ``fn(*x)``, like ``itertools.starmap``.
+
+    >>> list(starmap([(2, 5), (3, 2), (10, 3)], pow))
+    [32, 9, 1000]
+    """
+    return Starmap(fn).open(iter(iterable), _context("starmap", fn))
 
 
 def filter(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from headrace.stages._base import Length, OpenUpstream, Stage, StageContext
+from headrace.stages._base import RUN_LOCK, Length, OpenUpstream, Stage, StageContext
 
 __all__ = ["Cache"]
 
@@ -28,17 +28,17 @@ class Cache(Stage):
     A run that stops early (``break``, ``take`` downstream, an error) caches nothing,
     so the cache never holds a partial epoch. Later runs replay the cache and do not
     open the upstream stages at all. Upstream randomness is frozen with the cache:
-    put ``shuffle`` after ``cache`` to reshuffle every epoch.
+    put ``shuffle`` after ``cache`` to reshuffle every epoch. A pickled copy starts
+    with an empty memory cache of its own; a file cache is shared through its path.
     """
 
-    __slots__ = ("_lock", "_memory", "_path")
+    __slots__ = ("_memory", "_path")
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         if path is not None and not isinstance(path, str | os.PathLike):
             raise TypeError(f"path must be a str, a path or None, got {type(path).__name__}")
         self._path = None if path is None else Path(path)
         self._memory: list[Any] | None = None
-        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -64,9 +64,18 @@ class Cache(Stage):
                 yield item
         finally:
             _close(upstream)
-        with self._lock:
+        with RUN_LOCK:
             if self._memory is None:
                 self._memory = items
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (sent to a worker process, say) fills its own memory cache rather than
+        # carrying every cached element through the pipe; a file cache is shared.
+        return {"_path": self._path, "_memory": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._path = state["_path"]
+        self._memory = state["_memory"]
 
     def length(self, upstream: Length) -> Length:
         if self._memory is not None:

@@ -24,12 +24,11 @@ output. A step that returns ends the stream.
 from __future__ import annotations
 
 import builtins
-import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 from headrace.errors import annotate, describe_callable
-from headrace.stages._base import Stage, StageContext
+from headrace.stages._base import RUN_LOCK, Stage, StageContext
 
 __all__ = ["Coroutine", "GeneratorPipeline", "coroutine"]
 
@@ -43,7 +42,7 @@ class Coroutine(Stage):
     (and its arguments) for a pipeline that runs more than once.
     """
 
-    __slots__ = ("_args", "_factory", "_kwargs", "_lock", "_spent")
+    __slots__ = ("_args", "_factory", "_kwargs", "_spent")
 
     def __init__(self, factory: Callable[..., Step] | Step, *args: Any, **kwargs: Any) -> None:
         if isinstance(factory, Generator):
@@ -58,7 +57,6 @@ class Coroutine(Stage):
         self._args = args
         self._kwargs = kwargs
         self._spent = False
-        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -68,7 +66,7 @@ class Coroutine(Stage):
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         if isinstance(self._factory, Generator):
-            with self._lock:
+            with RUN_LOCK:
                 if self._spent:
                     raise RuntimeError(
                         f"{ctx.label} was given a generator object, which can drive only "

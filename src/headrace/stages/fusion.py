@@ -1,4 +1,4 @@
-"""Run consecutive ``map``, ``filter`` and ``tap`` stages as one compiled generator.
+"""Run consecutive ``map``, ``starmap``, ``filter`` and ``tap`` stages as one generator.
 
 A chain of separate generators costs one generator resume per stage per element; a
 generator per chain with the stage functions called inline costs only the calls
@@ -18,7 +18,7 @@ from headrace.errors import annotate
 
 __all__ = ["fuse"]
 
-_KINDS = ("map", "filter", "tap")
+_KINDS = ("map", "starmap", "filter", "tap")
 
 
 @functools.lru_cache(maxsize=256)
@@ -36,7 +36,12 @@ def _compile(kinds: tuple[str, ...]) -> Callable[..., Iterator[Any]]:
             current = f"n{k}"
             counters.append(current)
             body.append(f"        {current} += 1")
-        call = {"map": f"x = f{k}(x)", "filter": f"keep = f{k}(x)", "tap": f"f{k}(x)"}[kind]
+        call = {
+            "map": f"x = f{k}(x)",
+            "starmap": f"x = f{k}(*x)",
+            "filter": f"keep = f{k}(x)",
+            "tap": f"f{k}(x)",
+        }[kind]
         body += [
             "        try:",
             f"            {call}",
