@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from headrace._checks import check_callable, check_int
-from headrace.errors import annotate, describe_callable
+from headrace.errors import describe_callable
 from headrace.stages._base import RUN_LOCK, Length, Stage, StageContext
+from headrace.stages._guard import drive
 
 __all__ = ["FromGenerator", "FromIterable", "Range"]
 
@@ -82,36 +83,8 @@ class FromGenerator(Stage):
         return f"from_generator({describe_callable(self._fn)})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return _generate(self._fn, self._args, self._kwargs, ctx.label)
-
-
-def _generate(
-    fn: Callable[..., Iterable[Any]],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    label: str,
-) -> Iterator[Any]:
-    try:
-        produced = iter(fn(*args, **kwargs))
-    except Exception as error:
-        annotate(error, label)
-        raise
-    count = 0
-    try:
-        while True:
-            try:
-                item = next(produced)
-            except StopIteration:
-                return
-            except Exception as error:
-                annotate(error, label, produced=count)
-                raise
-            count += 1
-            yield item
-    finally:
-        close = getattr(produced, "close", None)
-        if close is not None:
-            close()
+        fn, args, kwargs = self._fn, self._args, self._kwargs
+        return drive(lambda: fn(*args, **kwargs), ctx.label, lambda n: {"produced": n})
 
 
 class Range(Stage):

@@ -18,6 +18,7 @@ from typing import Any
 from headrace._checks import check_callable, check_int
 from headrace.errors import annotate, describe_callable, mark
 from headrace.stages._base import Length, Stage, StageContext
+from headrace.stages._guard import drive
 from headrace.stages.fusion import fuse
 
 __all__ = [
@@ -417,25 +418,12 @@ def _pipe(
     label: str,
 ) -> Iterator[Any]:
     feed = _Feed(upstream)
-    try:
-        produced = iter(fn(feed, *args, **kwargs))
-    except Exception as error:
-        annotate(error, label)
-        raise
-    try:
-        while True:
-            try:
-                out = next(produced)
-            except StopIteration:
-                return
-            except Exception as error:
-                annotate(error, label, feed.taken - 1 if feed.taken else None)
-                raise
-            yield out
-    finally:
-        close = getattr(produced, "close", None)
-        if close is not None:
-            close()
+    # The element blamed is the last one the user's generator took from its input.
+    return drive(
+        lambda: fn(feed, *args, **kwargs),
+        label,
+        lambda _: {"index": feed.taken - 1 if feed.taken else None},
+    )
 
 
 def pipe(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from headrace.stages._base import RUN_LOCK, Length, OpenUpstream, Stage, StageContext
+from headrace.stages._guard import close_iterator
 
 __all__ = ["Cache"]
 
@@ -63,7 +64,7 @@ class Cache(Stage):
                 append(item)
                 yield item
         finally:
-            _close(upstream)
+            close_iterator(upstream)
         with RUN_LOCK:
             if self._memory is None:
                 self._memory = items
@@ -81,12 +82,6 @@ class Cache(Stage):
         if self._memory is not None:
             return len(self._memory)
         return upstream
-
-
-def _close(iterator: Iterator[Any]) -> None:
-    close = getattr(iterator, "close", None)
-    if close is not None:
-        close()
 
 
 def _replay_file(path: Path) -> Iterator[Any]:
@@ -121,6 +116,6 @@ def _fill_file(upstream: Iterator[Any], path: Path) -> Iterator[Any]:
         os.replace(partial, path)
         complete = True
     finally:
-        _close(upstream)
+        close_iterator(upstream)
         if not complete:
             partial.unlink(missing_ok=True)

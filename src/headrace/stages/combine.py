@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from headrace._checks import check_callable, check_int, check_optional_int
 from headrace.errors import annotate, describe_callable
 from headrace.stages._base import INFINITE, Length, OpenUpstream, Stage, StageContext
+from headrace.stages._guard import close_iterator
 
 if TYPE_CHECKING:
     from headrace.pipeline import Pipeline
@@ -150,9 +151,7 @@ class _Inner:
         if self.chain is not None:
             self.chain.close()
         else:
-            close = getattr(self.iterator, "close", None)
-            if close is not None:
-                close()
+            close_iterator(self.iterator)
 
 
 def _interleave(
@@ -249,9 +248,7 @@ def _repeat(upstream: OpenUpstream, count: int | None, ctx: StageContext) -> Ite
             yield first
             yield from iterator
         finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
+            close_iterator(iterator)
 
 
 def _pipeline(iterable: Iterable[Any]) -> Pipeline[Any]:

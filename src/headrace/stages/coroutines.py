@@ -29,6 +29,7 @@ from typing import Any
 
 from headrace.errors import annotate, describe_callable
 from headrace.stages._base import RUN_LOCK, Stage, StageContext
+from headrace.stages._guard import close_iterator
 
 __all__ = ["Coroutine", "GeneratorPipeline", "coroutine"]
 
@@ -181,8 +182,6 @@ class GeneratorPipeline:
 
     def close(self) -> None:
         """Stop the run and close every step."""
-        close = getattr(self._run, "close", None)
-        if close is not None:
-            close()
+        close_iterator(self._run)
         for step in self.steps:
             step.close()
