@@ -311,3 +311,100 @@ def test_file_cache_replays_after_the_source_files_are_gone(tmp_path):
     source.unlink()
 
     assert list(cached) == ["a", "b"]
+
+
+# -- damaged cache files ------------------------------------------------------------
+
+
+def _filled(tmp_path, items):
+    path = tmp_path / "cache.bin"
+    list(Upstream(items).pipeline().cache(path))
+    return path
+
+
+def _replay(path):
+    """A fresh pipeline over the cache file; its upstream would give other data."""
+    return hr.from_iterable(["not", "from", "the", "cache"]).cache(path)
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.3, 0.5, 0.9, "one-byte-short"])
+def test_file_cache_cut_short_raises_naming_the_file_before_yielding_anything(tmp_path, keep):
+    path = _filled(tmp_path, [np.arange(100) * i for i in range(10)])
+    data = path.read_bytes()
+    size = len(data) - 1 if keep == "one-byte-short" else int(len(data) * keep)
+    path.write_bytes(data[:size])
+    seen = []
+
+    def replay_all():
+        for item in _replay(path):
+            seen.append(item)
+
+    with pytest.raises(hr.HeadraceError, match="cut short") as info:
+        replay_all()
+
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert seen == []  # a short epoch never starts
+
+
+def test_file_cache_cut_at_an_element_boundary_is_not_a_shorter_epoch(tmp_path):
+    # The old format ended at EOF: a file cut between two elements replayed as a
+    # shorter epoch with no error at all.
+    import pickle
+
+    path = _filled(tmp_path, ["a", "b", "c"])
+    boundary = len(pickle.dumps("a", protocol=pickle.HIGHEST_PROTOCOL)) * 2
+    path.write_bytes(path.read_bytes()[:boundary])
+
+    with pytest.raises(hr.HeadraceError, match="cut short"):
+        list(_replay(path))
+
+
+def test_file_cache_without_the_end_record_is_refused(tmp_path):
+    import pickle
+
+    path = tmp_path / "cache.bin"
+    with path.open("wb") as stream:  # what an older headrace, or another program, wrote
+        for item in [1, 2, 3]:
+            pickle.dump(item, stream)
+
+    with pytest.raises(hr.HeadraceError, match=r"does not end with .*end-of-cache record"):
+        list(_replay(path))
+
+
+@pytest.mark.parametrize(("change", "problem"), [(+1, "cannot be read"), (-1, "more than")])
+def test_file_cache_whose_count_disagrees_is_refused(tmp_path, change, problem):
+    import struct
+
+    path = _filled(tmp_path, [10, 20, 30])
+    data = bytearray(path.read_bytes())
+    (count,) = struct.unpack("<Q", data[-8:])
+    assert count == 3
+    data[-8:] = struct.pack("<Q", count + change)
+    path.write_bytes(bytes(data))
+
+    with pytest.raises(hr.HeadraceError, match=problem) as info:
+        list(_replay(path))
+    assert str(path) in str(info.value)
+
+
+def test_file_cache_of_an_empty_run_cut_short_is_refused(tmp_path):
+    path = _filled(tmp_path, [])
+    path.write_bytes(path.read_bytes()[:-1])
+
+    with pytest.raises(hr.HeadraceError, match="cut short"):
+        list(_replay(path))
+    path.write_bytes(b"")
+    with pytest.raises(hr.HeadraceError, match="cut short"):
+        list(_replay(path))
+
+
+def test_a_complete_file_cache_still_replays_after_the_checks(tmp_path):
+    items = [np.arange(3) * i for i in range(50)]
+    path = _filled(tmp_path, items)
+
+    replayed = list(_replay(path))
+
+    assert len(replayed) == 50
+    for again, expected in zip(replayed, items, strict=True):
+        np.testing.assert_array_equal(again, expected)

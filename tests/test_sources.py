@@ -72,6 +72,83 @@ def test_from_iterable_refuses_a_non_iterable_at_construction():
         hr.from_iterable(42)
 
 
+class CountsIter:
+    """A re-iterable container that records every call to its __iter__."""
+
+    def __init__(self, items):
+        self.items = list(items)
+        self.iter_calls = 0
+
+    def __iter__(self):
+        self.iter_calls += 1
+        return iter(self.items)
+
+
+class OneShot:
+    """A hand-written iterator (not a generator): iter() returns itself."""
+
+    def __init__(self, n):
+        self.n = n
+        self.iter_calls = 0
+
+    def __iter__(self):
+        self.iter_calls += 1
+        return self
+
+    def __next__(self):
+        if self.n == 0:
+            raise StopIteration
+        self.n -= 1
+        return self.n
+
+
+def test_from_iterable_does_not_call_iter_while_building_the_pipeline():
+    container = CountsIter([1, 2])
+    pipeline = hr.from_iterable(container).map(abs)
+
+    assert container.iter_calls == 0
+    assert list(pipeline) == [1, 2]
+    assert list(pipeline) == [1, 2]
+    assert container.iter_calls == 2
+
+
+def test_from_iterable_detects_a_hand_written_iterator_as_one_shot_without_iter():
+    source = OneShot(3)
+    pipeline = hr.from_iterable(source)
+
+    assert source.iter_calls == 0
+    assert pipeline.known_length() is None
+    assert list(pipeline) == [2, 1, 0]
+    with pytest.raises(RuntimeError, match="one-shot"):
+        list(pipeline)
+
+
+def test_from_iterable_accepts_the_old_getitem_sequence_protocol():
+    class Squares:
+        def __getitem__(self, index):
+            if index >= 3:
+                raise IndexError(index)
+            return index * index
+
+    pipeline = hr.from_iterable(Squares())
+
+    assert list(pipeline) == [0, 1, 4]
+    assert list(pipeline) == [0, 1, 4]
+
+
+@pytest.mark.parametrize("value", [42, None, object()])
+def test_from_iterable_refuses_non_iterables_naming_the_argument(value):
+    class NotIterable:
+        __iter__ = None
+
+        def __getitem__(self, index):
+            return index
+
+    for bad in (value, NotIterable()):
+        with pytest.raises(TypeError, match=r"^iterable must be iterable"):
+            hr.from_iterable(bad)
+
+
 # -- from_generator -----------------------------------------------------------------
 
 
@@ -130,6 +207,25 @@ def test_range_accepts_keyword_step_and_index_like_ints():
 
     assert list(hr.range(0, 6, step=2)) == [0, 2, 4]
     assert list(hr.range(np.int64(3))) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "args", [(10**20,), (-(10**20), 10**20), (10**20, 0, -3), (0, 10**30, 7), (5, 10**20, -1)]
+)
+def test_range_beyond_sys_maxsize_has_an_exact_length(args):
+    reference = builtins.range(*args)  # len() overflows, but indexing does not
+    expected = (reference[-1] - reference.start) // reference.step + 1 if reference else 0
+
+    assert hr.range(*args).known_length() == expected
+    assert list(hr.range(*args).take(3)) == list(reference[:3])
+
+
+def test_range_of_huge_length_takes_and_lists_lazily():
+    assert list(hr.range(10**20).take(3)) == [0, 1, 2]
+    assert len(hr.range(10**20).take(3)) == 3
+    assert hr.range(10**20).known_length() == 10**20
+    assert hr.range(0, 10**20, 3).known_length() == (10**20 + 2) // 3
+    assert hr.range(10**20, 0, -7).known_length() == (10**20 + 6) // 7
 
 
 def test_range_refuses_a_zero_step():
@@ -202,7 +298,6 @@ def test_files_removes_duplicates(tree):
     pipeline = hr.files([pattern, pattern, str(tree / "a.txt")])
 
     assert list(pipeline) == [str(tree / "a.txt"), str(tree / "b.txt")]
-    assert len(pipeline) == 2
 
 
 def test_files_skips_folders_matched_by_a_glob(tree):
@@ -260,6 +355,46 @@ def test_files_shuffle_with_seed_is_reproducible_per_epoch_and_differs_across_ep
     assert list(again.iter(epoch=1)) == epoch1
     # Another seed gives another order.
     assert list(hr.files(pattern, shuffle=True, seed=12).iter(epoch=0)) != epoch0
+
+
+def test_files_length_is_unknown_and_asking_does_no_io(tree, monkeypatch):
+    import glob
+
+    calls = []
+    real_glob = glob.glob
+    monkeypatch.setattr(glob, "glob", lambda *a, **k: calls.append(a) or real_glob(*a, **k))
+    pipeline = hr.files(str(tree / "*.txt"))
+
+    assert pipeline.known_length() is None
+    with pytest.raises(TypeError, match="not known"):
+        len(pipeline)
+    assert calls == []
+
+    assert list(pipeline) == [str(tree / "a.txt"), str(tree / "b.txt")]
+    assert len(calls) == 1  # list() asks for a length hint; only the run globs
+
+
+def test_files_seed_without_shuffle_is_refused_naming_seed():
+    with pytest.raises(ValueError, match=r"\bseed\b.*shuffle=True"):
+        hr.files("*.txt", seed=3)
+    with pytest.raises(ValueError, match=r"\bseed\b"):
+        hr.files("*.txt", shuffle=False, seed=0)
+    hr.files("*.txt", shuffle=True, seed=0)  # fine with shuffle
+    hr.files("*.txt", shuffle=False)  # and without a seed
+
+
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_files_shuffle_must_be_a_bool(value):
+    with pytest.raises(TypeError, match="shuffle must be a bool"):
+        hr.files("*.txt", shuffle=value)
+
+
+def test_files_shuffle_accepts_numpy_bools(tmp_path, many_files):
+    import numpy as np
+
+    pattern = str(tmp_path / "*.txt")
+    assert list(hr.files(pattern, shuffle=np.bool_(False))) == many_files
+    assert sorted(hr.files(pattern, shuffle=np.bool_(True), seed=1)) == many_files
 
 
 def test_files_sees_files_added_between_epochs(tmp_path):
@@ -476,6 +611,12 @@ def test_text_lines_other_ascii_compatible_encodings(tmp_path):
 def test_text_lines_refuses_encodings_that_are_not_ascii_compatible(tmp_path, encoding):
     with pytest.raises(ValueError, match="encoding"):
         hr.text_lines(str(tmp_path / "never-opened.txt"), encoding=encoding)
+
+
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_text_lines_keep_ends_must_be_a_bool(value):
+    with pytest.raises(TypeError, match="keep_ends must be a bool"):
+        hr.text_lines("whatever.txt", keep_ends=value)
 
 
 def test_text_lines_refuses_an_unknown_encoding():

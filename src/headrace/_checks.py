@@ -6,6 +6,8 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 
 def check_callable(name: str, value: object) -> Callable[..., Any]:
     """Return ``value`` if it is callable, else raise ``TypeError`` naming ``name``.
@@ -17,6 +19,22 @@ def check_callable(name: str, value: object) -> Callable[..., Any]:
     if not callable(value):
         raise TypeError(f"{name} must be callable, got {type(value).__name__}: {value!r}")
     return value
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` as a ``bool``; only ``True``/``False`` (or numpy's) are accepted.
+
+    ``bool(x)`` would read any non-empty string, even ``"no"``, as true.
+
+    >>> check_bool("drop_remainder", np.True_)
+    True
+    >>> check_bool("drop_remainder", "no")
+    Traceback (most recent call last):
+    TypeError: drop_remainder must be a bool, got str: 'no'
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}: {value!r}")
+    return bool(value)
 
 
 def check_int(name: str, value: object, *, minimum: int | None = None) -> int:

@@ -315,3 +315,94 @@ def test_unbatch_rejects_what_is_not_a_batch() -> None:
         list(stages.unbatch([np.array(3)]))
     with pytest.raises(ValueError, match="fields have different lengths"):
         list(stages.unbatch([(np.zeros(2), np.zeros(3))]))
+
+
+# -- array subclasses, datetimes, key order, drop_remainder ---------------------------
+
+
+def test_ndarray_subclasses_stack_like_arrays(tmp_path: Any) -> None:
+    path = tmp_path / "data.bin"
+    mapped = np.memmap(path, dtype=np.float32, mode="w+", shape=(2, 3))
+    mapped[:] = np.arange(6).reshape(2, 3)
+    out = first_batch([mapped[0], mapped[1]])
+    assert type(out) is np.ndarray
+    assert out.shape == (2, 3)
+    assert out.tolist() == [[0, 1, 2], [3, 4, 5]]
+    del mapped
+
+
+def test_masked_arrays_stack_keeping_their_masks() -> None:
+    masked = np.ma.array([1, 2], mask=[False, True])
+    out = first_batch([masked, np.array([3, 4])])
+    assert isinstance(out, np.ma.MaskedArray)
+    assert out.shape == (2, 2)
+    assert out.mask.tolist() == [[False, True], [False, False]]
+    assert out.data[1].tolist() == [3, 4]
+    out = first_batch([np.array([3, 4]), masked])  # a masked array after a plain one
+    assert out.mask.tolist() == [[False, False], [False, True]]
+
+
+def test_datetimes_and_timedeltas_stack() -> None:
+    days = first_batch([np.datetime64("2024-01-01"), np.datetime64("2024-01-02")])
+    assert days.dtype == np.dtype("datetime64[D]")
+    assert days[1] == np.datetime64("2024-01-02")
+    spans = first_batch([np.timedelta64(1, "s"), np.timedelta64(2, "m")])
+    assert spans.dtype.kind == "m"
+    assert spans.tolist() == [np.timedelta64(1, "s").item(), np.timedelta64(120, "s").item()]
+    nested = first_batch([{"t": [np.datetime64("2024")]}, {"t": [np.datetime64("2025")]}])
+    assert nested["t"].shape == (2, 1)
+    assert nested["t"].dtype.kind == "M"
+
+
+@pytest.mark.parametrize(
+    "elements",
+    [
+        [np.timedelta64(1, "s"), 5],
+        [5, np.timedelta64(1, "s")],
+        [np.datetime64("2024"), np.timedelta64(1, "s")],
+        [1.5, np.datetime64("2024")],
+    ],
+)
+def test_datetimes_do_not_mix_with_numbers_or_timedeltas(elements: list[Any]) -> None:
+    with pytest.raises(TypeError, match=r"element 1 is .*does not batch with element 0"):
+        first_batch(elements)
+
+
+def test_an_element_0_that_cannot_stack_is_named_sensibly() -> None:
+    with pytest.raises(TypeError) as caught:
+        first_batch([np.void(b"ab"), np.void(b"cd")])
+    message = str(caught.value)
+    assert "element 0 is void" in message
+    assert "with element 0" not in message
+    assert "collate=None" in message
+
+
+def test_dicts_with_keys_in_another_order_batch_in_the_first_order() -> None:
+    out = first_batch([{"a": 1, "b": "x"}, {"b": "y", "a": 2}])
+    assert list(out) == ["a", "b"]
+    assert out["a"].tolist() == [1, 2]
+    assert out["b"].tolist() == ["x", "y"]
+    rows = list(stages.unbatch([out]))
+    assert [(int(r["a"]), r["b"]) for r in rows] == [(1, "x"), (2, "y")]
+
+
+def test_dicts_with_other_keys_are_still_refused_naming_element_and_keys() -> None:
+    with pytest.raises(ValueError, match=r"element 2 is a mapping with keys \['a'\]"):
+        first_batch([{"a": 1, "b": 2}, {"b": 2, "a": 1}, {"a": 1}])
+    with pytest.raises(ValueError, match=r"element 1 .*keys \['b', 'a', 'c'\].*\['a', 'b'\]"):
+        first_batch([{"a": 1, "b": 2}, {"b": 2, "a": 1, "c": 3}])
+
+
+@pytest.mark.parametrize("value", ["no", 1, 0, None, [True]])
+def test_drop_remainder_must_be_a_bool(value: Any) -> None:
+    with pytest.raises(TypeError, match="drop_remainder must be a bool"):
+        hr.range(5).batch(2, drop_remainder=value)
+    with pytest.raises(TypeError, match="drop_remainder must be a bool"):
+        hr.range(5).padded_batch(2, drop_remainder=value)
+    with pytest.raises(TypeError, match="drop_remainder must be a bool"):
+        stages.batch(range(5), 2, drop_remainder=value)
+
+
+def test_drop_remainder_accepts_numpy_bools() -> None:
+    assert len(hr.range(5).batch(2, drop_remainder=np.bool_(True))) == 2
+    assert len(hr.range(5).batch(2, drop_remainder=np.bool_(False))) == 3

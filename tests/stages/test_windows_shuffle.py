@@ -70,6 +70,21 @@ def test_window_arguments_are_checked(size: int, shift: int | None, name: str) -
         hr.range(3).window(size, shift=shift)
 
 
+@pytest.mark.parametrize("value", ["no", "False", 1, 0, None])
+def test_window_drop_remainder_must_be_a_bool(value: Any) -> None:
+    with pytest.raises(TypeError, match="drop_remainder must be a bool"):
+        hr.range(3).window(2, drop_remainder=value)
+    with pytest.raises(TypeError, match="drop_remainder must be a bool"):
+        stages.window(range(3), 2, drop_remainder=value)
+
+
+def test_window_drop_remainder_accepts_numpy_bools() -> None:
+    import numpy as np
+
+    assert list(hr.range(3).window(2, drop_remainder=np.bool_(True))) == [(0, 1)]
+    assert list(hr.range(3).window(2, drop_remainder=np.bool_(False))) == [(0, 1), (2,)]
+
+
 # -- shuffle --------------------------------------------------------------------------
 
 ELEMENTS = st.lists(st.integers(0, 20), max_size=60)

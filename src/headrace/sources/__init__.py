@@ -73,13 +73,29 @@ def files(pattern: PathsArg, *, shuffle: bool = False, seed: int | None = None) 
 
     Like tf.data's ``list_files``: ``**`` matches any number of folders; paths come
     sorted, or shuffled anew every epoch with ``shuffle=True`` (reproducibly with a
-    ``seed``). Patterns are expanded when a run starts, so each epoch sees the files
-    present then. A pattern that matches nothing raises ``FileNotFoundError``.
+    ``seed``). Duplicate paths are removed: a path matched more than once (by two
+    patterns, or listed twice) is yielded once; paths are compared as spelt, so
+    ``a.txt`` and ``./a.txt`` count as two. Patterns are expanded when a run starts,
+    so each epoch sees the files present then; for the same reason the length is not
+    known beforehand, and ``len()`` raises ``TypeError`` rather than searching the
+    filesystem. A pattern that matches nothing raises ``FileNotFoundError``.
+
+    >>> import headrace as hr, pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.txt").write_text("a")
+    >>> [pathlib.Path(p).name for p in hr.files([str(folder / "*.txt"), folder / "a.txt"])]
+    ['a.txt']
 
     Args:
         pattern: glob pattern, path, or a list of them.
-        shuffle: shuffle the list every epoch.
-        seed: makes the shuffled order reproducible.
+        shuffle: shuffle the list every epoch (a bool).
+        seed: makes the shuffled order reproducible; only with ``shuffle=True``.
+
+    Raises:
+        TypeError: ``pattern`` is not a path or a list of paths, or ``shuffle`` is
+            not a bool.
+        ValueError: ``pattern`` is empty, or ``seed`` is negative or given without
+            ``shuffle=True``.
     """
     return Pipeline((Files(pattern, shuffle=shuffle, seed=seed),))
 

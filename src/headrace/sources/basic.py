@@ -31,14 +31,15 @@ class FromIterable(Stage):
     is_source = True
 
     def __init__(self, iterable: Iterable[Any]) -> None:
-        try:
-            first = iter(iterable)
-        except TypeError:
+        # Checked without calling iter(): that would run user code (a custom
+        # __iter__) while the pipeline is only being described, and leave an iterator
+        # open that nothing closes.
+        if not _is_iterable(iterable):
             raise TypeError(
                 f"iterable must be iterable, got {type(iterable).__name__}: {iterable!r}"
-            ) from None
+            )
         self._iterable = iterable
-        self._one_shot = first is iterable
+        self._one_shot = isinstance(iterable, Iterator)
         self._spent = False
 
     @property
@@ -63,6 +64,24 @@ class FromIterable(Stage):
 
     def length(self, upstream: Length) -> Length:
         return len(self._iterable) if self._sized() else None  # type: ignore[arg-type]
+
+
+def _is_iterable(value: object) -> bool:
+    """Whether ``iter(value)`` would succeed, by the rule ``iter`` uses, without calling it.
+
+    >>> class Squares:
+    ...     def __getitem__(self, i):
+    ...         return i * i
+    >>> _is_iterable([]), _is_iterable(3), _is_iterable(Squares())
+    (True, False, True)
+    """
+    kind = type(value)
+    for klass in kind.__mro__:
+        if "__iter__" in vars(klass):
+            # ``__iter__ = None`` is how a class declares itself not iterable.
+            return vars(klass)["__iter__"] is not None
+    # The old sequence protocol: __getitem__ with 0, 1, 2, ... until IndexError.
+    return hasattr(kind, "__getitem__")
 
 
 class FromGenerator(Stage):
@@ -112,4 +131,9 @@ class Range(Stage):
         return iter(self._range)
 
     def length(self, upstream: Length) -> Length:
-        return len(self._range)
+        # Not len(range): it raises OverflowError past sys.maxsize elements, and list()
+        # asks for the length even of range(10**20).take(3).
+        r = self._range
+        if r.step > 0:
+            return builtins.max(0, (r.stop - r.start + r.step - 1) // r.step)
+        return builtins.max(0, (r.start - r.stop - r.step - 1) // -r.step)

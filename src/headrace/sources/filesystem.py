@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from headrace._checks import check_seed
+from headrace._checks import check_bool, check_seed
 from headrace._seeds import python_rng
 from headrace.errors import DecodeError
 from headrace.stages._base import Length, Stage, StageContext
@@ -92,8 +92,13 @@ class Files(Stage):
         self, patterns: PathsArg, *, shuffle: bool = False, seed: int | None = None
     ) -> None:
         self._patterns = _normalise(patterns, "pattern")
-        self._shuffle = bool(shuffle)
+        self._shuffle = check_bool("shuffle", shuffle)
         self._seed = check_seed(seed)
+        if self._seed is not None and not self._shuffle:
+            raise ValueError(
+                f"seed={self._seed} has no effect without shuffle=True; pass shuffle=True "
+                "to shuffle the paths reproducibly, or drop the seed"
+            )
 
     @property
     def name(self) -> str:
@@ -110,10 +115,9 @@ class Files(Stage):
         return iter(paths)
 
     def length(self, upstream: Length) -> Length:
-        try:
-            return len(expand_paths(self._patterns))
-        except FileNotFoundError:
-            return None
+        # Unknown: counting would glob the filesystem on every len() (and list() asks
+        # for one), and the files present may change before the run starts anyway.
+        return None
 
 
 _ERROR_POLICIES = ("strict", "replace", "skip")
@@ -147,7 +151,7 @@ class TextLines(Stage):
             raise ValueError(f"errors must be one of {_ERROR_POLICIES}, got {errors!r}")
         self._encoding = encoding
         self._errors = errors
-        self._keep_ends = bool(keep_ends)
+        self._keep_ends = check_bool("keep_ends", keep_ends)
 
     @property
     def name(self) -> str:

@@ -4,8 +4,11 @@ Collation rules (:func:`collate`), applied recursively:
 
 - a ``dict`` (any mapping) becomes a dict of collated values, key by key;
 - a ``tuple`` (named tuples too) becomes a tuple of collated fields;
-- numbers, numpy scalars, numpy arrays and lists of numbers become one stacked array
-  with a leading batch axis (a ``list`` is a value, as in tf.data, not a structure);
+- numbers, numpy scalars, numpy arrays (subclasses such as ``np.memmap`` too) and
+  lists of numbers become one stacked array with a leading batch axis (a ``list`` is
+  a value, as in tf.data, not a structure); ``datetime64`` and ``timedelta64`` values
+  stack the same way, but never together with numbers or with each other; masked
+  arrays stack into a masked array that keeps their masks;
 - ``str`` and ``bytes`` (and lists of them) become a numpy ``object`` array holding the
   exact values: fixed-width numpy strings would drop trailing NUL characters and size
   every entry by the longest one;
@@ -28,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from headrace._checks import check_callable, check_int
+from headrace._checks import check_bool, check_callable, check_int
 from headrace.errors import annotate
 from headrace.stages._base import INFINITE, Length, Stage, StageContext
 
@@ -36,6 +39,15 @@ __all__ = ["batch", "collate", "padded_batch", "unbatch"]
 
 _NUMBERS = (int, float, bool, complex, np.generic)
 _NUMERIC_KINDS = "biufc"
+# Which dtype kinds stack together: numbers with numbers, datetimes with datetimes,
+# timedeltas with timedeltas, and object arrays (text, lists of objects) with each
+# other. numpy itself would turn ``[np.timedelta64(1, "s"), 5]`` into timedeltas.
+_STACKING: dict[str, str] = {
+    **dict.fromkeys(_NUMERIC_KINDS, "numbers"),
+    "M": "datetime64 values",
+    "m": "timedelta64 values",
+    "O": "objects",
+}
 
 
 def collate(items: Sequence[Any]) -> Any:
@@ -53,14 +65,17 @@ def collate(items: Sequence[Any]) -> Any:
 
 def _collate(items: Sequence[Any], path: str, pad: _Padding | None) -> Any:
     first = items[0]
-    if isinstance(first, _NUMBERS) or type(first) is np.ndarray or isinstance(first, list):
+    if isinstance(first, (*_NUMBERS, np.ndarray, list)):
         return _stack(items, path, pad)
     if isinstance(first, Mapping):
         keys = list(first)
         if not keys:
             raise ValueError(f"cannot batch{_at(path)}: element 0 is an empty mapping")
+        # Key order is not structure: dicts built in different orders still batch, in
+        # element 0's key order.
+        key_set = set(keys)
         for position, item in builtins.enumerate(items):
-            if not isinstance(item, Mapping) or list(item) != keys:
+            if not isinstance(item, Mapping) or item.keys() != key_set:
                 raise ValueError(
                     f"cannot batch{_at(path)}: element {position} is {_shape_of(item)} "
                     f"but element 0 is a mapping with keys {keys}"
@@ -102,23 +117,37 @@ def _collate(items: Sequence[Any], path: str, pad: _Padding | None) -> Any:
 
 
 def _stack(items: Sequence[Any], path: str, pad: _Padding | None) -> np.ndarray:
-    if pad is None:
+    # np.asarray would drop the masks of masked arrays; they take the slow path.
+    masked = isinstance(items[0], np.ndarray) and any(
+        isinstance(item, np.ma.MaskedArray) for item in items
+    )
+    if pad is None and not masked:
         try:
             out = np.asarray(items)
         except ValueError:
             out = None  # ragged: numpy refuses; find the element that differs below
         if out is not None and out.dtype.kind in _NUMERIC_KINDS:
             return out
-    arrays = [_as_array(item, path, position) for position, item in builtins.enumerate(items)]
+    arrays = [
+        _as_array(item, path, position, keep_mask=masked)
+        for position, item in builtins.enumerate(items)
+    ]
     reference = arrays[0]
+    group = _STACKING.get(reference.dtype.kind)
+    if group is None:
+        raise TypeError(
+            f"cannot batch{_at(path)}: element 0 is {type(items[0]).__name__} "
+            f"{_short(items[0])}, whose numpy dtype {reference.dtype} does not stack "
+            "(numbers, datetime64, timedelta64 and text do); pass collate=None to "
+            "batch into plain lists"
+        )
     for position, array in builtins.enumerate(arrays):
-        if array.dtype.kind not in _NUMERIC_KINDS + "O" or (
-            (array.dtype.kind == "O") != (reference.dtype.kind == "O")
-        ):
+        if _STACKING.get(array.dtype.kind) != group:
             raise TypeError(
                 f"cannot batch{_at(path)}: element {position} is "
                 f"{type(items[position]).__name__} {_short(items[position])}, "
-                f"which does not batch with element 0 ({type(items[0]).__name__})"
+                f"which does not batch with element 0 ({type(items[0]).__name__}); "
+                f"{group} do not batch with other kinds"
             )
         if pad is None and array.shape != reference.shape:
             raise ValueError(
@@ -127,13 +156,13 @@ def _stack(items: Sequence[Any], path: str, pad: _Padding | None) -> np.ndarray:
                 "variable-size arrays"
             )
     if pad is None:
-        return np.stack(arrays)
+        return np.ma.stack(arrays) if masked else np.stack(arrays)
     return pad.stack(arrays, path)
 
 
-def _as_array(item: Any, path: str, position: int) -> np.ndarray:
+def _as_array(item: Any, path: str, position: int, *, keep_mask: bool = False) -> np.ndarray:
     """``item`` as an array; text becomes an object array of the exact strings."""
-    array = np.asarray(item)
+    array = np.asanyarray(item) if keep_mask else np.asarray(item)
     if array.dtype.kind not in "SU":
         return array
     exact = np.asarray(item, dtype=object)
@@ -234,7 +263,7 @@ class Batch(Stage):
         pad: _Padding | None = None,
     ) -> None:
         self._size = check_int("size", size, minimum=1)
-        self._drop_remainder = bool(drop_remainder)
+        self._drop_remainder = check_bool("drop_remainder", drop_remainder)
         self._collate = None if collate is None else check_callable("collate", collate)
         self._pad = pad
 

@@ -12,15 +12,26 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from headrace.errors import HeadraceError
 from headrace.stages._base import RUN_LOCK, Length, OpenUpstream, Stage, StageContext
 from headrace.stages._guard import close_iterator
 
-__all__ = ["Cache"]
+__all__ = ["Cache", "CacheFileError"]
+
+
+class CacheFileError(HeadraceError, ValueError):
+    """A cache file is incomplete or damaged; the message names the file.
+
+    Raised before the replay yields anything when the file does not end with the
+    end-of-cache record (it was cut short), and while replaying when the elements do
+    not match the count that record holds. Deleting the file fills the cache anew.
+    """
 
 
 class Cache(Stage):
@@ -31,6 +42,8 @@ class Cache(Stage):
     open the upstream stages at all. Upstream randomness is frozen with the cache:
     put ``shuffle`` after ``cache`` to reshuffle every epoch. A pickled copy starts
     with an empty memory cache of its own; a file cache is shared through its path.
+    A file cache ends with a record of its element count: replaying a file that was
+    cut short raises :class:`CacheFileError` naming it, never a shorter epoch.
     """
 
     __slots__ = ("_memory", "_path")
@@ -84,13 +97,49 @@ class Cache(Stage):
         return upstream
 
 
+# A cache file is one pickle per element, then this fixed-size trailer: the magic
+# bytes and the element count. It is written last, just before the file is renamed
+# into place, so a file cut short anywhere (a full disk, a copy that stopped, a crash
+# before the data reached the disk) lacks it, and replay refuses the file up front
+# instead of silently yielding a short epoch.
+_MAGIC = b"\x00headrace-cache\x01"
+_TRAILER = struct.Struct(f"<{len(_MAGIC)}sQ")
+
+
+def _damaged(path: Path, problem: str) -> CacheFileError:
+    return CacheFileError(
+        f"cache file {str(path)!r} {problem}; delete it to fill the cache again from "
+        "the upstream stages"
+    )
+
+
 def _replay_file(path: Path) -> Iterator[Any]:
     with path.open("rb") as stream:
-        while True:
+        end = stream.seek(0, os.SEEK_END) - _TRAILER.size
+        if end >= 0:
+            stream.seek(end)
+            magic, count = _TRAILER.unpack(stream.read(_TRAILER.size))
+        if end < 0 or magic != _MAGIC:
+            raise _damaged(
+                path,
+                "does not end with headrace's end-of-cache record: it was cut short (a "
+                "crash, a full disk, an incomplete copy) or was not written by this "
+                "version of headrace",
+            )
+        stream.seek(0)
+        load = pickle.load
+        for position in range(count):
             try:
-                yield pickle.load(stream)
-            except EOFError:
-                return
+                item = load(stream)
+            except (EOFError, pickle.UnpicklingError) as error:
+                raise _damaged(
+                    path, f"is damaged: element {position} of {count} cannot be read ({error})"
+                ) from error
+            if stream.tell() > end:
+                raise _damaged(path, f"is damaged: it holds fewer than the {count} elements")
+            yield item
+        if stream.tell() != end:
+            raise _damaged(path, f"is damaged: it holds more than the {count} elements")
 
 
 # Numbers the file-filling runs of this process (next() on a count is atomic in CPython).
@@ -108,11 +157,17 @@ def _fill_file(upstream: Iterator[Any], path: Path) -> Iterator[Any]:
     complete = False
     try:
         with partial.open("wb") as stream:
+            count = 0
             for item in upstream:
                 # One pickle per element: a shared Pickler's memo would keep every
                 # element alive for the whole epoch.
                 pickle.dump(item, stream, protocol=pickle.HIGHEST_PROTOCOL)
+                count += 1
                 yield item
+            stream.write(_TRAILER.pack(_MAGIC, count))
+            # On disk before the rename, or a crash could leave a renamed, empty file.
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(partial, path)
         complete = True
     finally:

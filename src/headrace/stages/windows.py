@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from headrace._checks import check_int, check_optional_int
+from headrace._checks import check_bool, check_int, check_optional_int
 from headrace.stages._base import INFINITE, Length, Stage, StageContext
 
 __all__ = ["window"]
@@ -26,7 +26,7 @@ class Window(Stage):
     ) -> None:
         self._size = check_int("size", size, minimum=1)
         self._shift = check_optional_int("shift", shift, minimum=1) or self._size
-        self._drop_remainder = bool(drop_remainder)
+        self._drop_remainder = check_bool("drop_remainder", drop_remainder)
 
     @property
     def name(self) -> str:
