@@ -481,3 +481,67 @@ def test_errors_are_catchable_by_their_user_type_around_a_loop():
 def test_decode_error_is_a_headrace_error_and_a_value_error():
     assert issubclass(hr.DecodeError, hr.HeadraceError)
     assert issubclass(hr.DecodeError, ValueError)
+
+
+# -- nested pipelines and reused exception objects ------------------------------------
+
+
+def bad(x):
+    if x == 2:
+        raise ParseError("bad element")
+    return x
+
+
+def test_an_error_inside_a_zipped_pipeline_names_its_place():
+    error = run_to_error(hr.range(5).zip(hr.range(5).map(bad)).batch(2), ParseError)
+    notes = stage_notes(error)
+    assert len(notes) == 1, notes
+    assert "stage 0 (zip) input 1 > stage 1 'map(bad)' on its input element 2" in notes[0]
+
+
+def test_an_error_inside_an_interleaved_pipeline_names_the_input_element():
+    pipeline = hr.range(3).interleave(lambda n: hr.range(4).map(bad), cycle_length=1)
+    error = run_to_error(pipeline, ParseError)
+    assert (
+        "stage 1 (interleave) for input element 0 > stage 1 'map(bad)'" in (stage_notes(error)[0])
+    )
+
+
+def test_a_user_function_that_runs_a_pipeline_gets_its_own_note_too():
+    inner = hr.range(5).map(bad)
+
+    def outer(x):
+        return sum(inner) + x
+
+    error = run_to_error(hr.range(3).map(outer), ParseError)
+    notes = stage_notes(error)
+    assert len(notes) == 2, notes
+    assert "stage 1 'map(bad)' on its input element 2" in notes[0]
+    assert "stage 1 'map(" in notes[1]
+    assert "outer)' on its input element 0" in notes[1]
+
+
+SHARED_ERROR = ParseError("raised from a module constant")
+
+
+def fail_at(n):
+    def check(x):
+        if x == n:
+            raise SHARED_ERROR
+        return x
+
+    return check
+
+
+def test_a_reused_exception_object_is_noted_again_in_a_later_run():
+    with pytest.raises(ParseError):
+        list(hr.range(9).map(fail_at(1)))
+    with pytest.raises(ParseError) as caught:
+        list(hr.range(9).map(fail_at(4)))
+    assert "on its input element 4" in stage_notes(caught.value)[-1]
+
+
+def test_tracebacks_through_fused_stages_show_the_generated_source():
+    error = run_to_error(hr.range(5).map(bad).filter(bool), ParseError)
+    text = "".join(traceback.format_exception(error))
+    assert "x = f0(x)" in text

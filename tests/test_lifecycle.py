@@ -403,3 +403,109 @@ def test_text_lines_closes_its_file_when_decoding_fails(tmp_path, opened):
         list(run)
 
     assert [s.closed for s in opened] == [True]
+
+
+# -- closing without the garbage collector ------------------------------------------
+
+
+class Tracked:
+    """A source whose generator records when its finally block runs."""
+
+    def __init__(self, n: int = 10) -> None:
+        self.n = n
+        self.finished = 0
+
+    def __call__(self):
+        try:
+            yield from range(self.n)
+        finally:
+            self.finished += 1
+
+
+def explode_at_3(x):
+    if x == 3:
+        raise ValueError("three")
+    return x
+
+
+def test_exhaustion_closes_the_run_and_its_sources_while_it_is_still_referenced():
+    source = Tracked()
+    gc.disable()
+    try:
+        run = hr.from_generator(source).map(str).take(5).iter()
+        assert list(run) == ["0", "1", "2", "3", "4"]
+        assert run.closed
+        assert source.finished == 1
+    finally:
+        gc.enable()
+
+
+def test_an_error_closes_everything_upstream_while_the_run_is_still_referenced():
+    source = Tracked()
+    inner = Tracked()
+    gc.disable()
+    try:
+        run = (
+            hr.from_generator(source)
+            .zip(hr.from_generator(inner))
+            .map(lambda pair: pair[0])
+            .batch(2)
+            .unbatch()
+            .map(explode_at_3)
+            .iter()
+        )
+        with pytest.raises(ValueError, match="three"):
+            list(run)
+        assert (source.finished, inner.finished) == (1, 1)
+    finally:
+        gc.enable()
+
+
+def test_take_closes_its_upstream_as_soon_as_it_has_its_elements():
+    source = Tracked(n=1000)
+    run = hr.from_generator(source).take(2).map(str).iter()
+    assert [next(run), next(run)] == ["0", "1"]
+    assert source.finished == 0
+    assert next(run, "end") == "end"
+    assert source.finished == 1  # closed when take ended, not when the run is dropped
+
+
+def passthrough(items):
+    yield from items
+
+
+def test_closing_a_stats_run_reaches_every_stage():
+    source = Tracked()
+    run = hr.from_generator(source).pipe(passthrough).map(str).iter(stats=True)
+    keep = list(run._chain.nodes)  # extra references must not keep stages open
+    next(run)
+    run.close()
+    assert source.finished == 1
+    assert keep
+
+
+def test_close_from_inside_the_run_is_refused_and_can_be_retried():
+    holder: dict[str, object] = {}
+
+    def close_myself(x):
+        if x == 1:
+            holder["run"].close()
+        return x
+
+    run = hr.range(5).map(close_myself).iter()
+    holder["run"] = run
+    assert next(run) == 0
+    with pytest.raises(ValueError, match="already executing"):
+        next(run)
+    run.close()  # the retry succeeds once nothing is executing
+    assert run.closed
+    assert next(run, "end") == "end"
+
+
+def test_a_run_cannot_be_pickled_or_made_by_from_iterable():
+    import pickle
+
+    with pytest.raises(TypeError, match="pickle the Pipeline"):
+        pickle.dumps(hr.range(3).iter())
+    with pytest.raises(TypeError, match=r"Pipeline\.iter\(\)"):
+        hr.Run.from_iterable([[1]])

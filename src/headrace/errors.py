@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from typing import Final
 
-__all__ = ["DecodeError", "HeadraceError", "annotate", "describe_callable"]
+__all__ = ["DecodeError", "HeadraceError", "StageLabel", "annotate", "describe_callable"]
 
 # Marks an exception that already carries a headrace note, so that a stage further
 # down the chain (which sees the same exception pass through) does not add a second,
@@ -35,6 +35,25 @@ class DecodeError(HeadraceError, ValueError):
     Subclasses ``ValueError`` so code that handles ``UnicodeDecodeError``-like problems
     generically keeps working.
     """
+
+
+class StageLabel(str):
+    """A stage's name in notes, carrying the identity of the opened chain it is in.
+
+    An exception that passes from a nested pipeline (inside ``zip``, ``interleave`` or
+    a user function that iterates another pipeline) into an outer stage's user code
+    gets a second note from the outer stage, while one that only travels down its own
+    chain keeps a single note.
+    """
+
+    __slots__ = ("scope",)
+
+    scope: object
+
+    def __new__(cls, text: str, scope: object) -> StageLabel:
+        label = super().__new__(cls, text)
+        label.scope = scope
+        return label
 
 
 def annotate(
@@ -57,7 +76,9 @@ def annotate(
     >>> e.__notes__
     ["headrace: raised in stage 2 'map(parse)' on its input element 7 (0-based)"]
     """
-    if getattr(error, _NOTED, False):
+    scope = getattr(stage, "scope", True)
+    seen = getattr(error, _NOTED, None)
+    if seen is not None and (seen is scope or scope is True):
         return
     where = f"headrace: raised in {stage}"
     if index is not None:
@@ -67,20 +88,15 @@ def annotate(
     elif produced is not None:
         where += f" after producing {produced} element{'' if produced == 1 else 's'}"
     error.add_note(where)
-    mark(error)
+    mark(error, scope)
 
 
-def mark(error: BaseException) -> None:
-    """Record that ``error`` has been attributed, without adding a note."""
+def mark(error: BaseException, scope: object = True) -> None:
+    """Record that ``error`` has been attributed in ``scope``, without adding a note."""
     # Exception types with __slots__ and no __dict__ cannot be marked; they may then
     # get a second note further down the chain, which is untidy but not wrong.
     with contextlib.suppress(AttributeError):
-        setattr(error, _NOTED, True)
-
-
-def is_marked(error: BaseException) -> bool:
-    """Whether ``error`` was already attributed to a stage."""
-    return bool(getattr(error, _NOTED, False))
+        setattr(error, _NOTED, scope)
 
 
 def describe_callable(fn: object) -> str:

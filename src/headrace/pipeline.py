@@ -68,7 +68,8 @@ class Pipeline(Generic[T]):
             raise ValueError("only the first stage of a pipeline may be a source")
         self._stages = stages
         # Each iteration is the next epoch: a seeded shuffle reshuffles every epoch,
-        # reproducibly. The counter is the only thing a run changes on its pipeline.
+        # reproducibly. Runs change a description only through this counter and
+        # stages' once-per-run records (a filled cache, a spent one-shot source).
         self._epochs = _Epochs()
 
     @property
@@ -86,7 +87,8 @@ class Pipeline(Generic[T]):
 
         Args:
             epoch: the epoch number seeded stages use; by default each call on this
-                pipeline takes the next number, starting at 0.
+                pipeline takes the next number, starting at 0 (so an extra ``iter()``
+                to peek at an element shifts later epochs; pass ``epoch`` to pin it).
             stats: count and time every stage (see :meth:`Run.stats`); off by
                 default, and free when off.
 
@@ -414,9 +416,9 @@ class Pipeline(Generic[T]):
 class _Epochs:
     """The next epoch number of a pipeline; pickles with its position.
 
-    A copy sent to another process (a PyTorch DataLoader worker pickles its dataset
-    every epoch) must continue the epoch count, or every epoch would replay the same
-    shuffle order.
+    A copy continues the count of the pipeline it was pickled from. A copy that is
+    iterated where the original is not (a process that receives the pipeline anew
+    every epoch) sees the same epoch each time: such callers pass ``iter(epoch=n)``.
     """
 
     __slots__ = ("_next",)

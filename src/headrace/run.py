@@ -1,12 +1,19 @@
-"""Turning a pipeline description into a running chain of iterators, and owning it."""
+"""Turning a pipeline description into a running chain of iterators, and owning it.
+
+Who closes what: every stage generator closes its upstream when it ends (exhausted,
+failed or closed), so an ending anywhere releases everything upstream of it. On top
+of that a :class:`Chain` remembers every closeable node it opened, so closing a run
+from outside reaches them all, downstream first, even nodes that never started.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
+from headrace.errors import StageLabel
 from headrace.stages._base import Stage, StageContext
 from headrace.stages.fusion import fuse
 from headrace.stats import StageStats
@@ -19,37 +26,55 @@ if TYPE_CHECKING:
 __all__ = ["Chain", "Run", "open_chain"]
 
 
-def label(index: int, stage: Stage) -> str:
-    """How error notes and reports name a stage."""
-    return f"stage {index} {stage.name!r}"
-
-
 class Chain:
     """The iterators of one opened chain of stages, closed together."""
 
-    __slots__ = ("iterator", "nodes")
+    __slots__ = ("closed", "iterator", "nodes")
 
     def __init__(self, iterator: Iterator[Any], nodes: list[Any]) -> None:
         self.iterator = iterator
         self.nodes = nodes
+        self.closed = False
 
     def close(self) -> None:
-        """Close every node that can be closed, downstream first."""
-        nodes, self.nodes = self.nodes, []
+        """Close every node that can be closed, downstream first.
+
+        A node that cannot be closed now (a generator that another thread, or the
+        caller itself, is running) stays on the list, so ``close`` can be retried;
+        the first such error is raised after the other nodes are closed.
+        """
         errors: list[BaseException] = []
-        for node in reversed(nodes):
+        kept: list[Any] = []
+        for node in reversed(self.nodes):
             try:
                 node.close()
-            except Exception as error:  # close the rest before reporting
+            except Exception as error:
                 errors.append(error)
+                kept.append(node)
+        self.nodes = kept[::-1]
         if errors:
             raise errors[0]
+        self.closed = True
 
 
-def open_chain(stages: Sequence[Stage], epoch: tuple[int, ...], stats: StageStats | None) -> Chain:
-    """Open ``stages`` (a source first) for one run of the given epoch path."""
+def open_chain(
+    stages: Sequence[Stage],
+    epoch: tuple[int, ...],
+    stats: StageStats | None,
+    path: str = "",
+) -> Chain:
+    """Open ``stages`` (a source first) for one run of the given epoch path.
+
+    ``path`` prefixes every stage label, naming where a nested pipeline sits inside
+    the stage that opened it. If a stage fails to open, what was opened is closed.
+    """
     nodes: list[Any] = []
-    iterator = _open(stages, len(stages), epoch, stats, nodes)
+    scope = object()  # tells this chain's error notes from those of nested chains
+    try:
+        iterator = _open(stages, len(stages), epoch, stats, nodes, path, scope)
+    except BaseException:
+        Chain(iter(()), nodes).close()
+        raise
     return Chain(iterator, nodes)
 
 
@@ -59,34 +84,41 @@ def _open(
     epoch: tuple[int, ...],
     stats: StageStats | None,
     nodes: list[Any],
+    path: str,
+    scope: object,
 ) -> Iterator[Any]:
     """The iterator of ``stages[:end]``, registering closeable nodes in ``nodes``."""
-    stage = stages[end - 1]
     index = end - 1
+    stage = stages[index]
+
+    def label(position: int) -> StageLabel:
+        return StageLabel(f"{path}stage {position} {stages[position].name!r}", scope)
+
     if stage.fuse_kind is not None and stats is None:
         start = index
-        while start > 0 and stages[start - 1].fuse_kind is not None:
+        while stages[start - 1].fuse_kind is not None:  # a source never fuses: stops at 1
             start -= 1
         run = stages[start:end]
-        upstream = _open(stages, start, epoch, stats, nodes)
+        upstream = _open(stages, start, epoch, stats, nodes, path, scope)
         iterator = fuse(
             upstream,
             [s.fuse_kind or "" for s in run],
             [s.fn for s in run],
-            [label(start + k, s) for k, s in enumerate(run)],
+            [label(start + k) for k in range(len(run))],
         )
     else:
-        ctx = StageContext(index, label(index, stage), epoch, stats)
+        ctx = StageContext(index, label(index), epoch, stats, path, stage.name)
         if stage.is_source:
             iterator = stage.open(iter(()), ctx)
         elif stage.lazy_upstream:
 
             def open_upstream(epoch: tuple[int, ...]) -> Iterator[Any]:
-                return _closing(open_chain(stages[:index], epoch, stats))
+                return _closing(open_chain(stages[:index], epoch, stats, path))
 
             iterator = stage.open_lazy(open_upstream, ctx)
         else:
-            iterator = stage.open(_open(stages, index, epoch, stats, nodes), ctx)
+            upstream = _open(stages, index, epoch, stats, nodes, path, scope)
+            iterator = stage.open(upstream, ctx)
         if stats is not None:
             iterator = stats.wrap(index, stage.name, iterator)
     if hasattr(iterator, "close"):
@@ -102,6 +134,23 @@ def _closing(chain: Chain) -> Iterator[Any]:
         chain.close()
 
 
+class _EndOfRun:
+    """The second iterable of a :class:`Run`'s ``itertools.chain``.
+
+    ``itertools.chain`` asks for it only once the pipeline is exhausted, which makes it
+    a free end-of-run hook: closing there costs nothing per element.
+    """
+
+    __slots__ = ("_chain",)
+
+    def __init__(self, chain: Chain) -> None:
+        self._chain = chain
+
+    def __iter__(self) -> Iterator[Any]:
+        self._chain.close()
+        return iter(())
+
+
 T = TypeVar("T")
 
 
@@ -109,21 +158,23 @@ class Run(itertools.chain[T], Generic[T]):
     """One running epoch of a pipeline: an iterator that owns everything it started.
 
     Iterating is as cheap as iterating the chain itself (``itertools.chain`` does the
-    per-element work in C). Use it as a context manager, or call :meth:`close`, to end
-    a run early; ending the loop by exhaustion, ``break`` plus garbage collection, or an
-    exception all release what the run holds.
+    per-element work in C). A run releases what it holds when it is exhausted, when a
+    stage raises, when :meth:`close` is called or its ``with`` block ends, and, as a
+    backstop, when it is garbage-collected (after a ``break``, say).
 
     >>> import headrace as hr
     >>> with hr.range(10).iter() as run:
     ...     first = next(run)
     >>> first, run.closed
     (0, True)
+    >>> run = hr.range(3).iter()
+    >>> list(run), run.closed
+    ([0, 1, 2], True)
     """
 
-    __slots__ = ("_chain", "_closed", "_description", "_stats")
+    __slots__ = ("_chain", "_description", "_stats")
 
     _chain: Chain
-    _closed: bool
     _description: str
     _stats: StageStats | None
 
@@ -131,28 +182,35 @@ class Run(itertools.chain[T], Generic[T]):
         collector = StageStats() if stats else None
         chain = open_chain(pipeline.stages, (epoch,), collector)
         if not hasattr(chain.iterator, "close"):
-            # A C iterator (range, islice, ...) cannot be told to stop, and the chain
-            # would go on yielding from it after close(); a generator can.
-            chain.iterator = _closing(Chain(chain.iterator, chain.nodes))
-            chain.nodes = [chain.iterator]
-        self = super().__new__(cls, chain.iterator)
+            # A C iterator (range, a list's iterator) cannot be told to stop, and the
+            # chain would go on yielding from it after close(); a generator can.
+            chain.iterator = _closing(Chain(chain.iterator, []))
+            chain.nodes.append(chain.iterator)
+        self = super().__new__(cls, chain.iterator, _EndOfRun(chain))
         self._chain = chain
-        self._closed = False
         self._description = repr(pipeline)
         self._stats = collector
         return self
 
+    @classmethod
+    def from_iterable(cls, iterables: Any) -> NoReturn:
+        """Not available: runs are started by :meth:`Pipeline.iter`."""
+        raise TypeError("a Run is started by Pipeline.iter(), not Run.from_iterable()")
+
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` has run."""
-        return self._closed
+        """Whether the run has released what it holds (closed or exhausted)."""
+        return self._chain.closed
 
     def close(self) -> None:
-        """Stop the run and release what it holds. Safe to call more than once."""
-        if self._closed:
-            return
-        self._closed = True
-        self._chain.close()
+        """Stop the run and release what it holds. Safe to call more than once.
+
+        Raises ``ValueError`` if called while the run is producing an element (from
+        one of its own stages, or from another thread); the call can be repeated once
+        that element is done.
+        """
+        if not self._chain.closed:
+            self._chain.close()
 
     def stats(self) -> list[dict[str, Any]]:
         """Per-stage figures as plain dicts (requires ``iter(stats=True)``)."""
@@ -171,12 +229,16 @@ class Run(itertools.chain[T], Generic[T]):
     ) -> None:
         self.close()
 
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a running pipeline cannot be pickled; pickle the Pipeline instead")
+
     def __del__(self) -> None:
-        # A backstop only: runs that start threads or processes are closed explicitly.
-        if not getattr(self, "_closed", True):
+        # A backstop only: closing is explicit, by exhaustion, error, close() or `with`.
+        chain = getattr(self, "_chain", None)
+        if chain is not None and not chain.closed:
             with contextlib.suppress(Exception):  # a finalizer cannot raise
-                self.close()
+                chain.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self._chain.closed else "open"
         return f"<headrace.Run ({state}) of {self._description}>"

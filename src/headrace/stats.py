@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from headrace.stages._guard import close_iterator
+
 __all__ = ["StageRecord", "StageStats", "format_table"]
 
 
@@ -74,16 +76,19 @@ class StageStats:
 
 def _timed(iterator: Iterator[Any], record: StageRecord) -> Iterator[Any]:
     clock = time.perf_counter
-    while True:
-        start = clock()
-        try:
-            item = next(iterator)
-        except StopIteration:
+    try:
+        while True:
+            start = clock()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                record.seconds += clock() - start
+                return
             record.seconds += clock() - start
-            return
-        record.seconds += clock() - start
-        record.items_out += 1
-        yield item
+            record.items_out += 1
+            yield item
+    finally:
+        close_iterator(iterator)
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -244,3 +244,14 @@ def test_nested_repeats_multiply() -> None:
 def test_repeat_count_is_checked() -> None:
     with pytest.raises(ValueError, match="count must be at least 0"):
         hr.range(3).repeat(-1)
+
+
+def test_repeat_with_a_count_goes_on_past_an_empty_repetition() -> None:
+    batches = iter([[1], [], [3]])
+    changing = hr.from_generator(lambda: next(batches))
+    assert list(changing.repeat(3)) == [1, 3]  # tf.data gives the same
+
+
+def test_zip_strict_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="strict"):
+        hr.range(3).zip(hr.range(3), strict="yes")  # type: ignore[arg-type]

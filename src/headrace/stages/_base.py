@@ -43,10 +43,16 @@ class StageContext:
     epoch: tuple[int, ...]
     #: Collects per-stage figures when the run was started with ``stats=True``.
     stats: StageStats | None = None
+    #: Where this stage's chain sits when it is a nested pipeline (inside ``zip``,
+    #: ``concat`` or ``interleave``): a prefix of its label, empty at the top level.
+    path: str = ""
+    #: The stage's own name, as in ``repr`` (``"zip(...)"``).
+    name: str = ""
 
-    def nested(self, repetition: int) -> StageContext:
-        """The context for one repetition inside ``repeat()``."""
-        return StageContext(self.index, self.label, (*self.epoch, repetition), self.stats)
+    def inner_path(self, what: str) -> str:
+        """The path for a pipeline this stage opens inside itself, such as an input."""
+        kind = self.name.split("(", 1)[0]
+        return f"{self.path}stage {self.index} ({kind}) {what} > "
 
 
 class Stage:

@@ -18,7 +18,7 @@ from typing import Any
 from headrace._checks import check_callable, check_int
 from headrace.errors import annotate, describe_callable, mark
 from headrace.stages._base import Length, Stage, StageContext
-from headrace.stages._guard import drive
+from headrace.stages._guard import close_iterator, drive
 from headrace.stages.fusion import fuse
 
 __all__ = [
@@ -144,21 +144,24 @@ class FlatMap(Stage):
 def _flat_map(
     upstream: Iterator[Any], fn: Callable[[Any], Iterable[Any]], label: str
 ) -> Iterator[Any]:
-    for index, item in builtins.enumerate(upstream):
-        try:
-            inner = iter(fn(item))
-        except Exception as error:
-            annotate(error, label, index)
-            raise
-        while True:
+    try:
+        for index, item in builtins.enumerate(upstream):
             try:
-                out = next(inner)
-            except StopIteration:
-                break
+                inner = iter(fn(item))
             except Exception as error:
                 annotate(error, label, index)
                 raise
-            yield out
+            while True:
+                try:
+                    out = next(inner)
+                except StopIteration:
+                    break
+                except Exception as error:
+                    annotate(error, label, index)
+                    raise
+                yield out
+    finally:
+        close_iterator(upstream)
 
 
 def flat_map(iterable: Iterable[Any], fn: Callable[[Any], Iterable[Any]]) -> Iterator[Any]:
@@ -182,7 +185,7 @@ class Take(Stage):
         return f"take({self._count})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return itertools.islice(upstream, self._count)
+        return _slice(upstream, self._count, None)
 
     def length(self, upstream: Length) -> Length:
         # An unknown upstream may hold fewer than count elements (after a filter, say),
@@ -201,10 +204,29 @@ class Skip(Stage):
         return f"skip({self._count})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return itertools.islice(upstream, self._count, None)
+        return _slice(upstream, self._count, None, skip=True)
 
     def length(self, upstream: Length) -> Length:
         return None if upstream is None else builtins.max(upstream - self._count, 0)
+
+
+def _slice(upstream: Iterator[Any], count: int, _: None, *, skip: bool = False) -> Iterator[Any]:
+    # A generator rather than a bare islice, so that the upstream is closed as soon as
+    # take() has its elements (a file behind it closes then, not at the end of the run).
+    try:
+        if skip:
+            yield from itertools.islice(upstream, count, None)
+        else:
+            yield from itertools.islice(upstream, count)
+    finally:
+        close_iterator(upstream)
+
+
+def _enumerate(upstream: Iterator[Any], start: int) -> Iterator[tuple[int, Any]]:
+    try:
+        yield from builtins.enumerate(upstream, start)
+    finally:
+        close_iterator(upstream)
 
 
 def take(iterable: Iterable[Any], count: int) -> Iterator[Any]:
@@ -239,7 +261,7 @@ class Enumerate(Stage):
         return "enumerate()" if self._start == 0 else f"enumerate(start={self._start})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return builtins.enumerate(upstream, self._start)
+        return _enumerate(upstream, self._start)
 
     def length(self, upstream: Length) -> Length:
         return upstream
@@ -273,28 +295,34 @@ class TakeWhile(Stage):
 
 
 def _take_while(upstream: Iterator[Any], fn: Callable[[Any], Any], label: str) -> Iterator[Any]:
-    for index, item in builtins.enumerate(upstream):
-        try:
-            keep = fn(item)
-        except Exception as error:
-            annotate(error, label, index)
-            raise
-        if not keep:
-            return
-        yield item
+    try:
+        for index, item in builtins.enumerate(upstream):
+            try:
+                keep = fn(item)
+            except Exception as error:
+                annotate(error, label, index)
+                raise
+            if not keep:
+                return
+            yield item
+    finally:
+        close_iterator(upstream)
 
 
 def _drop_while(upstream: Iterator[Any], fn: Callable[[Any], Any], label: str) -> Iterator[Any]:
-    for index, item in builtins.enumerate(upstream):
-        try:
-            dropping = fn(item)
-        except Exception as error:
-            annotate(error, label, index)
-            raise
-        if not dropping:
-            yield item
-            break
-    yield from upstream
+    try:
+        for index, item in builtins.enumerate(upstream):
+            try:
+                dropping = fn(item)
+            except Exception as error:
+                annotate(error, label, index)
+                raise
+            if not dropping:
+                yield item
+                break
+        yield from upstream
+    finally:
+        close_iterator(upstream)
 
 
 def take_while(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
@@ -338,13 +366,16 @@ class Scan(Stage):
 def _scan(
     upstream: Iterator[Any], fn: Callable[[Any, Any], Any], state: Any, label: str
 ) -> Iterator[Any]:
-    for index, item in builtins.enumerate(upstream):
-        try:
-            state = fn(state, item)
-        except Exception as error:
-            annotate(error, label, index)
-            raise
-        yield state
+    try:
+        for index, item in builtins.enumerate(upstream):
+            try:
+                state = fn(state, item)
+            except Exception as error:
+                annotate(error, label, index)
+                raise
+            yield state
+    finally:
+        close_iterator(upstream)
 
 
 def scan(iterable: Iterable[Any], fn: Callable[[Any, Any], Any], initial: Any) -> Iterator[Any]:
@@ -389,10 +420,11 @@ class _Feed:
     note naming this stage) from one that only passed through it from upstream.
     """
 
-    __slots__ = ("_upstream", "taken")
+    __slots__ = ("_scope", "_upstream", "taken")
 
-    def __init__(self, upstream: Iterator[Any]) -> None:
+    def __init__(self, upstream: Iterator[Any], scope: object) -> None:
         self._upstream = upstream
+        self._scope = scope
         self.taken = 0
 
     def __iter__(self) -> _Feed:
@@ -404,7 +436,7 @@ class _Feed:
         except StopIteration:
             raise
         except BaseException as error:
-            mark(error)
+            mark(error, self._scope)
             raise
         self.taken += 1
         return item
@@ -417,7 +449,7 @@ def _pipe(
     kwargs: dict[str, Any],
     label: str,
 ) -> Iterator[Any]:
-    feed = _Feed(upstream)
+    feed = _Feed(upstream, getattr(label, "scope", True))
     # The element blamed is the last one the user's generator took from its input.
     return drive(
         lambda: fn(feed, *args, **kwargs),

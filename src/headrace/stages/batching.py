@@ -34,6 +34,7 @@ import numpy as np
 from headrace._checks import check_bool, check_callable, check_int
 from headrace.errors import annotate
 from headrace.stages._base import INFINITE, Length, Stage, StageContext
+from headrace.stages._guard import close_iterator
 
 __all__ = ["batch", "collate", "padded_batch", "unbatch"]
 
@@ -299,26 +300,29 @@ def _batch(
     combine: Callable[[list[Any]], Any] | None,
     label: str,
 ) -> Iterator[Any]:
-    islice = itertools.islice
-    for number in itertools.count():
-        items = list(islice(upstream, size))
-        if not items or (drop_remainder and len(items) < size):
-            return
-        if combine is None:
-            yield items
-            continue
-        try:
-            out = combine(items)
-        except Exception as error:
-            first = number * size
-            annotate(
-                error,
-                label,
-                detail=f"while collating batch {number} (its input elements {first} to "
-                f"{first + len(items) - 1}, 0-based)",
-            )
-            raise
-        yield out
+    try:
+        islice = itertools.islice
+        for number in itertools.count():
+            items = list(islice(upstream, size))
+            if not items or (drop_remainder and len(items) < size):
+                return
+            if combine is None:
+                yield items
+                continue
+            try:
+                out = combine(items)
+            except Exception as error:
+                first = number * size
+                annotate(
+                    error,
+                    label,
+                    detail=f"while collating batch {number} (its input elements {first} to "
+                    f"{first + len(items) - 1}, 0-based)",
+                )
+                raise
+            yield out
+    finally:
+        close_iterator(upstream)
 
 
 def batch(
@@ -395,13 +399,16 @@ class Unbatch(Stage):
 
 
 def _unbatch(upstream: Iterator[Any], label: str) -> Iterator[Any]:
-    for index, group in builtins.enumerate(upstream):
-        try:
-            items = _split(group, "")
-        except Exception as error:
-            annotate(error, label, index)
-            raise
-        yield from items
+    try:
+        for index, group in builtins.enumerate(upstream):
+            try:
+                items = _split(group, "")
+            except Exception as error:
+                annotate(error, label, index)
+                raise
+            yield from items
+    finally:
+        close_iterator(upstream)
 
 
 def _split(group: Any, path: str) -> list[Any]:

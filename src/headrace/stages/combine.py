@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from headrace._checks import check_callable, check_int, check_optional_int
+from headrace._checks import check_bool, check_callable, check_int, check_optional_int
 from headrace.errors import annotate, describe_callable
 from headrace.stages._base import INFINITE, Length, OpenUpstream, Stage, StageContext
 from headrace.stages._guard import close_iterator
@@ -26,10 +26,10 @@ if TYPE_CHECKING:
 __all__ = ["Concat", "Interleave", "Repeat", "Zip", "concat", "interleave", "repeat", "zip"]
 
 
-def _open_sub(pipeline: Pipeline[Any], epoch: tuple[int, ...]) -> Chain:
+def _open_sub(pipeline: Pipeline[Any], epoch: tuple[int, ...], path: str) -> Chain:
     from headrace.run import open_chain
 
-    return open_chain(pipeline.stages, epoch, None)
+    return open_chain(pipeline.stages, epoch, None, path)
 
 
 class Zip(Stage):
@@ -42,7 +42,7 @@ class Zip(Stage):
         if not parts:
             raise ValueError("zip needs at least one pipeline")
         self._parts = tuple(parts)
-        self._strict = bool(strict)
+        self._strict = check_bool("strict", strict)
 
     @property
     def name(self) -> str:
@@ -60,7 +60,7 @@ class Zip(Stage):
 
 
 def _zip(parts: Sequence[Pipeline[Any]], strict: bool, ctx: StageContext) -> Iterator[Any]:
-    chains = [_open_sub(p, ctx.epoch) for p in parts]
+    chains = [_open_sub(p, ctx.epoch, ctx.inner_path(f"input {i}")) for i, p in enumerate(parts)]
     try:
         joined = builtins.zip(*(c.iterator for c in chains), strict=strict)
         while True:
@@ -104,8 +104,8 @@ class Concat(Stage):
 
 
 def _concat(parts: Sequence[Pipeline[Any]], ctx: StageContext) -> Iterator[Any]:
-    for part in parts:
-        chain = _open_sub(part, ctx.epoch)
+    for i, part in builtins.enumerate(parts):
+        chain = _open_sub(part, ctx.epoch, ctx.inner_path(f"input {i}"))
         try:
             yield from chain.iterator
         finally:
@@ -138,11 +138,15 @@ class _Inner:
 
     __slots__ = ("chain", "index", "iterator")
 
-    def __init__(self, produced: Any, index: int, epoch: tuple[int, ...]) -> None:
+    def __init__(self, produced: Any, index: int, ctx: StageContext) -> None:
         from headrace.pipeline import Pipeline
 
         self.index = index
-        self.chain = _open_sub(produced, epoch) if isinstance(produced, Pipeline) else None
+        self.chain = (
+            _open_sub(produced, ctx.epoch, ctx.inner_path(f"for input element {index}"))
+            if isinstance(produced, Pipeline)
+            else None
+        )
         self.iterator: Iterator[Any] = (
             self.chain.iterator if self.chain is not None else iter(produced)
         )
@@ -166,7 +170,7 @@ def _interleave(
     def open_next() -> _Inner | None:
         for index, item in inputs:
             try:
-                return _Inner(fn(item), index, ctx.epoch)
+                return _Inner(fn(item), index, ctx)
             except Exception as error:
                 annotate(error, ctx.label, index)
                 raise
@@ -206,6 +210,7 @@ def _interleave(
     finally:
         for inner in slots:
             inner.close()
+        close_iterator(upstream)
 
 
 class Repeat(Stage):
@@ -244,7 +249,9 @@ def _repeat(upstream: OpenUpstream, count: int | None, ctx: StageContext) -> Ite
         try:
             first = next(iterator, _EMPTY)
             if first is _EMPTY:
-                return  # an empty upstream repeated forever would spin without end
+                if count is None:
+                    return  # an empty upstream repeated forever would spin without end
+                continue  # a later repetition may hold data (a source that changes)
             yield first
             yield from iterator
         finally:

@@ -61,8 +61,6 @@ class Coroutine(Stage):
 
     @property
     def name(self) -> str:
-        if isinstance(self._factory, Generator):
-            return f"coroutine({describe_callable(self._factory)})"
         return f"coroutine({describe_callable(self._factory)})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
@@ -90,12 +88,19 @@ def _drive(
     if isinstance(factory, Generator):
         step = factory
     else:
-        step = factory(*args, **kwargs)
-        if not isinstance(step, Generator):
+        try:
+            made: object = factory(*args, **kwargs)  # user code: check what it returned
+        except Exception as error:
+            annotate(error, label)
+            close_iterator(upstream)
+            raise
+        if not isinstance(made, Generator):
+            close_iterator(upstream)
             raise TypeError(
                 f"{label}: {describe_callable(factory)} returned "
-                f"{type(step).__name__}, not a generator"
+                f"{type(made).__name__}, not a generator"
             )
+        step = made
     send = step.send
     try:
         for index, item in builtins.enumerate(upstream):
@@ -110,6 +115,7 @@ def _drive(
             yield out
     finally:
         step.close()
+        close_iterator(upstream)
 
 
 def coroutine(

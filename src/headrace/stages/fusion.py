@@ -11,10 +11,12 @@ knows which stage raised and on which of its input elements, so error notes stay
 from __future__ import annotations
 
 import functools
+import linecache
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from headrace.errors import annotate
+from headrace.stages._guard import close_iterator
 
 __all__ = ["fuse"]
 
@@ -54,11 +56,22 @@ def _compile(kinds: tuple[str, ...]) -> Callable[..., Iterator[Any]]:
     params = ", ".join(f"f{k}" for k in range(len(kinds)))
     lines.append(f"def fused(upstream, {params}, labels):")
     lines += [f"    {c} = -1" for c in counters[1:]]
-    lines.append("    for n0, x in _enumerate(upstream):")
-    lines += body
-    lines.append("        yield x")
-    namespace: dict[str, Any] = {"_annotate": annotate, "_enumerate": enumerate}
-    exec(compile("\n".join(lines), f"<headrace fused {'-'.join(kinds)}>", "exec"), namespace)
+    lines.append("    try:")
+    lines.append("        for n0, x in _enumerate(upstream):")
+    lines += ["    " + line for line in body]
+    lines.append("            yield x")
+    lines.append("    finally:")
+    lines.append("        _close(upstream)")
+    source = "\n".join(lines) + "\n"
+    filename = f"<headrace fused {'-'.join(kinds)}>"
+    # Registered so that tracebacks through fused stages show the generated lines.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict[str, Any] = {
+        "_annotate": annotate,
+        "_enumerate": enumerate,
+        "_close": close_iterator,
+    }
+    exec(compile(source, filename, "exec"), namespace)
     fused: Callable[..., Iterator[Any]] = namespace["fused"]
     return fused
 

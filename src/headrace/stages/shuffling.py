@@ -14,6 +14,7 @@ from typing import Any
 from headrace._checks import check_int, check_seed
 from headrace._seeds import python_rng
 from headrace.stages._base import Length, Stage, StageContext
+from headrace.stages._guard import close_iterator
 
 __all__ = ["shuffle"]
 
@@ -40,23 +41,26 @@ class Shuffle(Stage):
 def _shuffle(
     upstream: Iterator[Any], buffer_size: int, seed: int | None, epoch: tuple[int, ...]
 ) -> Iterator[Any]:
-    rng = python_rng(seed, epoch)
-    buffer = list(itertools.islice(upstream, buffer_size))
-    if len(buffer) == buffer_size:
-        # Like tf.data: emit a random buffered element, then refill its slot, so the
-        # first output needs exactly buffer_size elements from upstream.
-        randrange = rng.randrange
-        while True:
-            slot = randrange(buffer_size)
-            yield buffer[slot]
-            try:
-                buffer[slot] = next(upstream)
-            except StopIteration:
-                del buffer[slot]
-                break
-    rng.shuffle(buffer)
-    while buffer:
-        yield buffer.pop()
+    try:
+        rng = python_rng(seed, epoch)
+        buffer = list(itertools.islice(upstream, buffer_size))
+        if len(buffer) == buffer_size:
+            # Like tf.data: emit a random buffered element, then refill its slot, so the
+            # first output needs exactly buffer_size elements from upstream.
+            randrange = rng.randrange
+            while True:
+                slot = randrange(buffer_size)
+                yield buffer[slot]
+                try:
+                    buffer[slot] = next(upstream)
+                except StopIteration:
+                    del buffer[slot]
+                    break
+        rng.shuffle(buffer)
+        while buffer:
+            yield buffer.pop()
+    finally:
+        close_iterator(upstream)
 
 
 def shuffle(

@@ -14,6 +14,7 @@ from typing import Any
 
 from headrace._checks import check_bool, check_int, check_optional_int
 from headrace.stages._base import INFINITE, Length, Stage, StageContext
+from headrace.stages._guard import close_iterator
 
 __all__ = ["window"]
 
@@ -50,27 +51,30 @@ class Window(Stage):
 def _window(
     upstream: Iterator[Any], size: int, shift: int, drop_remainder: bool
 ) -> Iterator[tuple[Any, ...]]:
-    buffer: collections.deque[Any] = collections.deque()
-    skipping = 0  # elements between windows when shift > size
-    for item in upstream:
-        if skipping:
-            skipping -= 1
-            continue
-        buffer.append(item)
-        if len(buffer) == size:
+    try:
+        buffer: collections.deque[Any] = collections.deque()
+        skipping = 0  # elements between windows when shift > size
+        for item in upstream:
+            if skipping:
+                skipping -= 1
+                continue
+            buffer.append(item)
+            if len(buffer) == size:
+                yield tuple(buffer)
+                if shift >= size:
+                    buffer.clear()
+                    skipping = shift - size
+                else:
+                    for _ in range(shift):
+                        buffer.popleft()
+        if drop_remainder:
+            return
+        while buffer:
             yield tuple(buffer)
-            if shift >= size:
-                buffer.clear()
-                skipping = shift - size
-            else:
-                for _ in range(shift):
-                    buffer.popleft()
-    if drop_remainder:
-        return
-    while buffer:
-        yield tuple(buffer)
-        for _ in range(min(shift, len(buffer))):
-            buffer.popleft()
+            for _ in range(min(shift, len(buffer))):
+                buffer.popleft()
+    finally:
+        close_iterator(upstream)
 
 
 def window(
