@@ -538,3 +538,19 @@ def test_pipe_of_a_stage_function_equals_the_method() -> None:
     assert list(p.pipe(stages.window, 3, shift=1)) == list(p.window(3, shift=1))
     assert list(p.pipe(stages.shuffle, 7, seed=1)) == list(p.shuffle(7, seed=1).iter(epoch=0))
     assert repr(p.pipe(stages.batch, 2)) == "Pipeline(range(0, 7) -> pipe(batch, 2))"
+
+
+def test_scan_starts_every_run_from_a_fresh_copy_of_its_initial_state() -> None:
+    def collect(seen: list[int], x: int) -> list[int]:
+        seen.append(x)  # mutates its state in place
+        return seen
+
+    running = hr.range(3).scan(collect, []).map(len)
+    assert list(running) == [1, 2, 3]
+    assert list(running) == [1, 2, 3]  # not [4, 5, 6]: the first run's list is not reused
+
+
+def test_caching_an_endless_pipeline_is_refused() -> None:
+    with pytest.raises(ValueError, match="grow without bound"):
+        hr.range(3).repeat().cache()
+    assert list(hr.range(3).cache().repeat().take(7)) == [0, 1, 2, 0, 1, 2, 0]

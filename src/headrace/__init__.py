@@ -19,11 +19,13 @@ from headrace.sources import (
     text_lines,
     zip,
 )
+from headrace.stages.caching import CacheFileError
 from headrace.stages.coroutines import GeneratorPipeline
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CacheFileError",
     "DecodeError",
     "GeneratorPipeline",
     "HeadraceError",

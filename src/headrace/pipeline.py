@@ -410,6 +410,11 @@ class Pipeline(Generic[T]):
         >>> list(cached) == list(cached) == [0, 1, 2]
         True
         """
+        if self.known_length() == INFINITE:
+            raise ValueError(
+                f"cannot cache the endless {self!r}: the cache would grow without bound; "
+                "cache before repeat() or after take()"
+            )
         return self._then(Cache(path))
 
 

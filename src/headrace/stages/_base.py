@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -91,6 +91,14 @@ class Stage:
         is closed or exhausted.
         """
         raise NotImplementedError
+
+    def apply(self, iterable: Iterable[Any], *, epoch: int = 0) -> Iterator[Any]:
+        """Run this stage on its own over ``iterable``: the standalone stage functions.
+
+        The label in error notes is the stage's name; seeded stages use ``epoch``.
+        """
+        ctx = StageContext(0, self.name, (epoch,), name=self.name)
+        return self.open(iter(iterable), ctx)
 
     def length(self, upstream: Length) -> Length:
         """Number of elements out, given the upstream's (``None`` when unknown)."""

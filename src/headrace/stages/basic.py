@@ -11,6 +11,7 @@ or through the matching :class:`~headrace.Pipeline` method:
 from __future__ import annotations
 
 import builtins
+import copy
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -92,7 +93,7 @@ def map(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
     >>> list(map([1, 2, 3], lambda x: x * 10))
     [10, 20, 30]
     """
-    return Map(fn).open(iter(iterable), _context("map", fn))
+    return Map(fn).apply(iterable)
 
 
 def starmap(iterable: Iterable[Any], fn: Callable[..., Any]) -> Iterator[Any]:
@@ -101,7 +102,7 @@ def starmap(iterable: Iterable[Any], fn: Callable[..., Any]) -> Iterator[Any]:
     >>> list(starmap([(2, 5), (3, 2), (10, 3)], pow))
     [32, 9, 1000]
     """
-    return Starmap(fn).open(iter(iterable), _context("starmap", fn))
+    return Starmap(fn).apply(iterable)
 
 
 def filter(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
@@ -110,7 +111,7 @@ def filter(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
     >>> list(filter(range(6), lambda x: x % 2))
     [1, 3, 5]
     """
-    return Filter(fn).open(iter(iterable), _context("filter", fn))
+    return Filter(fn).apply(iterable)
 
 
 def tap(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
@@ -120,11 +121,7 @@ def tap(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
     >>> list(tap("ab", seen.append)), seen
     (['a', 'b'], ['a', 'b'])
     """
-    return Tap(fn).open(iter(iterable), _context("tap", fn))
-
-
-def _context(kind: str, fn: object) -> StageContext:
-    return StageContext(0, f"{kind}({describe_callable(fn)})", (0,))
+    return Tap(fn).apply(iterable)
 
 
 class FlatMap(Stage):
@@ -171,7 +168,7 @@ def flat_map(iterable: Iterable[Any], fn: Callable[[Any], Iterable[Any]]) -> Ite
     [1, 2, 2, 3, 3, 3]
     """
     stage = FlatMap(fn)
-    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+    return stage.apply(iterable)
 
 
 class Take(Stage):
@@ -235,7 +232,7 @@ def take(iterable: Iterable[Any], count: int) -> Iterator[Any]:
     >>> list(take(range(10), 3))
     [0, 1, 2]
     """
-    return Take(count).open(iter(iterable), _NO_CONTEXT)
+    return Take(count).apply(iterable)
 
 
 def skip(iterable: Iterable[Any], count: int) -> Iterator[Any]:
@@ -244,10 +241,7 @@ def skip(iterable: Iterable[Any], count: int) -> Iterator[Any]:
     >>> list(skip(range(5), 3))
     [3, 4]
     """
-    return Skip(count).open(iter(iterable), _NO_CONTEXT)
-
-
-_NO_CONTEXT = StageContext(0, "stage", (0,))
+    return Skip(count).apply(iterable)
 
 
 class Enumerate(Stage):
@@ -273,7 +267,7 @@ def enumerate(iterable: Iterable[Any], start: int = 0) -> Iterator[tuple[int, An
     >>> list(enumerate("ab", start=1))
     [(1, 'a'), (2, 'b')]
     """
-    return Enumerate(start).open(iter(iterable), _NO_CONTEXT)
+    return Enumerate(start).apply(iterable)
 
 
 class TakeWhile(Stage):
@@ -332,7 +326,7 @@ def take_while(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[An
     [1, 2]
     """
     stage = TakeWhile(fn, drop=False)
-    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+    return stage.apply(iterable)
 
 
 def drop_while(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
@@ -342,7 +336,7 @@ def drop_while(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[An
     [5, 1]
     """
     stage = TakeWhile(fn, drop=True)
-    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+    return stage.apply(iterable)
 
 
 class Scan(Stage):
@@ -357,7 +351,9 @@ class Scan(Stage):
         return f"scan({describe_callable(self._fn)})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return _scan(upstream, self._fn, self._initial, ctx.label)
+        # Each run starts from its own copy, so a function that mutates its state
+        # (appending to a list, say) does not carry one epoch's state into the next.
+        return _scan(upstream, self._fn, copy.deepcopy(self._initial), ctx.label)
 
     def length(self, upstream: Length) -> Length:
         return upstream
@@ -388,7 +384,7 @@ def scan(iterable: Iterable[Any], fn: Callable[[Any, Any], Any], initial: Any) -
     [(5, 1), (9, 2), (11, 3)]
     """
     stage = Scan(fn, initial)
-    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+    return stage.apply(iterable)
 
 
 class Pipe(Stage):
@@ -470,4 +466,4 @@ def pipe(
     ['a-a', 'b-b']
     """
     stage = Pipe(fn, args, kwargs)
-    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+    return stage.apply(iterable)

@@ -346,7 +346,7 @@ def batch(
     [[0, 1, 2], [3, 4, 5]]
     """
     stage = Batch(size, drop_remainder=drop_remainder, collate=collate)
-    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+    return stage.apply(iterable)
 
 
 def padded_batch(
@@ -370,7 +370,7 @@ def padded_batch(
            [ 4,  5,  6]])
     """
     stage = padded_batch_stage(size, padded_shapes, padding_value, drop_remainder)
-    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+    return stage.apply(iterable)
 
 
 def padded_batch_stage(
@@ -448,4 +448,4 @@ def unbatch(iterable: Iterable[Any]) -> Iterator[Any]:
     >>> [(int(x), str(y)) for x, y in unbatch([(np.array([1, 2]), np.array(["a", "b"]))])]
     [(1, 'a'), (2, 'b')]
     """
-    return Unbatch().open(iter(iterable), StageContext(0, "unbatch()", (0,)))
+    return Unbatch().apply(iterable)

@@ -299,7 +299,7 @@ def interleave(
     ['a', 'x', 'b', 'y', 'z']
     """
     stage = Interleave(fn, cycle_length=cycle_length, block_length=block_length)
-    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+    return stage.apply(iterable)
 
 
 def repeat(iterable: Iterable[Any], count: int | None = None) -> Iterator[Any]:

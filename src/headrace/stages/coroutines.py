@@ -131,7 +131,7 @@ def coroutine(
     [-1, -2]
     """
     stage = Coroutine(fn, *args, **kwargs)
-    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+    return stage.apply(iterable)
 
 
 class GeneratorPipeline:

@@ -83,4 +83,4 @@ def shuffle(
     [0, 1, 2, 3, 4]
     """
     stage = Shuffle(buffer_size, seed=seed)
-    return stage.open(iter(iterable), StageContext(0, stage.name, (check_int("epoch", epoch),)))
+    return stage.apply(iterable, epoch=check_int("epoch", epoch))

@@ -94,4 +94,4 @@ def window(
     [(0, 1, 2), (2, 3, 4), (4, 5, 6), (6,)]
     """
     stage = Window(size, shift=shift, drop_remainder=drop_remainder)
-    return stage.open(iter(iterable), StageContext(0, stage.name, (0,)))
+    return stage.apply(iterable)
