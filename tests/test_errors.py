@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import headrace as hr
+from headrace import stages
 
 # -- bad arguments are refused when the pipeline is built ---------------------------
 
@@ -545,3 +546,40 @@ def test_tracebacks_through_fused_stages_show_the_generated_source():
     error = run_to_error(hr.range(5).map(bad).filter(bool), ParseError)
     text = "".join(traceback.format_exception(error))
     assert "x = f0(x)" in text
+
+
+# -- review regressions: notes --------------------------------------------------------
+
+
+def check_sorted(x):
+    if x == 1:
+        raise ValueError("expected the result of zip() to be sorted")
+    return x
+
+
+def test_strict_zip_notes_only_its_own_length_mismatch():
+    inner = hr.zip(hr.range(3), hr.range(4), strict=True)
+    error = run_to_error(hr.zip(inner, hr.range(9), strict=False), ValueError)
+    assert len(stage_notes(error)) == 1
+    user = run_to_error(hr.zip(hr.range(3).map(check_sorted), hr.range(3), strict=True), ValueError)
+    notes = stage_notes(user)
+    assert len(notes) == 1, notes
+    assert "map(check_sorted)" in notes[0]
+
+
+def test_an_error_in_an_interleaved_pipeline_gets_one_note():
+    pipeline = hr.range(3).interleave(lambda n: hr.range(4).map(bad), cycle_length=2)
+    assert len(stage_notes(run_to_error(pipeline, ParseError))) == 1
+
+
+def test_standalone_stages_note_errors_from_pipelines_run_inside_them():
+    inner = hr.range(5).map(bad)
+    with pytest.raises(ParseError) as caught:
+        list(stages.map([0], lambda x: sum(inner)))
+    notes = stage_notes(caught.value)
+    assert len(notes) == 2, notes
+    with pytest.raises(ParseError):
+        list(stages.map(range(9), fail_at(1)))
+    with pytest.raises(ParseError) as again:
+        list(stages.map(range(9), fail_at(4)))
+    assert "on its input element 4" in stage_notes(again.value)[-1]

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 import headrace as hr
+from headrace import stages
+from headrace.stages._base import Stage
 
 # -- user code that records when its ``finally:`` runs ------------------------------
 
@@ -495,7 +497,7 @@ def test_close_from_inside_the_run_is_refused_and_can_be_retried():
     run = hr.range(5).map(close_myself).iter()
     holder["run"] = run
     assert next(run) == 0
-    with pytest.raises(ValueError, match="already executing"):
+    with pytest.raises(ValueError, match="while it is producing an element"):
         next(run)
     run.close()  # the retry succeeds once nothing is executing
     assert run.closed
@@ -509,3 +511,151 @@ def test_a_run_cannot_be_pickled_or_made_by_from_iterable():
         pickle.dumps(hr.range(3).iter())
     with pytest.raises(TypeError, match=r"Pipeline\.iter\(\)"):
         hr.Run.from_iterable([[1]])
+
+
+# -- review regressions: closing ----------------------------------------------------
+
+
+def test_an_error_after_a_pipe_stage_closes_the_source_behind_the_pipe():
+    source = Tracked()
+    gc.disable()
+    try:
+        run = hr.from_generator(source).pipe(passthrough).map(explode_at_3).iter()
+        with pytest.raises(ValueError, match="three"):
+            list(run)
+        assert source.finished == 1
+    finally:
+        gc.enable()
+
+
+def test_standalone_stage_functions_leave_the_callers_iterator_open(tmp_path):
+    path = tmp_path / "rows.txt"
+    path.write_text("a\nb\nc\n")
+    with path.open() as rows:
+        assert list(stages.take(rows, 1)) == ["a\n"]
+        assert list(rows) == ["b\n", "c\n"]  # as itertools.islice would leave it
+    numbers = iter(range(10))
+    assert list(stages.take(stages.map(numbers, str), 2)) == ["0", "1"]
+    assert next(numbers) == 2
+
+
+def test_a_failing_cleanup_does_not_hide_the_users_error():
+    def source():
+        try:
+            yield from range(10)
+        finally:
+            raise OSError("cleanup failed")
+
+    with pytest.raises(ZeroDivisionError) as caught:
+        list(hr.from_generator(source).map(lambda x: 1 // (x - 3)))
+    notes = caught.value.__notes__
+    assert "on its input element 3" in notes[0]
+    assert "closing a stage also failed: OSError: cleanup failed" in notes[1]
+
+
+def test_closing_from_another_thread_while_producing_is_refused_cleanly():
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def slow(x):
+        if x == 1:
+            started.set()
+            release.wait(10)
+        return x
+
+    run = hr.range(50).map(slow).iter()
+
+    def watchdog():
+        started.wait(10)
+        try:
+            run.close()
+        except ValueError as error:
+            outcome.append(str(error))
+        finally:
+            release.set()
+
+    thread = threading.Thread(target=watchdog)
+    thread.start()
+    assert list(run) == list(range(50))  # the consumer is not disturbed
+    thread.join(10)
+    assert not thread.is_alive()
+    assert outcome
+    assert "while it is producing an element" in outcome[0]
+    assert run.closed
+
+
+def test_a_file_source_stops_cleanly_after_close(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("a\nb\nc\n")
+    with path.open() as handle:
+        run = hr.from_iterable(handle).iter()
+        assert next(run) == "a\n"
+        run.close()
+        assert next(run, "end") == "end"
+
+
+class HoldsOnOpen(Stage):
+    """A source that acquires something when opened, as a prefetch thread will."""
+
+    __slots__ = ("released",)
+    is_source = True
+
+    def __init__(self) -> None:
+        self.released: list[str] = []
+
+    @property
+    def name(self) -> str:
+        return "holds_on_open()"
+
+    def open(self, upstream, ctx):
+        released = self.released
+
+        class Handle:
+            closed = False
+
+            def __iter__(self):
+                return self
+
+            def __next__(self):
+                raise StopIteration
+
+            def close(self):  # idempotent, as close() methods are
+                if not self.closed:
+                    self.closed = True
+                    released.append(ctx.label)
+
+        return Handle()
+
+
+def test_zip_closes_opened_inputs_when_a_later_input_fails_to_open():
+    holder = HoldsOnOpen()
+    pipeline = hr.Pipeline((holder,)).zip(hr.from_iterable(iter([1, 2])))
+    assert list(pipeline) == []  # the first run spends the one-shot input
+    with pytest.raises(RuntimeError, match="one-shot"):
+        list(pipeline)  # input 1 refuses to open; input 0 was already open
+    assert holder.released == ["stage 0 (zip) input 0 > stage 0 'holds_on_open()'"] * 2
+
+
+def test_a_chain_closes_what_it_opened_when_a_later_stage_fails_to_open():
+    holder = HoldsOnOpen()
+
+    def step():
+        while True:
+            x = yield
+            yield x
+
+    made = step()
+    pipeline = hr.Pipeline((holder,)).coroutine(made)
+    list(pipeline)
+    with pytest.raises(RuntimeError, match="only one run"):
+        pipeline.iter()
+    assert len(holder.released) == 2  # the first run's handle, and the failed second's
+
+
+def test_flat_map_closes_the_inner_iterables_it_leaves_early():
+    inner = Tracked(n=100)
+    run = hr.range(3).flat_map(lambda _: inner()).take(2).iter()
+    assert list(run) == [0, 1]
+    assert inner.finished == 1

@@ -554,3 +554,21 @@ def test_caching_an_endless_pipeline_is_refused() -> None:
     with pytest.raises(ValueError, match="grow without bound"):
         hr.range(3).repeat().cache()
     assert list(hr.range(3).cache().repeat().take(7)) == [0, 1, 2, 0, 1, 2, 0]
+
+
+def test_scan_uses_other_initial_objects_as_given() -> None:
+    start = object()
+
+    def step(state: object, x: int) -> object:
+        assert state is start or isinstance(state, int)  # identity is kept
+        return x
+
+    assert list(hr.range(3).scan(step, start)) == [0, 1, 2]
+    counts: dict[str, int] = {}
+
+    def count(seen: dict[str, int], word: str) -> dict[str, int]:
+        seen[word] = seen.get(word, 0) + 1
+        return seen
+
+    list(stages.scan(["a", "b", "a"], count, counts))
+    assert counts == {"a": 2, "b": 1}  # one standalone run updates the caller's dict

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import types
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
@@ -43,6 +44,13 @@ class Chain:
         caller itself, is running) stays on the list, so ``close`` can be retried;
         the first such error is raised after the other nodes are closed.
         """
+        if self.nodes and getattr(self.nodes[-1], "gi_running", False):
+            # Every element passes through the last node: while it runs, closing
+            # anything would pull the stages out from under the element in progress.
+            raise ValueError(
+                "cannot close a run while it is producing an element (from one of its "
+                "own stages or from another thread); close it once next() has returned"
+            )
         errors: list[BaseException] = []
         kept: list[Any] = []
         for node in reversed(self.nodes):
@@ -181,9 +189,9 @@ class Run(itertools.chain[T], Generic[T]):
     def __new__(cls, pipeline: Pipeline[T], *, epoch: int, stats: bool = False) -> Run[T]:
         collector = StageStats() if stats else None
         chain = open_chain(pipeline.stages, (epoch,), collector)
-        if not hasattr(chain.iterator, "close"):
-            # A C iterator (range, a list's iterator) cannot be told to stop, and the
-            # chain would go on yielding from it after close(); a generator can.
+        if not isinstance(chain.iterator, types.GeneratorType):
+            # Only a generator stops cleanly once closed: a C iterator (range, a list's
+            # iterator) would go on yielding, and a file would raise on its next read.
             chain.iterator = _closing(Chain(chain.iterator, []))
             chain.nodes.append(chain.iterator)
         self = super().__new__(cls, chain.iterator, _EndOfRun(chain))

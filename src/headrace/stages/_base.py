@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -97,8 +98,14 @@ class Stage:
 
         The label in error notes is the stage's name; seeded stages use ``epoch``.
         """
-        ctx = StageContext(0, self.name, (epoch,), name=self.name)
-        return self.open(iter(iterable), ctx)
+        from headrace.errors import StageLabel
+
+        label = StageLabel(self.name, object())  # a scope of its own, as a chain has
+        ctx = StageContext(0, label, (epoch,), name=self.name)
+        # The caller owns its iterator (a file it goes on reading after take(), say):
+        # a C wrapper without close() keeps the stage from closing it, as itertools
+        # functions leave their input open.
+        return self.open(itertools.chain(iter(iterable)), ctx)
 
     def length(self, upstream: Length) -> Length:
         """Number of elements out, given the upstream's (``None`` when unknown)."""

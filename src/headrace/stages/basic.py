@@ -148,15 +148,18 @@ def _flat_map(
             except Exception as error:
                 annotate(error, label, index)
                 raise
-            while True:
-                try:
-                    out = next(inner)
-                except StopIteration:
-                    break
-                except Exception as error:
-                    annotate(error, label, index)
-                    raise
-                yield out
+            try:
+                while True:
+                    try:
+                        out = next(inner)
+                    except StopIteration:
+                        break
+                    except Exception as error:
+                        annotate(error, label, index)
+                        raise
+                    yield out
+            finally:
+                close_iterator(inner)
     finally:
         close_iterator(upstream)
 
@@ -339,21 +342,30 @@ def drop_while(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[An
     return stage.apply(iterable)
 
 
-class Scan(Stage):
-    __slots__ = ("_fn", "_initial")
+_PLAIN_CONTAINERS = (list, dict, set, bytearray)
 
-    def __init__(self, fn: Callable[[Any, Any], Any], initial: Any) -> None:
+
+class Scan(Stage):
+    __slots__ = ("_fn", "_fresh", "_initial")
+
+    def __init__(self, fn: Callable[[Any, Any], Any], initial: Any, *, fresh: bool = True) -> None:
         self._fn = check_callable("fn", fn)
         self._initial = initial
+        self._fresh = fresh
 
     @property
     def name(self) -> str:
         return f"scan({describe_callable(self._fn)})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        # Each run starts from its own copy, so a function that mutates its state
-        # (appending to a list, say) does not carry one epoch's state into the next.
-        return _scan(upstream, self._fn, copy.deepcopy(self._initial), ctx.label)
+        initial = self._initial
+        if self._fresh and type(initial) in _PLAIN_CONTAINERS:
+            # Each run starts from its own copy, so a function that mutates a plain
+            # container state (appending to a list) does not carry one epoch into the
+            # next. Other objects are used as given: copying could break identity
+            # checks or fail outright (locks).
+            initial = copy.deepcopy(initial)
+        return _scan(upstream, self._fn, initial, ctx.label)
 
     def length(self, upstream: Length) -> Length:
         return upstream
@@ -383,7 +395,7 @@ def scan(iterable: Iterable[Any], fn: Callable[[Any, Any], Any], initial: Any) -
     >>> list(scan([5, 4, 2], lambda s, x: (s[0] + x, s[1] + 1), (0, 0)))
     [(5, 1), (9, 2), (11, 3)]
     """
-    stage = Scan(fn, initial)
+    stage = Scan(fn, initial, fresh=False)  # one run: the caller's state, as given
     return stage.apply(iterable)
 
 
@@ -451,6 +463,7 @@ def _pipe(
         lambda: fn(feed, *args, **kwargs),
         label,
         lambda _: {"index": feed.taken - 1 if feed.taken else None},
+        upstream,
     )
 
 

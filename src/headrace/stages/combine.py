@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from headrace._checks import check_bool, check_callable, check_int, check_optional_int
 from headrace.errors import annotate, describe_callable
 from headrace.stages._base import INFINITE, Length, OpenUpstream, Stage, StageContext
-from headrace.stages._guard import close_iterator
+from headrace.stages._guard import close_all, close_iterator
 
 if TYPE_CHECKING:
     from headrace.pipeline import Pipeline
@@ -60,8 +60,10 @@ class Zip(Stage):
 
 
 def _zip(parts: Sequence[Pipeline[Any]], strict: bool, ctx: StageContext) -> Iterator[Any]:
-    chains = [_open_sub(p, ctx.epoch, ctx.inner_path(f"input {i}")) for i, p in enumerate(parts)]
+    chains: list[Chain] = []
     try:
+        for i, part in builtins.enumerate(parts):
+            chains.append(_open_sub(part, ctx.epoch, ctx.inner_path(f"input {i}")))
         joined = builtins.zip(*(c.iterator for c in chains), strict=strict)
         while True:
             try:
@@ -69,13 +71,15 @@ def _zip(parts: Sequence[Pipeline[Any]], strict: bool, ctx: StageContext) -> Ite
             except StopIteration:
                 return
             except ValueError as error:
-                if strict and "zip()" in str(error):
+                # Only the length mismatch raised by zip itself, in this frame; an
+                # input's own ValueError already carries its note.
+                tb = error.__traceback__
+                if strict and tb is not None and tb.tb_next is None:
                     annotate(error, ctx.label)
                 raise
             yield row
     finally:
-        for chain in chains:
-            chain.close()
+        close_all(*chains)
 
 
 class Concat(Stage):
@@ -194,7 +198,8 @@ def _interleave(
                     exhausted = True
                     break
                 except Exception as error:
-                    annotate(error, ctx.label, current.index)
+                    if current.chain is None:  # a nested pipeline's note names its place
+                        annotate(error, ctx.label, current.index)
                     raise
                 yield item
             if exhausted:
@@ -208,9 +213,7 @@ def _interleave(
                 slots[position] = replacement
             position = (position + 1) % len(slots)
     finally:
-        for inner in slots:
-            inner.close()
-        close_iterator(upstream)
+        close_all(*slots, upstream)
 
 
 class Repeat(Stage):

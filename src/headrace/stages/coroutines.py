@@ -29,7 +29,7 @@ from typing import Any
 
 from headrace.errors import annotate, describe_callable
 from headrace.stages._base import RUN_LOCK, Stage, StageContext
-from headrace.stages._guard import close_iterator
+from headrace.stages._guard import close_all, close_iterator
 
 __all__ = ["Coroutine", "GeneratorPipeline", "coroutine"]
 
@@ -114,8 +114,7 @@ def _drive(
                 raise
             yield out
     finally:
-        step.close()
-        close_iterator(upstream)
+        close_all(step, upstream)
 
 
 def coroutine(
