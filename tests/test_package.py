@@ -1,0 +1,41 @@
+"""Packaging promises: a light core import, one version, a typed package."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import headrace
+
+OPTIONAL = {"torch", "keras", "jax", "tensorflow", "pyarrow", "PIL", "fsspec", "ray", "pandas"}
+
+
+def test_import_headrace_loads_only_the_standard_library_and_numpy() -> None:
+    code = (
+        "import sys, headrace\nprint('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = set(done.stdout.split())
+    assert not loaded & OPTIONAL, loaded & OPTIONAL
+    third_party = {
+        name for name in loaded if name not in sys.stdlib_module_names and not name.startswith("_")
+    }
+    assert third_party <= {"headrace", "numpy"}, third_party
+
+
+def test_the_installed_version_is_the_package_version() -> None:
+    assert metadata.version("headrace") == headrace.__version__
+
+
+def test_the_package_is_marked_typed() -> None:
+    assert (Path(headrace.__file__).parent / "py.typed").is_file()
+
+
+def test_public_names_are_sorted_and_importable() -> None:
+    assert headrace.__all__ == sorted(headrace.__all__)
+    for name in headrace.__all__:
+        assert hasattr(headrace, name), name
