@@ -21,7 +21,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeGuard, TypeVar, overload
 
-from headrace._checks import check_int
+from headrace._checks import check_bool, check_int, check_optional_int
+from headrace.parallel import Prefetch, ThreadMap
 from headrace.run import Run
 from headrace.stages._base import INFINITE, RUN_LOCK, Length, Stage
 from headrace.stages.basic import (
@@ -134,14 +135,58 @@ class Pipeline(Generic[T]):
 
     # -- element-wise ---------------------------------------------------------------
 
-    def map(self, fn: Callable[[T], U]) -> Pipeline[U]:
-        """Apply ``fn`` to every element.
+    def map(
+        self,
+        fn: Callable[[T], U],
+        *,
+        workers: int = 0,
+        backend: str = "thread",
+        ordered: bool = True,
+        buffer_size: int | None = None,
+    ) -> Pipeline[U]:
+        """Apply ``fn`` to every element, inline or on a pool of workers.
+
+        Args:
+            fn: the function.
+            workers: ``0`` (default) calls ``fn`` inline, fused with neighbouring
+                maps and filters; ``N >= 1`` runs it on ``N`` workers.
+            backend: ``"thread"``: a thread pool, for functions that release the GIL
+                (decoding, I/O, numpy). The process backend is not available yet.
+            ordered: with workers, yield results in input order (default) or, with
+                ``False``, as each is ready.
+            buffer_size: with workers, the most elements in flight (default
+                ``2 * workers``); memory stays at about that many elements.
 
         >>> import headrace as hr
         >>> list(hr.range(3).map(str))
         ['0', '1', '2']
+        >>> list(hr.range(5).map(lambda x: x * 10, workers=2))
+        [0, 10, 20, 30, 40]
         """
-        return self._then(Map(fn))
+        workers = check_int("workers", workers, minimum=0)
+        if backend != "thread":
+            raise ValueError(
+                f"backend must be 'thread', got {backend!r} (the process backend is not "
+                "available yet)"
+            )
+        if workers == 0:
+            check_bool("ordered", ordered)
+            check_optional_int("buffer_size", buffer_size, minimum=1)
+            return self._then(Map(fn))
+        return self._then(ThreadMap(fn, workers=workers, ordered=ordered, buffer_size=buffer_size))
+
+    def prefetch(self, buffer_size: int = 2) -> Pipeline[T]:
+        """Keep up to ``buffer_size`` elements ready, produced on a background thread.
+
+        Everything before this stage runs on that thread while the consumer works on
+        the previous elements; the thread starts on the first ``next()`` and is stopped
+        and joined when the run ends, however it ends.
+
+        >>> import headrace as hr
+        >>> list(hr.range(5).map(lambda x: x + 1).prefetch(2))
+        [1, 2, 3, 4, 5]
+        """
+        return self._then(Prefetch(buffer_size))
 
     def starmap(self, fn: Callable[..., U]) -> Pipeline[U]:
         """Apply ``fn`` to each element unpacked, ``fn(*element)``, as ``itertools.starmap``.
