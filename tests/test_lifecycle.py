@@ -659,3 +659,13 @@ def test_flat_map_closes_the_inner_iterables_it_leaves_early():
     run = hr.range(3).flat_map(lambda _: inner()).take(2).iter()
     assert list(run) == [0, 1]
     assert inner.finished == 1
+
+
+def test_a_system_exit_upstream_of_prefetch_reaches_the_consumer_instead_of_hanging():
+    def leaves():
+        yield 1
+        sys.exit(3)
+
+    with pytest.raises(SystemExit) as caught:
+        list(hr.from_generator(leaves).prefetch(2))
+    assert caught.value.code == 3

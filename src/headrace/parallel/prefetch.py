@@ -87,7 +87,7 @@ def _produce(
             ready.put((_ITEM, item))
             item = None  # hold no reference to what the consumer may have dropped
         ready.put((_END, None))
-    except Exception as error:
+    except BaseException as error:  # SystemExit too: the consumer must always hear
         ready.put((_ERROR, error))
     finally:
         close_iterator(upstream)
