@@ -1,8 +1,10 @@
 """``prefetch(buffer_size)``: a background thread keeps elements ready.
 
 The thread owns the upstream: it is the only thread that advances it, and it closes
-it when it stops. The queue between the thread and the consumer holds at most
-``buffer_size`` elements, so a slow consumer never makes memory grow.
+it when it stops. It takes a free slot before it advances the upstream, and the
+consumer frees one as it receives each element, so at most ``buffer_size`` elements
+are ever taken from the upstream and not yet received: a slow consumer never makes
+memory grow, and a closed run makes the thread pull nothing more.
 """
 
 from __future__ import annotations
@@ -54,11 +56,13 @@ class Prefetch(Stage):
 
 def _prefetch(upstream: Iterator[Any], buffer_size: int, label: str) -> Iterator[Any]:
     # Everything starts on the first next(): opening a run starts no thread.
-    ready: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=buffer_size)
+    # Unbounded queue: the slots bound it, so the producer's put never blocks.
+    ready: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+    slots = threading.Semaphore(buffer_size)
     stop = threading.Event()
     thread = threading.Thread(
         target=_produce,
-        args=(upstream, ready, stop),
+        args=(upstream, ready, slots, stop),
         name=f"headrace-prefetch-{next(_THREADS)}",
         daemon=True,
     )
@@ -67,6 +71,7 @@ def _prefetch(upstream: Iterator[Any], buffer_size: int, label: str) -> Iterator
         while True:
             kind, value = ready.get()
             if kind == _ITEM:
+                slots.release()  # this element is the consumer's now
                 yield value
             elif kind == _END:
                 return
@@ -74,18 +79,26 @@ def _prefetch(upstream: Iterator[Any], buffer_size: int, label: str) -> Iterator
                 raise value
     finally:
         stop.set()
-        _join(thread, ready, label)
+        _join(thread, slots, label)
 
 
 def _produce(
-    upstream: Iterator[Any], ready: queue.Queue[tuple[int, Any]], stop: threading.Event
+    upstream: Iterator[Any],
+    ready: queue.SimpleQueue[tuple[int, Any]],
+    slots: threading.Semaphore,
+    stop: threading.Event,
 ) -> None:
     try:
-        for item in upstream:
+        while True:
+            slots.acquire()
             if stop.is_set():
                 return
+            try:
+                item = next(upstream)
+            except StopIteration:
+                break
             ready.put((_ITEM, item))
-            item = None  # hold no reference to what the consumer may have dropped
+            del item  # hold no reference to what the consumer may have dropped
         ready.put((_END, None))
     except BaseException as error:  # SystemExit too: the consumer must always hear
         ready.put((_ERROR, error))
@@ -93,16 +106,12 @@ def _produce(
         close_iterator(upstream)
 
 
-def _join(thread: threading.Thread, ready: queue.Queue[tuple[int, Any]], label: str) -> None:
-    """Let the producer see the stop flag: empty the queue until it has ended."""
+def _join(thread: threading.Thread, slots: threading.Semaphore, label: str) -> None:
+    """Wake the producer so that it sees the stop flag, and wait until it has ended."""
     deadline = time.monotonic() + CLOSE_TIMEOUT_S
+    slots.release()  # in case it waits for a slot
     while thread.is_alive():
-        try:
-            while True:
-                ready.get_nowait()  # room for the put the producer may be blocked in
-        except queue.Empty:
-            pass
-        thread.join(0.01)
+        thread.join(0.05)
         if time.monotonic() > deadline:
             logger.warning(
                 "%s: the prefetch thread is still inside its upstream after %.0f s; it "
