@@ -8,6 +8,7 @@
 """
 
 from headrace.parallel.prefetch import Prefetch
+from headrace.parallel.random import RandomMap, element_rng
 from headrace.parallel.threads import ThreadMap
 
-__all__ = ["Prefetch", "ThreadMap"]
+__all__ = ["Prefetch", "RandomMap", "ThreadMap", "element_rng"]

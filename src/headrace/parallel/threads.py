@@ -19,7 +19,7 @@ from headrace.errors import annotate, describe_callable
 from headrace.stages._base import Length, Stage, StageContext
 from headrace.stages._guard import close_iterator
 
-__all__ = ["ThreadMap"]
+__all__ = ["ThreadMap", "run_ordered", "run_unordered"]
 
 _POOLS = itertools.count()
 
@@ -57,7 +57,7 @@ class ThreadMap(Stage):
         return f"map({describe_callable(self._fn)}, workers={self._workers}{extra})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        run = _ordered if self._ordered else _unordered
+        run = run_ordered if self._ordered else run_unordered
         return run(upstream, self._fn, self._workers, self._buffer_size, ctx.label)
 
     def length(self, upstream: Length) -> Length:
@@ -68,7 +68,7 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix=f"headrace-map-{next(_POOLS)}")
 
 
-def _ordered(
+def run_ordered(
     upstream: Iterator[Any], fn: Callable[[Any], Any], workers: int, size: int, label: str
 ) -> Iterator[Any]:
     pool = _pool(workers)
@@ -99,7 +99,7 @@ def _ordered(
         close_iterator(upstream)
 
 
-def _unordered(
+def run_unordered(
     upstream: Iterator[Any], fn: Callable[[Any], Any], workers: int, size: int, label: str
 ) -> Iterator[Any]:
     pool = _pool(workers)
