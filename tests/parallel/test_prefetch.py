@@ -9,7 +9,6 @@ that no ``headrace-`` thread is left running; no test asserts a wall-clock time.
 
 from __future__ import annotations
 
-import gc
 import os
 import pickle
 import re
@@ -28,7 +27,7 @@ import headrace as hr
 
 pytestmark = pytest.mark.timeout(30)
 
-PREFIX = "headrace-"
+PREFIX = "headrace-"  # the name prefix of every thread headrace starts
 
 # The autouse fixture below is function-scoped; it only checks for leftover threads
 # once the whole test is over, which is what Hypothesis' health check warns about.
@@ -38,37 +37,6 @@ PROPERTY = settings(
 
 # -- threads left running -------------------------------------------------------------
 # (The same helpers as in test_thread_map.py: test modules do not import each other.)
-
-
-def headrace_threads() -> list[str]:
-    """Names of the live threads that headrace started."""
-    return sorted(t.name for t in threading.enumerate() if t.name.startswith(PREFIX))
-
-
-def wait_no_headrace_threads(timeout: float = 1.0) -> list[str]:
-    """Poll until no ``headrace-`` thread is alive; return the names still alive then."""
-    deadline = time.monotonic() + timeout
-    while True:
-        names = headrace_threads()
-        if not names or time.monotonic() >= deadline:
-            return names
-        time.sleep(0.005)
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = 1.0) -> bool:
-    """Whether ``predicate()`` becomes true within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
-@pytest.fixture(autouse=True)
-def no_threads_left_behind() -> Iterator[None]:
-    yield
-    assert wait_no_headrace_threads() == [], "a test left headrace threads running"
 
 
 # -- user functions (module level, so that stage names are their plain names) ---------
@@ -154,20 +122,20 @@ def test_the_buffer_size_can_be_given_by_keyword_and_defaults_to_two():
 # -- what prefetch yields and where the upstream runs -----------------------------------
 
 
-def test_describing_a_prefetch_starts_no_thread():
+def test_describing_a_prefetch_starts_no_thread(live_threads):
     pipeline = hr.range(10).prefetch(4).map(double).prefetch()
 
-    assert headrace_threads() == []
+    assert live_threads() == []
     assert list(pipeline) == [2 * x for x in range(10)]
 
 
 @PROPERTY
 @given(xs=st.lists(st.integers(-50, 50), max_size=30), buffer_size=st.integers(1, 8))
-def test_prefetch_yields_exactly_its_upstream(xs, buffer_size):
+def test_prefetch_yields_exactly_its_upstream(xs, buffer_size, threads_left):
     pipeline = hr.from_iterable(xs).map(jittery)
 
     assert list(pipeline.prefetch(buffer_size)) == list(pipeline)
-    assert wait_no_headrace_threads() == []
+    assert threads_left() == []
 
 
 @PROPERTY
@@ -176,13 +144,13 @@ def test_prefetch_yields_exactly_its_upstream(xs, buffer_size):
     workers=st.integers(1, 4),
     buffer_size=st.integers(1, 8),
 )
-def test_prefetch_after_a_parallel_map_equals_map(xs, workers, buffer_size):
+def test_prefetch_after_a_parallel_map_equals_map(xs, workers, buffer_size, threads_left):
     pipeline = hr.from_iterable(xs)
 
     parallel = pipeline.map(jittery, workers=workers).prefetch(buffer_size)
 
     assert list(parallel) == list(pipeline.map(jittery))
-    assert wait_no_headrace_threads() == []
+    assert threads_left() == []
 
 
 def test_the_upstream_runs_on_one_background_thread_named_headrace():
@@ -206,7 +174,7 @@ def test_an_empty_upstream_gives_an_empty_output():
 
 
 @pytest.mark.parametrize("buffer_size", [1, 2, 5])
-def test_prefetch_fills_its_buffer_while_the_consumer_waits_and_no_further(buffer_size):
+def test_prefetch_fills_its_buffer_while_the_consumer_waits_and_no_further(buffer_size, eventually):
     source = Counted(100)
 
     with hr.from_generator(source).prefetch(buffer_size).iter() as run:
@@ -260,7 +228,9 @@ def test_a_parallel_map_then_prefetch_hold_at_most_both_buffers():
 # -- errors ----------------------------------------------------------------------------
 
 
-def run_to_error(pipeline: hr.Pipeline[Any]) -> tuple[ParseError, list[Any]]:
+def run_to_error(
+    pipeline: hr.Pipeline[Any], threads_left: Callable[..., list[str]]
+) -> tuple[ParseError, list[Any]]:
     """Iterate a run until it raises ``ParseError``; the error and what came before."""
     run = pipeline.iter()
     seen: list[Any] = []
@@ -268,7 +238,7 @@ def run_to_error(pipeline: hr.Pipeline[Any]) -> tuple[ParseError, list[Any]]:
         seen.extend(run)
     assert type(info.value) is ParseError  # the user's type, not a wrapper
     # The run is still referenced here: the error itself must have stopped the thread.
-    assert wait_no_headrace_threads() == []
+    assert threads_left() == []
     return info.value, seen
 
 
@@ -280,8 +250,10 @@ def assert_noted(error: BaseException, stage: str, detail: str) -> None:
 
 
 @pytest.mark.parametrize("buffer_size", [1, 2, 8])
-def test_an_upstream_stage_error_arrives_with_its_type_note_and_traceback(buffer_size):
-    error, seen = run_to_error(hr.range(10).map(parse).prefetch(buffer_size))
+def test_an_upstream_stage_error_arrives_with_its_type_note_and_traceback(
+    buffer_size, threads_left
+):
+    error, seen = run_to_error(hr.range(10).map(parse).prefetch(buffer_size), threads_left)
 
     assert str(error) == "cannot parse 4"
     assert "parse" in frames(error)
@@ -289,8 +261,8 @@ def test_an_upstream_stage_error_arrives_with_its_type_note_and_traceback(buffer
     assert seen == [0, 1, 2, 3]  # what the upstream made before failing still arrives
 
 
-def test_a_source_error_arrives_with_its_note():
-    error, seen = run_to_error(hr.from_generator(three_then_fail).prefetch(2))
+def test_a_source_error_arrives_with_its_note(threads_left):
+    error, seen = run_to_error(hr.from_generator(three_then_fail).prefetch(2), threads_left)
 
     assert str(error) == "source broke"
     assert "three_then_fail" in frames(error)
@@ -298,8 +270,8 @@ def test_a_source_error_arrives_with_its_note():
     assert seen == [0, 1, 2]
 
 
-def test_a_parallel_map_error_arrives_through_prefetch_with_its_note():
-    error, seen = run_to_error(hr.range(10).map(parse, workers=3).prefetch(2))
+def test_a_parallel_map_error_arrives_through_prefetch_with_its_note(threads_left):
+    error, seen = run_to_error(hr.range(10).map(parse, workers=3).prefetch(2), threads_left)
 
     assert "parse" in frames(error)
     assert_noted(error, r"stage 1 '[^']*\bparse\b", r"on its input element 4\b")
@@ -307,8 +279,8 @@ def test_a_parallel_map_error_arrives_through_prefetch_with_its_note():
     assert len(seen) <= 4
 
 
-def test_an_error_after_the_prefetch_is_noted_by_its_own_stage():
-    error, seen = run_to_error(hr.range(10).prefetch(3).map(parse))
+def test_an_error_after_the_prefetch_is_noted_by_its_own_stage(threads_left):
+    error, seen = run_to_error(hr.range(10).prefetch(3).map(parse), threads_left)
 
     assert_noted(error, r"stage 2 'map\(parse\)'", r"on its input element 4\b")
     assert seen == [0, 1, 2, 3]
@@ -316,134 +288,9 @@ def test_an_error_after_the_prefetch_is_noted_by_its_own_stage():
 
 # -- lifecycle: every way a run can end stops the thread --------------------------------
 
-LIVE: dict[str, Callable[[hr.Pipeline[int]], hr.Pipeline[int]]] = {
-    "buffer 1": lambda p: p.prefetch(1),
-    "buffer 4": lambda p: p.prefetch(4),
-    "slow upstream": lambda p: p.map(slow).prefetch(2),
-    "after a parallel map": lambda p: p.map(slow, workers=3).prefetch(3),
-    "twice": lambda p: p.prefetch(2).map(double).prefetch(2),
-}
-live = pytest.mark.parametrize("build", list(LIVE.values()), ids=list(LIVE))
-
-
-def endless() -> hr.Pipeline[int]:
-    return hr.range(10**12)
-
-
-@live
-def test_no_thread_is_left_after_the_run_is_exhausted(build):
-    run = build(hr.range(25)).iter()
-
-    assert len(list(run)) == 25
-    assert run.closed
-    assert wait_no_headrace_threads() == []
-
-
-@live
-def test_no_thread_is_left_after_break_and_del(build):
-    run = build(endless()).iter()
-    for i, _ in enumerate(run):
-        if i == 5:
-            break
-
-    del run
-    gc.collect()
-
-    assert wait_no_headrace_threads() == []
-
-
-@live
-@pytest.mark.parametrize("advanced", [0, 3])
-def test_no_thread_is_left_after_close(build, advanced):
-    run = build(endless()).iter()
-    for _ in range(advanced):
-        next(run)
-
-    run.close()
-
-    assert run.closed
-    assert wait_no_headrace_threads() == []
-    run.close()  # idempotent
-    assert list(run) == []
-
-
-@live
-def test_no_thread_is_left_after_leaving_a_with_block_early(build):
-    with build(endless()).iter() as run:
-        next(run)
-        next(run)
-
-    assert run.closed
-    assert wait_no_headrace_threads() == []
-
-
-@live
-def test_no_thread_is_left_after_the_consumer_raises_in_a_with_block(build):
-    def consume() -> None:
-        with build(endless()).iter() as run:
-            for i, _ in enumerate(run):
-                if i == 3:
-                    raise RuntimeError("consumer")
-
-    with pytest.raises(RuntimeError) as info:
-        consume()
-
-    assert str(info.value) == "consumer"
-    assert stage_notes(info.value) == []  # the consumer's error, untouched by cleanup
-    assert wait_no_headrace_threads() == []
-
-
-@live
-def test_no_thread_is_left_after_an_unclosed_run_is_collected(build):
-    run = build(endless()).iter()
-    for _ in range(3):
-        next(run)
-
-    del run
-    gc.collect()
-
-    assert wait_no_headrace_threads() == []
-
-
-@live
-def test_no_thread_is_left_after_keyboard_interrupt_in_a_with_block(build):
-    def consume() -> None:
-        with build(endless()).iter() as run:
-            for i, _ in enumerate(run):
-                if i == 3:
-                    raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        consume()
-
-    assert wait_no_headrace_threads() == []
-
-
-@live
-def test_no_thread_is_left_after_keyboard_interrupt_in_a_plain_for_loop(build):
-    def consume() -> None:
-        # No name holds the run: only the loop does, and the interrupt unwinds it.
-        for i, _ in enumerate(build(endless())):
-            if i == 3:
-                raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        consume()
-    gc.collect()
-
-    assert wait_no_headrace_threads() == []
-
-
-@live
-def test_no_thread_is_left_after_take_ends_an_endless_prefetch(build):
-    run = build(endless()).take(10).iter()
-
-    assert len(list(run)) == 10
-    assert wait_no_headrace_threads() == []
-
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
-def test_no_thread_is_left_after_ctrl_c_while_the_consumer_waits_for_the_thread():
+def test_no_thread_is_left_after_ctrl_c_while_the_consumer_waits_for_the_thread(threads_left):
     # A real SIGINT, not a raise: it lands while the consumer is blocked waiting for the
     # next element, so the KeyboardInterrupt starts inside the prefetch itself.
     sent = threading.Event()
@@ -465,10 +312,10 @@ def test_no_thread_is_left_after_ctrl_c_while_the_consumer_waits_for_the_thread(
         consume()
 
     assert sent.is_set()
-    assert wait_no_headrace_threads() == []
+    assert threads_left() == []
 
 
-def test_close_releases_the_upstream_generator_the_thread_pulls_from():
+def test_close_releases_the_upstream_generator_the_thread_pulls_from(threads_left, eventually):
     events: list[str] = []
 
     def source() -> Iterator[int]:
@@ -484,10 +331,10 @@ def test_close_releases_the_upstream_generator_the_thread_pulls_from():
     run.close()
 
     assert eventually(lambda: events == ["source finally"]), events
-    assert wait_no_headrace_threads() == []
+    assert threads_left() == []
 
 
-def test_close_while_the_thread_waits_on_a_slow_upstream():
+def test_close_while_the_thread_waits_on_a_slow_upstream(threads_left):
     pulling = threading.Event()
 
     def sluggish() -> Iterator[int]:
@@ -503,7 +350,7 @@ def test_close_while_the_thread_waits_on_a_slow_upstream():
     run.close()
 
     assert run.closed
-    assert wait_no_headrace_threads() == []
+    assert threads_left() == []
 
 
 # -- composition with the other stages -------------------------------------------------

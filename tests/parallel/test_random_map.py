@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import traceback
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import headrace as hr
@@ -17,22 +16,16 @@ from headrace.parallel import element_rng
 pytestmark = pytest.mark.timeout(30)
 
 
-def no_headrace_threads(timeout: float = 1.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [t.name for t in threading.enumerate() if t.name.startswith("headrace-")]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.01)
-
-
 def jitter(x: int, rng: np.random.Generator) -> tuple[int, float]:
     # Finish out of order on purpose: later elements are sometimes quicker.
     time.sleep((x % 3) * 0.0005)
     return x, float(rng.random())
 
 
-@settings(max_examples=40, deadline=None)
+# The fixtures are stateless functions, safe to share between generated examples.
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     items=st.lists(st.integers(0, 1000), max_size=25),
     workers=st.integers(0, 4),
@@ -40,7 +33,7 @@ def jitter(x: int, rng: np.random.Generator) -> tuple[int, float]:
     epoch=st.integers(0, 5),
 )
 def test_the_draws_are_the_same_with_any_number_of_workers(
-    items: list[int], workers: int, seed: int, epoch: int
+    items: list[int], workers: int, seed: int, epoch: int, threads_left
 ) -> None:
     inline = list(hr.from_iterable(items).random_map(jitter, seed=seed).iter(epoch=epoch))
     parallel = hr.from_iterable(items).random_map(jitter, seed=seed, workers=workers)
@@ -51,7 +44,7 @@ def test_the_draws_are_the_same_with_any_number_of_workers(
         )
         # Completion order may differ, but each element keeps the value it drew.
         assert sorted(unordered.iter(epoch=epoch)) == sorted(inline)
-    assert no_headrace_threads() == []
+    assert threads_left() == []
 
 
 def test_each_element_draws_from_its_own_generator_seeded_by_position() -> None:
@@ -83,7 +76,7 @@ def explode(x: int, rng: np.random.Generator) -> int:
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_an_error_keeps_its_type_and_names_the_element(workers: int) -> None:
+def test_an_error_keeps_its_type_and_names_the_element(workers: int, threads_left) -> None:
     with pytest.raises(KeyError) as caught:
         list(hr.range(9).random_map(explode, seed=0, workers=workers))
     error = caught.value
@@ -92,7 +85,7 @@ def test_an_error_keeps_its_type_and_names_the_element(workers: int) -> None:
     assert len(notes) == 1
     assert "random_map(explode, seed=0" in notes[0]
     assert "on its input element 4" in notes[0]
-    assert no_headrace_threads() == []
+    assert threads_left() == []
 
 
 def test_arguments_are_checked_when_the_pipeline_is_built() -> None:
@@ -108,9 +101,9 @@ def test_arguments_are_checked_when_the_pipeline_is_built() -> None:
         hr.range(3).random_map(jitter, seed=1, workers=2, ordered="no")  # type: ignore[arg-type]
 
 
-def test_the_length_passes_through_and_early_close_leaves_no_thread() -> None:
+def test_the_length_passes_through_and_early_close_leaves_no_thread(threads_left) -> None:
     pipeline = hr.range(50).random_map(jitter, seed=3, workers=2)
     assert len(pipeline) == 50
     with pipeline.iter() as run:
         next(run)
-    assert no_headrace_threads() == []
+    assert threads_left() == []

@@ -9,7 +9,6 @@ timeout of its own, so serialised calls make a test fail instead of hang).
 
 from __future__ import annotations
 
-import gc
 import math
 import os
 import pickle
@@ -29,7 +28,7 @@ import headrace as hr
 
 pytestmark = pytest.mark.timeout(30)
 
-PREFIX = "headrace-"
+PREFIX = "headrace-"  # the name prefix of every thread headrace starts
 
 # The autouse fixture below is function-scoped; it only checks for leftover threads
 # once the whole test is over, which is what Hypothesis' health check warns about.
@@ -38,41 +37,6 @@ PROPERTY = settings(
 )
 
 # -- threads left running -------------------------------------------------------------
-
-
-def headrace_threads() -> list[str]:
-    """Names of the live threads that headrace started."""
-    return sorted(t.name for t in threading.enumerate() if t.name.startswith(PREFIX))
-
-
-def wait_no_headrace_threads(timeout: float = 1.0) -> list[str]:
-    """Poll until no ``headrace-`` thread is alive; return the names still alive then.
-
-    Threads cannot be killed, only asked to stop, so a stopped pool may take a moment
-    to finish the call each worker is in; a second is far more than any call here takes.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        names = headrace_threads()
-        if not names or time.monotonic() >= deadline:
-            return names
-        time.sleep(0.005)
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = 1.0) -> bool:
-    """Whether ``predicate()`` becomes true within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
-@pytest.fixture(autouse=True)
-def no_threads_left_behind() -> Iterator[None]:
-    yield
-    assert wait_no_headrace_threads() == [], "a test left headrace threads running"
 
 
 # -- user functions (module level, so that stage names are their plain names) ---------
@@ -230,18 +194,18 @@ def test_a_non_callable_fn_is_refused_with_workers_too(fn):
 # -- where fn runs ---------------------------------------------------------------------
 
 
-def test_describing_a_parallel_map_starts_no_thread():
+def test_describing_a_parallel_map_starts_no_thread(live_threads):
     pipeline = hr.range(10).map(double, workers=4).map(double, workers=2, ordered=False)
 
-    assert headrace_threads() == []
+    assert live_threads() == []
     assert sorted(pipeline) == [4 * x for x in range(10)]
 
 
-def test_workers_zero_calls_fn_inline_on_the_consumers_thread():
+def test_workers_zero_calls_fn_inline_on_the_consumers_thread(live_threads):
     calls: list[tuple[threading.Thread, list[str]]] = []
 
     def record(x: int) -> int:
-        calls.append((threading.current_thread(), headrace_threads()))
+        calls.append((threading.current_thread(), live_threads()))
         return x
 
     assert list(hr.range(5).map(record, workers=0)) == list(range(5))
@@ -350,13 +314,13 @@ def test_unordered_results_come_as_they_complete():
     workers=st.integers(1, 4),
     buffer_size=st.none() | st.integers(1, 8),
 )
-def test_ordered_parallel_map_equals_map(xs, workers, buffer_size):
+def test_ordered_parallel_map_equals_map(xs, workers, buffer_size, threads_left):
     pipeline = hr.from_iterable(xs)
 
     parallel = pipeline.map(jittery, workers=workers, buffer_size=buffer_size)
 
     assert list(parallel) == list(pipeline.map(jittery))
-    assert wait_no_headrace_threads() == []
+    assert threads_left() == []
 
 
 @PROPERTY
@@ -365,13 +329,13 @@ def test_ordered_parallel_map_equals_map(xs, workers, buffer_size):
     workers=st.integers(1, 4),
     buffer_size=st.none() | st.integers(1, 8),
 )
-def test_unordered_parallel_map_is_a_permutation_of_map(xs, workers, buffer_size):
+def test_unordered_parallel_map_is_a_permutation_of_map(xs, workers, buffer_size, threads_left):
     pipeline = hr.from_iterable(xs)
 
     parallel = pipeline.map(jittery, workers=workers, buffer_size=buffer_size, ordered=False)
 
     assert sorted(parallel) == sorted(pipeline.map(jittery))
-    assert wait_no_headrace_threads() == []
+    assert threads_left() == []
 
 
 @PROPERTY
@@ -443,7 +407,13 @@ def test_the_default_buffer_is_twice_the_workers():
 # -- errors ----------------------------------------------------------------------------
 
 
-def run_to_error(pipeline: hr.Pipeline[Any]) -> tuple[ParseError, list[Any]]:
+def endless() -> hr.Pipeline[int]:
+    return hr.range(10**12)
+
+
+def run_to_error(
+    pipeline: hr.Pipeline[Any], threads_left: Callable[..., list[str]]
+) -> tuple[ParseError, list[Any]]:
     """Iterate a run until it raises ``ParseError``; the error and what came before."""
     run = pipeline.iter()
     seen: list[Any] = []
@@ -451,7 +421,7 @@ def run_to_error(pipeline: hr.Pipeline[Any]) -> tuple[ParseError, list[Any]]:
         seen.extend(run)
     assert type(info.value) is ParseError  # the user's type, not a wrapper
     # The run is still referenced here: the error itself must have stopped the pool.
-    assert wait_no_headrace_threads() == []
+    assert threads_left() == []
     return info.value, seen
 
 
@@ -464,8 +434,12 @@ def assert_noted(error: BaseException, stage: str, detail: str) -> None:
 
 @pytest.mark.parametrize("ordered", [True, False])
 @pytest.mark.parametrize("workers", [1, 3])
-def test_a_worker_error_keeps_type_and_traceback_and_is_noted_with_its_index(workers, ordered):
-    error, seen = run_to_error(hr.range(20).map(parse, workers=workers, ordered=ordered))
+def test_a_worker_error_keeps_type_and_traceback_and_is_noted_with_its_index(
+    workers, ordered, threads_left
+):
+    error, seen = run_to_error(
+        hr.range(20).map(parse, workers=workers, ordered=ordered), threads_left
+    )
 
     assert str(error) == "cannot parse 7"
     assert "parse" in frames(error)  # the traceback reaches the user's own line
@@ -475,29 +449,29 @@ def test_a_worker_error_keeps_type_and_traceback_and_is_noted_with_its_index(wor
         assert seen == list(range(len(seen)))  # whatever came first came in order
 
 
-def test_a_worker_error_index_counts_the_stages_own_input():
+def test_a_worker_error_index_counts_the_stages_own_input(threads_left):
     # The map sees 0, 2, 4, 6: the failing element is its input element 3, not 6.
     pipeline = hr.range(20).filter(keep_even).map(fail_on_six, workers=2)
 
-    error, _ = run_to_error(pipeline)
+    error, _ = run_to_error(pipeline, threads_left)
 
     assert "fail_on_six" in frames(error)
     assert_noted(error, r"stage 2 '[^']*\bfail_on_six\b", r"on its input element 3\b")
 
 
-def test_a_worker_error_passing_through_later_stages_keeps_one_note():
+def test_a_worker_error_passing_through_later_stages_keeps_one_note(threads_left):
     pipeline = hr.range(20).map(parse, workers=3).map(double).batch(2).unbatch()
 
-    error, _ = run_to_error(pipeline)
+    error, _ = run_to_error(pipeline, threads_left)
 
     assert_noted(error, r"stage 1 '[^']*\bparse\b", r"on its input element 7\b")
 
 
 @pytest.mark.parametrize("ordered", [True, False])
-def test_an_upstream_error_passes_through_a_parallel_map_with_its_note(ordered):
+def test_an_upstream_error_passes_through_a_parallel_map_with_its_note(ordered, threads_left):
     pipeline = hr.from_generator(three_then_fail).map(double, workers=2, ordered=ordered)
 
-    error, seen = run_to_error(pipeline)
+    error, seen = run_to_error(pipeline, threads_left)
 
     assert str(error) == "source broke"
     assert "three_then_fail" in frames(error)
@@ -508,143 +482,19 @@ def test_an_upstream_error_passes_through_a_parallel_map_with_its_note(ordered):
         assert set(seen) <= {0, 2, 4}
 
 
-def test_an_error_in_a_parallel_map_inside_a_zipped_pipeline_names_its_place():
+def test_an_error_in_a_parallel_map_inside_a_zipped_pipeline_names_its_place(threads_left):
     pipeline = hr.range(10).zip(hr.range(10).map(parse, workers=2))
 
-    error, _ = run_to_error(pipeline)
+    error, _ = run_to_error(pipeline, threads_left)
 
     assert_noted(error, r"stage 0 \(zip\) input 1 > stage 1 '[^']*\bparse\b", r"element 7\b")
 
 
 # -- lifecycle: every way a run can end stops its threads -------------------------------
 
-LIVE: dict[str, Callable[[hr.Pipeline[int]], hr.Pipeline[int]]] = {
-    "ordered": lambda p: p.map(slow, workers=3),
-    "unordered": lambda p: p.map(slow, workers=3, ordered=False),
-    "one worker, no buffer": lambda p: p.map(slow, workers=1, buffer_size=1),
-    "stacked": lambda p: p.map(slow, workers=2).map(double, workers=4, ordered=False),
-}
-live = pytest.mark.parametrize("build", list(LIVE.values()), ids=list(LIVE))
-
-
-def endless() -> hr.Pipeline[int]:
-    return hr.range(10**12)
-
-
-@live
-def test_no_thread_is_left_after_the_run_is_exhausted(build):
-    run = build(hr.range(25)).iter()
-
-    assert len(list(run)) == 25
-    assert run.closed
-    assert wait_no_headrace_threads() == []
-
-
-@live
-def test_no_thread_is_left_after_break_and_del(build):
-    run = build(endless()).iter()
-    for i, _ in enumerate(run):
-        if i == 5:
-            break
-
-    del run
-    gc.collect()
-
-    assert wait_no_headrace_threads() == []
-
-
-@live
-@pytest.mark.parametrize("advanced", [0, 3])
-def test_no_thread_is_left_after_close(build, advanced):
-    run = build(endless()).iter()
-    for _ in range(advanced):
-        next(run)
-
-    run.close()
-
-    assert run.closed
-    assert wait_no_headrace_threads() == []
-    run.close()  # idempotent
-    assert list(run) == []
-
-
-@live
-def test_no_thread_is_left_after_leaving_a_with_block_early(build):
-    with build(endless()).iter() as run:
-        next(run)
-        next(run)
-
-    assert run.closed
-    assert wait_no_headrace_threads() == []
-
-
-@live
-def test_no_thread_is_left_after_the_consumer_raises_in_a_with_block(build):
-    def consume() -> None:
-        with build(endless()).iter() as run:
-            for i, _ in enumerate(run):
-                if i == 3:
-                    raise RuntimeError("consumer")
-
-    with pytest.raises(RuntimeError) as info:
-        consume()
-
-    assert str(info.value) == "consumer"
-    assert stage_notes(info.value) == []  # the consumer's error, untouched by cleanup
-    assert wait_no_headrace_threads() == []
-
-
-@live
-def test_no_thread_is_left_after_an_unclosed_run_is_collected(build):
-    run = build(endless()).iter()
-    for _ in range(3):
-        next(run)
-
-    del run
-    gc.collect()
-
-    assert wait_no_headrace_threads() == []
-
-
-@live
-def test_no_thread_is_left_after_keyboard_interrupt_in_a_with_block(build):
-    def consume() -> None:
-        with build(endless()).iter() as run:
-            for i, _ in enumerate(run):
-                if i == 3:
-                    raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        consume()
-
-    assert wait_no_headrace_threads() == []
-
-
-@live
-def test_no_thread_is_left_after_keyboard_interrupt_in_a_plain_for_loop(build):
-    def consume() -> None:
-        # No name holds the run: only the loop does, and the interrupt unwinds it.
-        for i, _ in enumerate(build(endless())):
-            if i == 3:
-                raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        consume()
-    gc.collect()
-
-    assert wait_no_headrace_threads() == []
-
-
-@live
-def test_no_thread_is_left_after_take_ends_an_endless_parallel_map(build):
-    run = build(endless()).take(10).iter()
-
-    assert len(list(run)) == 10
-    assert wait_no_headrace_threads() == []
-
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
-def test_no_thread_is_left_after_ctrl_c_while_the_consumer_waits_for_a_worker():
+def test_no_thread_is_left_after_ctrl_c_while_the_consumer_waits_for_a_worker(threads_left):
     # A real SIGINT, not a raise: it lands while the consumer is blocked waiting for a
     # result, so the KeyboardInterrupt starts inside the parallel map itself.
     sent = threading.Event()
@@ -665,10 +515,10 @@ def test_no_thread_is_left_after_ctrl_c_while_the_consumer_waits_for_a_worker():
         consume()
 
     assert sent.is_set()
-    assert wait_no_headrace_threads() == []
+    assert threads_left() == []
 
 
-def test_close_releases_the_upstream_generator_that_workers_pull_from():
+def test_close_releases_the_upstream_generator_that_workers_pull_from(threads_left, eventually):
     events: list[str] = []
 
     def source() -> Iterator[int]:
@@ -684,10 +534,10 @@ def test_close_releases_the_upstream_generator_that_workers_pull_from():
     run.close()
 
     assert eventually(lambda: events == ["source finally"]), events
-    assert wait_no_headrace_threads() == []
+    assert threads_left() == []
 
 
-def test_close_stops_calling_fn():
+def test_close_stops_calling_fn(threads_left):
     calls = 0
     lock = threading.Lock()
 
@@ -703,19 +553,19 @@ def test_close_stops_calling_fn():
     run.close()
     calls_at_close = calls
 
-    assert wait_no_headrace_threads() == []
+    assert threads_left() == []
     # The elements still queued are dropped, not computed. A close() that returns
     # before its workers stop may see each of them start the call it was picking up.
     assert calls - calls_at_close <= 2
 
 
-def test_threads_are_stopped_after_a_worker_error_in_an_endless_stream():
+def test_threads_are_stopped_after_a_worker_error_in_an_endless_stream(threads_left):
     def fail_late(x: int) -> int:
         if x == 20:
             raise ParseError("late")
         return x
 
-    error, seen = run_to_error(endless().map(fail_late, workers=4, buffer_size=8))
+    error, seen = run_to_error(endless().map(fail_late, workers=4, buffer_size=8), threads_left)
 
     assert seen == list(range(20))
     assert_noted(error, r"stage 1 '[^']*\bfail_late\b", r"on its input element 20\b")
