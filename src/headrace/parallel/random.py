@@ -25,7 +25,7 @@ import numpy as np
 
 from headrace._checks import check_bool, check_callable, check_int, check_optional_int
 from headrace.errors import annotate, describe_callable
-from headrace.parallel.threads import run_ordered, run_unordered
+from headrace.parallel.threads import run_threads
 from headrace.stages._base import Length, Stage, StageContext
 from headrace.stages._guard import close_iterator
 
@@ -80,8 +80,14 @@ class RandomMap(Stage):
             return _inline(upstream, call, ctx.label)
         # Positions are assigned on the consumer's thread, before any worker sees the
         # element: that is what makes the draws independent of scheduling.
-        run = run_ordered if self._ordered else run_unordered
-        return run(builtins.enumerate(upstream), call, self._workers, self._buffer_size, ctx.label)
+        return run_threads(
+            builtins.enumerate(upstream),
+            call,
+            self._workers,
+            self._buffer_size,
+            ctx.label,
+            ordered=self._ordered,
+        )
 
     def length(self, upstream: Length) -> Length:
         return upstream

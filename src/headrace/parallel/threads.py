@@ -8,7 +8,6 @@ number of elements in flight (taken from upstream, not yet yielded) is at most
 
 from __future__ import annotations
 
-import collections
 import itertools
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -19,7 +18,7 @@ from headrace.errors import annotate, describe_callable
 from headrace.stages._base import Length, Stage, StageContext
 from headrace.stages._guard import close_iterator
 
-__all__ = ["ThreadMap", "run_ordered", "run_unordered"]
+__all__ = ["ThreadMap", "run_threads"]
 
 _POOLS = itertools.count()
 
@@ -57,8 +56,9 @@ class ThreadMap(Stage):
         return f"map({describe_callable(self._fn)}, workers={self._workers}{extra})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        run = run_ordered if self._ordered else run_unordered
-        return run(upstream, self._fn, self._workers, self._buffer_size, ctx.label)
+        return run_threads(
+            upstream, self._fn, self._workers, self._buffer_size, ctx.label, ordered=self._ordered
+        )
 
     def length(self, upstream: Length) -> Length:
         return upstream
@@ -68,41 +68,24 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix=f"headrace-map-{next(_POOLS)}")
 
 
-def run_ordered(
-    upstream: Iterator[Any], fn: Callable[[Any], Any], workers: int, size: int, label: str
+def run_threads(
+    upstream: Iterator[Any],
+    fn: Callable[[Any], Any],
+    workers: int,
+    size: int,
+    label: str,
+    *,
+    ordered: bool,
 ) -> Iterator[Any]:
-    pool = _pool(workers)
-    pending: collections.deque[tuple[int, Future[Any]]] = collections.deque()
-    taken = 0
-    more = True
-    try:
-        while True:
-            while more and len(pending) < size:
-                try:
-                    item = next(upstream)
-                except StopIteration:
-                    more = False
-                    break
-                pending.append((taken, pool.submit(fn, item)))
-                taken += 1
-            if not pending:
-                return
-            index, future = pending.popleft()
-            try:
-                result = future.result()
-            except Exception as error:
-                annotate(error, label, index)
-                raise
-            yield result
-    finally:
-        _stop(pool, [future for _, future in pending])
-        close_iterator(upstream)
+    """Yield ``fn(x)`` for the upstream's elements, computed on ``workers`` threads.
 
-
-def run_unordered(
-    upstream: Iterator[Any], fn: Callable[[Any], Any], workers: int, size: int, label: str
-) -> Iterator[Any]:
+    At most ``size`` elements are in flight. ``ordered`` yields in input order;
+    otherwise each result comes as soon as it is ready (the earliest input first
+    when several are).
+    """
     pool = _pool(workers)
+    # Submission order is input order, and a dict keeps it: the first key is the
+    # oldest element in flight.
     pending: dict[Future[Any], int] = {}
     taken = 0
     more = True
@@ -118,9 +101,11 @@ def run_unordered(
                 taken += 1
             if not pending:
                 return
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            # Of those ready, the earliest input first: a stable order when many are.
-            future = min(done, key=pending.__getitem__)
+            if ordered:
+                future = next(iter(pending))
+            else:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                future = min(done, key=pending.__getitem__)
             index = pending.pop(future)
             try:
                 result = future.result()
