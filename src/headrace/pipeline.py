@@ -23,8 +23,9 @@ from typing import Any, Generic, TypeGuard, TypeVar, overload
 
 import numpy as np
 
-from headrace._checks import check_bool, check_int, check_optional_int
+from headrace._checks import check_int
 from headrace.parallel import Prefetch, RandomMap, ThreadMap
+from headrace.parallel.threads import pool_options
 from headrace.run import Run
 from headrace.stages._base import INFINITE, RUN_LOCK, Length, Stage
 from headrace.stages.basic import (
@@ -165,15 +166,13 @@ class Pipeline(Generic[T]):
         >>> list(hr.range(5).map(lambda x: x * 10, workers=2))
         [0, 10, 20, 30, 40]
         """
-        workers = check_int("workers", workers, minimum=0)
+        workers, _, _ = pool_options(workers, ordered, buffer_size, minimum_workers=0)
         if backend != "thread":
             raise ValueError(
                 f"backend must be 'thread', got {backend!r} (the process backend is not "
                 "available yet)"
             )
         if workers == 0:
-            check_bool("ordered", ordered)
-            check_optional_int("buffer_size", buffer_size, minimum=1)
             return self._then(Map(fn))
         return self._then(ThreadMap(fn, workers=workers, ordered=ordered, buffer_size=buffer_size))
 

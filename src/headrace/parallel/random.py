@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from headrace._checks import check_bool, check_callable, check_int, check_optional_int
+from headrace._checks import check_callable, check_int
 from headrace.errors import annotate, describe_callable
-from headrace.parallel.threads import run_threads
+from headrace.parallel.threads import pool_options, run_threads
 from headrace.stages._base import Length, Stage, StageContext
 from headrace.stages._guard import close_iterator
 
@@ -57,10 +57,9 @@ class RandomMap(Stage):
     ) -> None:
         self._fn = check_callable("fn", fn)
         self._seed = check_int("seed", seed, minimum=0)
-        self._workers = check_int("workers", workers, minimum=0)
-        self._ordered = check_bool("ordered", ordered)
-        size = check_optional_int("buffer_size", buffer_size, minimum=1)
-        self._buffer_size = 2 * max(self._workers, 1) if size is None else size
+        self._workers, self._ordered, self._buffer_size = pool_options(
+            workers, ordered, buffer_size, minimum_workers=0
+        )
 
     @property
     def name(self) -> str:

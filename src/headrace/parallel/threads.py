@@ -18,7 +18,7 @@ from headrace.errors import annotate, describe_callable
 from headrace.stages._base import Length, Stage, StageContext
 from headrace.stages._guard import close_iterator
 
-__all__ = ["ThreadMap", "run_threads"]
+__all__ = ["ThreadMap", "pool_options", "run_threads"]
 
 _POOLS = itertools.count()
 
@@ -45,10 +45,9 @@ class ThreadMap(Stage):
         buffer_size: int | None = None,
     ) -> None:
         self._fn = check_callable("fn", fn)
-        self._workers = check_int("workers", workers, minimum=1)
-        self._ordered = check_bool("ordered", ordered)
-        size = check_optional_int("buffer_size", buffer_size, minimum=1)
-        self._buffer_size = 2 * self._workers if size is None else size
+        self._workers, self._ordered, self._buffer_size = pool_options(
+            workers, ordered, buffer_size, minimum_workers=1
+        )
 
     @property
     def name(self) -> str:
@@ -62,6 +61,20 @@ class ThreadMap(Stage):
 
     def length(self, upstream: Length) -> Length:
         return upstream
+
+
+def pool_options(
+    workers: object, ordered: object, buffer_size: object, *, minimum_workers: int
+) -> tuple[int, bool, int]:
+    """Check the worker-pool arguments every parallel stage takes; fill in the default.
+
+    Returns ``(workers, ordered, buffer_size)``, the buffer defaulting to twice the
+    workers (at least 2), enough to keep every worker busy while one result waits.
+    """
+    count = check_int("workers", workers, minimum=minimum_workers)
+    in_order = check_bool("ordered", ordered)
+    size = check_optional_int("buffer_size", buffer_size, minimum=1)
+    return count, in_order, 2 * max(count, 1) if size is None else size
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
