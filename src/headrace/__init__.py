@@ -7,7 +7,7 @@
 """
 
 from headrace import stages
-from headrace.errors import DecodeError, HeadraceError
+from headrace.errors import DecodeError, HeadraceError, WorkerError
 from headrace.pipeline import Pipeline
 from headrace.run import Run
 from headrace.sources import (
@@ -31,6 +31,7 @@ __all__ = [
     "HeadraceError",
     "Pipeline",
     "Run",
+    "WorkerError",
     "__version__",
     "concat",
     "files",

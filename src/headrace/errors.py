@@ -17,7 +17,14 @@ from __future__ import annotations
 import contextlib
 from typing import Final
 
-__all__ = ["DecodeError", "HeadraceError", "StageLabel", "annotate", "describe_callable"]
+__all__ = [
+    "DecodeError",
+    "HeadraceError",
+    "StageLabel",
+    "WorkerError",
+    "annotate",
+    "describe_callable",
+]
 
 # Marks an exception that already carries a headrace note, so that a stage further
 # down the chain (which sees the same exception pass through) does not add a second,
@@ -34,6 +41,14 @@ class DecodeError(HeadraceError, ValueError):
 
     Subclasses ``ValueError`` so code that handles ``UnicodeDecodeError``-like problems
     generically keeps working.
+    """
+
+
+class WorkerError(HeadraceError):
+    """A worker process died, or failed in a way its own exception could not carry.
+
+    The message names the stage, the worker's pid and how it ended (the signal, or
+    the exit code) and the element it was working on.
     """
 
 

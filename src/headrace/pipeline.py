@@ -24,8 +24,8 @@ from typing import Any, Generic, TypeGuard, TypeVar, overload
 import numpy as np
 
 from headrace._checks import check_int
-from headrace.parallel import Prefetch, RandomMap, ThreadMap
-from headrace.parallel.threads import pool_options
+from headrace.parallel import ParallelMap, Prefetch, RandomMap
+from headrace.parallel.threads import check_backend, pool_options
 from headrace.run import Run
 from headrace.stages._base import INFINITE, RUN_LOCK, Length, Stage
 from headrace.stages.basic import (
@@ -153,28 +153,35 @@ class Pipeline(Generic[T]):
             fn: the function.
             workers: ``0`` (default) calls ``fn`` inline, fused with neighbouring
                 maps and filters; ``N >= 1`` runs it on ``N`` workers.
-            backend: ``"thread"``: a thread pool, for functions that release the GIL
-                (decoding, I/O, numpy). The process backend is not available yet.
+            backend: ``"thread"`` (default): a thread pool, for functions that release
+                the GIL (decoding, I/O, numpy). ``"process"``: worker processes, for
+                pure-Python work; ``fn`` may be a lambda or closure (it travels by
+                cloudpickle), elements and results must pickle, and numpy arrays in
+                them travel through shared memory. Workers start with each run and
+                stop when it ends.
             ordered: with workers, yield results in input order (default) or, with
                 ``False``, as each is ready.
-            buffer_size: with workers, the most elements in flight (default
-                ``2 * workers``); memory stays at about that many elements.
+            buffer_size: with workers, the most elements in flight: taken from the
+                upstream and not yet yielded (default ``2 * workers``). Memory stays
+                at about that many elements however slow the consumer is.
 
         >>> import headrace as hr
         >>> list(hr.range(3).map(str))
         ['0', '1', '2']
         >>> list(hr.range(5).map(lambda x: x * 10, workers=2))
         [0, 10, 20, 30, 40]
+        >>> list(hr.range(5).map(lambda x: x * 10, workers=2, backend="process"))
+        [0, 10, 20, 30, 40]
         """
         workers, _, _ = pool_options(workers, ordered, buffer_size, minimum_workers=0)
-        if backend != "thread":
-            raise ValueError(
-                f"backend must be 'thread', got {backend!r} (the process backend is not "
-                "available yet)"
-            )
+        backend = check_backend(backend)
         if workers == 0:
             return self._then(Map(fn))
-        return self._then(ThreadMap(fn, workers=workers, ordered=ordered, buffer_size=buffer_size))
+        return self._then(
+            ParallelMap(
+                fn, workers=workers, backend=backend, ordered=ordered, buffer_size=buffer_size
+            )
+        )
 
     def random_map(
         self,
@@ -182,6 +189,7 @@ class Pipeline(Generic[T]):
         *,
         seed: int,
         workers: int = 0,
+        backend: str = "thread",
         ordered: bool = True,
         buffer_size: int | None = None,
     ) -> Pipeline[U]:
@@ -196,7 +204,7 @@ class Pipeline(Generic[T]):
         Args:
             fn: called as ``fn(element, rng)``.
             seed: non-negative int; the stage's draws follow from it.
-            workers, ordered, buffer_size: as for :meth:`map` with the thread backend.
+            workers, backend, ordered, buffer_size: as for :meth:`map`.
 
         >>> import headrace as hr
         >>> flips = hr.range(4).random_map(lambda x, rng: -x if rng.random() < 0.5 else x, seed=3)
@@ -204,7 +212,14 @@ class Pipeline(Generic[T]):
         True
         """
         return self._then(
-            RandomMap(fn, seed=seed, workers=workers, ordered=ordered, buffer_size=buffer_size)
+            RandomMap(
+                fn,
+                seed=seed,
+                workers=workers,
+                backend=backend,
+                ordered=ordered,
+                buffer_size=buffer_size,
+            )
         )
 
     def prefetch(self, buffer_size: int = 2) -> Pipeline[T]:

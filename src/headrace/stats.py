@@ -15,11 +15,43 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headrace.stages._guard import close_iterator
 
-__all__ = ["StageRecord", "StageStats", "format_table"]
+if TYPE_CHECKING:
+    from headrace.stages._base import StageContext
+
+__all__ = ["PoolCounters", "StageRecord", "StageStats", "format_table"]
+
+
+@dataclass(slots=True)
+class PoolCounters:
+    """What a parallel stage (a worker pool or a prefetch thread) did with its time.
+
+    Parallel stages keep these whether or not the run collects statistics: a few
+    clock reads per element are nothing next to handing the element to a worker.
+    """
+
+    #: Elements yielded.
+    items: int = 0
+    #: Seconds the workers spent in the stage's function, summed over workers.
+    busy_s: float = 0.0
+    #: Seconds spent taking elements from the upstream (input too slow if large).
+    wait_input_s: float = 0.0
+    #: Seconds the consumer waited for a worker's result (workers too slow if large).
+    wait_workers_s: float = 0.0
+    #: Seconds between handing a result on and being asked for the next (the
+    #: consumer is the bottleneck if large).
+    wait_output_s: float = 0.0
+
+    @classmethod
+    def of(cls, ctx: StageContext) -> PoolCounters:
+        """Fresh counters for a stage, reported in ``run.stats()`` when it collects."""
+        counters = cls()
+        if ctx.stats is not None:
+            ctx.stats.record(ctx.index, ctx.name).pool = counters
+        return counters
 
 
 @dataclass(slots=True)
@@ -31,6 +63,8 @@ class StageRecord:
     items_out: int = 0
     #: Seconds spent producing this stage's elements, including its upstream's time.
     seconds: float = 0.0
+    #: The counters of a parallel stage.
+    pool: PoolCounters | None = None
 
 
 @dataclass(slots=True)
@@ -60,16 +94,23 @@ class StageStats:
             record = self.records[index]
             upstream_seconds = previous.seconds if previous else 0.0
             self_seconds = max(record.seconds - upstream_seconds, 0.0)
-            rows.append(
-                {
-                    "stage": index,
-                    "name": record.name,
-                    "items_in": previous.items_out if previous else 0,
-                    "items_out": record.items_out,
-                    "seconds": self_seconds,
-                    "share": self_seconds / wall if wall > 0 else 0.0,
-                }
-            )
+            row: dict[str, Any] = {
+                "stage": index,
+                "name": record.name,
+                "items_in": previous.items_out if previous else 0,
+                "items_out": record.items_out,
+                "seconds": self_seconds,
+                "share": self_seconds / wall if wall > 0 else 0.0,
+            }
+            if record.pool is not None:
+                pool = record.pool
+                row.update(
+                    busy_s=pool.busy_s,
+                    wait_input_s=pool.wait_input_s,
+                    wait_workers_s=pool.wait_workers_s,
+                    wait_output_s=pool.wait_output_s,
+                )
+            rows.append(row)
             previous = record
         return rows
 

@@ -138,8 +138,8 @@ class Counted:
 # -- bad arguments are refused when the pipeline is built ------------------------------
 
 
-@pytest.mark.parametrize("backend", ["process", "threads", "Thread", "asyncio", ""])
-def test_a_backend_other_than_thread_is_refused_at_construction(backend):
+@pytest.mark.parametrize("backend", ["processes", "threads", "Thread", "asyncio", "", None])
+def test_an_unknown_backend_is_refused_at_construction(backend):
     with pytest.raises(ValueError, match=r"\bbackend\b"):
         hr.range(3).map(double, workers=2, backend=backend)
 

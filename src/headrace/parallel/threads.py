@@ -1,7 +1,7 @@
-"""``map(fn, workers=N)`` on a pool of threads: for functions that release the GIL.
+"""The thread backend of parallel ``map``: for functions that release the GIL.
 
 The consumer's thread pulls elements from the upstream and submits them; the pool
-only runs ``fn``. Upstream generators therefore never run on two threads, and the
+only runs the function. Upstream generators therefore never run on two threads, and the
 number of elements in flight (taken from upstream, not yet yielded) is at most
 ``buffer_size``, however slow the consumer is.
 """
@@ -9,58 +9,22 @@ number of elements in flight (taken from upstream, not yet yielded) is at most
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import Any, Final
 
-from headrace._checks import check_bool, check_callable, check_int, check_optional_int
-from headrace.errors import annotate, describe_callable
-from headrace.stages._base import Length, Stage, StageContext
+from headrace._checks import check_bool, check_int, check_optional_int
+from headrace.errors import annotate
 from headrace.stages._guard import close_iterator
+from headrace.stats import PoolCounters
 
-__all__ = ["ThreadMap", "pool_options", "run_threads"]
+__all__ = ["BACKENDS", "check_backend", "pool_options", "run_threads"]
+
+#: The ``backend=`` values of parallel stages.
+BACKENDS: Final = ("thread", "process")
 
 _POOLS = itertools.count()
-
-
-class ThreadMap(Stage):
-    """Applies ``fn`` to every element on ``workers`` threads.
-
-    Args:
-        fn: the function; it runs on pool threads, so it must be thread-safe.
-        workers: threads in the pool (at least 1).
-        ordered: yield results in input order (default); ``False`` yields each as
-            soon as it is ready.
-        buffer_size: elements in flight at most (default ``2 * workers``).
-    """
-
-    __slots__ = ("_buffer_size", "_fn", "_ordered", "_workers")
-
-    def __init__(
-        self,
-        fn: Callable[[Any], Any],
-        *,
-        workers: int,
-        ordered: bool = True,
-        buffer_size: int | None = None,
-    ) -> None:
-        self._fn = check_callable("fn", fn)
-        self._workers, self._ordered, self._buffer_size = pool_options(
-            workers, ordered, buffer_size, minimum_workers=1
-        )
-
-    @property
-    def name(self) -> str:
-        extra = "" if self._ordered else ", ordered=False"
-        return f"map({describe_callable(self._fn)}, workers={self._workers}{extra})"
-
-    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return run_threads(
-            upstream, self._fn, self._workers, self._buffer_size, ctx.label, ordered=self._ordered
-        )
-
-    def length(self, upstream: Length) -> Length:
-        return upstream
 
 
 def pool_options(
@@ -77,25 +41,40 @@ def pool_options(
     return count, in_order, 2 * max(count, 1) if size is None else size
 
 
+def check_backend(backend: object) -> str:
+    """``backend`` if it names a backend; otherwise a ValueError naming the choices."""
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be 'thread' or 'process', got {backend!r}")
+    return backend
+
+
 def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix=f"headrace-map-{next(_POOLS)}")
 
 
 def run_threads(
     upstream: Iterator[Any],
-    fn: Callable[[Any], Any],
+    call: Callable[[int, Any], Any],
     workers: int,
     size: int,
     label: str,
     *,
     ordered: bool,
+    counters: PoolCounters,
 ) -> Iterator[Any]:
-    """Yield ``fn(x)`` for the upstream's elements, computed on ``workers`` threads.
+    """Yield ``call(index, element)`` for the upstream's elements, on ``workers`` threads.
 
     At most ``size`` elements are in flight. ``ordered`` yields in input order;
     otherwise each result comes as soon as it is ready (the earliest input first
     when several are).
     """
+    clock = time.perf_counter
+
+    def timed(index: int, item: Any) -> tuple[Any, float]:
+        start = clock()
+        result = call(index, item)
+        return result, clock() - start
+
     pool = _pool(workers)
     # Submission order is input order, and a dict keeps it: the first key is the
     # oldest element in flight.
@@ -105,15 +84,19 @@ def run_threads(
     try:
         while True:
             while more and len(pending) < size:
+                start = clock()
                 try:
                     item = next(upstream)
                 except StopIteration:
                     more = False
                     break
-                pending[pool.submit(fn, item)] = taken
+                finally:
+                    counters.wait_input_s += clock() - start
+                pending[pool.submit(timed, taken, item)] = taken
                 taken += 1
             if not pending:
                 return
+            start = clock()
             if ordered:
                 future = next(iter(pending))
             else:
@@ -121,11 +104,17 @@ def run_threads(
                 future = min(done, key=pending.__getitem__)
             index = pending.pop(future)
             try:
-                result = future.result()
+                result, busy = future.result()
             except Exception as error:
                 annotate(error, label, index)
                 raise
+            finally:
+                counters.wait_workers_s += clock() - start
+            counters.busy_s += busy
+            counters.items += 1
+            start = clock()
             yield result
+            counters.wait_output_s += clock() - start
     finally:
         _stop(pool, list(pending))
         close_iterator(upstream)

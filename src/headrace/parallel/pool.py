@@ -1,0 +1,98 @@
+"""``map(fn, workers=N, backend=...)``: one stage, a thread pool or a process pool under it.
+
+Both pools take elements from the upstream on the consumer's thread, keep at most
+``buffer_size`` of them in flight, yield in input order unless ``ordered=False``,
+and stop every worker when the run ends, however it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from headrace._checks import check_callable
+from headrace.errors import describe_callable
+from headrace.parallel._protocol import Plain
+from headrace.parallel.processes import run_processes
+from headrace.parallel.threads import check_backend, pool_options, run_threads
+from headrace.stages._base import Length, Stage, StageContext
+from headrace.stats import PoolCounters
+
+__all__ = ["ParallelMap", "run_pool"]
+
+
+class ParallelMap(Stage):
+    """Applies ``fn`` to every element on ``workers`` threads or processes.
+
+    Args:
+        fn: the function. On threads it must be thread-safe; on processes it may be
+            any callable cloudpickle can send (lambdas and closures included), and
+            its results must pickle.
+        workers: threads or processes in the pool (at least 1).
+        backend: ``"thread"`` or ``"process"``.
+        ordered: yield results in input order (default); ``False`` yields each as
+            soon as it is ready.
+        buffer_size: elements in flight at most (default ``2 * workers``): taken from
+            the upstream and not yet yielded, whether queued, running or done.
+    """
+
+    __slots__ = ("_backend", "_buffer_size", "_fn", "_ordered", "_workers")
+
+    def __init__(
+        self,
+        fn: Callable[[Any], Any],
+        *,
+        workers: int,
+        backend: str = "thread",
+        ordered: bool = True,
+        buffer_size: int | None = None,
+    ) -> None:
+        self._fn = check_callable("fn", fn)
+        self._backend = check_backend(backend)
+        self._workers, self._ordered, self._buffer_size = pool_options(
+            workers, ordered, buffer_size, minimum_workers=1
+        )
+
+    @property
+    def name(self) -> str:
+        extra = "" if self._backend == "thread" else f", backend={self._backend!r}"
+        if not self._ordered:
+            extra += ", ordered=False"
+        return f"map({describe_callable(self._fn)}, workers={self._workers}{extra})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return run_pool(
+            self._backend,
+            upstream,
+            Plain(self._fn),
+            self._workers,
+            self._buffer_size,
+            ctx,
+            ordered=self._ordered,
+        )
+
+    def length(self, upstream: Length) -> Length:
+        return upstream
+
+
+def run_pool(
+    backend: str,
+    upstream: Iterator[Any],
+    call: Callable[[int, Any], Any],
+    workers: int,
+    size: int,
+    ctx: StageContext,
+    *,
+    ordered: bool,
+) -> Iterator[Any]:
+    """Yield ``call(index, element)`` for the upstream's elements, computed by a pool."""
+    runner = run_processes if backend == "process" else run_threads
+    return runner(
+        upstream,
+        call,
+        workers,
+        size,
+        ctx.label,
+        ordered=ordered,
+        counters=PoolCounters.of(ctx),
+    )

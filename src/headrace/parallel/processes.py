@@ -1,0 +1,319 @@
+"""The process backend of parallel ``map``: worker processes, for pure-Python work.
+
+Workers are fresh interpreters (``sys.executable -c ...``), never a ``fork`` of a
+parent that may be running threads, and they do not import the parent's ``__main__``:
+scripts need no ``if __name__ == "__main__"`` guard. They start on a run's first
+``next()``, serve every element of that run, and are stopped when the run ends,
+however it ends. ``fn`` travels to them with cloudpickle, so lambdas and closures
+work; elements and results travel the same way, with numpy array data in shared
+memory (see :mod:`headrace.parallel._transport`).
+
+The consumer's thread does all the coordination: it pulls elements from the upstream,
+sends each to the least-loaded worker and waits on the workers' pipes, so a worker
+that dies is noticed the moment it dies (its pipe reads end-of-file). No thread is
+started in the consumer's process.
+
+>>> import headrace as hr
+>>> list(hr.range(5).map(lambda x: x * x, workers=2, backend="process"))
+[0, 1, 4, 9, 16]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection, Pipe, wait
+from typing import Any, Final
+
+from headrace.errors import WorkerError, annotate
+from headrace.parallel._protocol import FAILURE, FREE, INDEX, RESULT, TASK, TIMED
+from headrace.stages._guard import close_iterator
+from headrace.stats import PoolCounters
+
+__all__ = ["run_processes"]
+
+#: How long closing a run lets workers finish the call in hand before stopping them.
+CLOSE_GRACE_S: Final = 0.2
+
+#: Set to ``0`` to send everything through the pipes (for a small ``/dev/shm``), or
+#: to a size in bytes: buffers from that size up go through shared memory.
+SHARED_MEMORY_ENV: Final = "HEADRACE_SHARED_MEMORY"
+
+#: What a worker runs: the parent's import path, then the serving loop on its pipe.
+_BOOT: Final = (
+    "import json, sys; sys.path[:0] = json.loads(sys.argv[2]); "
+    "from headrace.parallel._worker import main; main(int(sys.argv[1]))"
+)
+
+
+def _threshold() -> int | None:
+    from headrace.parallel import _transport
+
+    text = os.environ.get(SHARED_MEMORY_ENV, "").strip()
+    if not text:
+        return _transport.DEFAULT_THRESHOLD
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(
+            f"{SHARED_MEMORY_ENV} must be 0 (off) or a size in bytes, got {text!r}"
+        ) from None
+    return value if value > 0 else None
+
+
+class _Failed:
+    """A worker's exception, held until its element's turn comes."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _Pool:
+    """The worker processes of one run, and the pipes to them."""
+
+    def __init__(self, call: Callable[[int, Any], Any], workers: int, label: str) -> None:
+        import cloudpickle
+
+        from headrace.parallel import _transport
+
+        self.transport = _transport
+        self.label = label
+        self.threshold = _threshold()
+        self.prefix = f"hr{os.getpid()}{secrets.token_hex(3)}"
+        self.arena = _transport.Arena(f"{self.prefix}p", self.threshold)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.conns: list[Connection] = []
+        #: Element indices each worker has in hand, oldest first.
+        self.owned: list[dict[int, None]] = []
+        self.closed = False
+        try:
+            payload = cloudpickle.dumps(call, protocol=5)
+        except Exception as error:
+            error.add_note(
+                f"headrace: {label} could not send its function to worker processes; "
+                "the process backend needs a function cloudpickle can pickle"
+            )
+            raise
+        try:
+            for number in range(workers):
+                self._start(number, payload)
+            for number in range(workers):
+                self._handshake(number)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, number: int, payload: bytes) -> None:
+        here, there = Pipe()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(there.fileno()), json.dumps(sys.path)],
+                pass_fds=[there.fileno()],
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            there.close()
+        self.procs.append(process)
+        self.conns.append(here)
+        self.owned.append({})
+        setup = (f"{self.prefix}w{number}", self.threshold)
+        here.send_bytes(pickle.dumps(setup, protocol=5))
+        here.send_bytes(payload)
+
+    def _handshake(self, number: int) -> None:
+        try:
+            frame = self.conns[number].recv_bytes()
+        except (EOFError, OSError):
+            raise self._died(number) from None
+        if frame[:1] == FAILURE:
+            _, error, _ = self._result(number, frame)
+            assert isinstance(error, _Failed)
+            raise error.error
+
+    def send(self, index: int, item: Any) -> None:
+        """Give element ``index`` to the worker with the least in hand."""
+        try:
+            body = self.arena.pack(item)
+        except Exception as error:
+            annotate(error, self.label, index)
+            error.add_note("headrace: elements sent to the process backend must be picklable")
+            raise
+        number = min(range(len(self.conns)), key=lambda n: len(self.owned[n]))
+        try:
+            self.conns[number].send_bytes(TASK + INDEX.pack(index) + body)
+        except OSError:
+            raise self._died(number) from None
+        self.owned[number][index] = None
+
+    def receive(self) -> list[tuple[int, Any, float]]:
+        """Wait for results: ``(index, value or _Failed, busy seconds)`` for each.
+
+        Raises :class:`WorkerError` as soon as a worker is found dead: its pipe
+        reads end-of-file the moment the process is gone.
+        """
+        numbers = {id(conn): n for n, conn in enumerate(self.conns)}
+        results: list[tuple[int, Any, float]] = []
+        dead: list[int] = []
+        for conn in wait(self.conns):
+            assert isinstance(conn, Connection)
+            number = numbers[id(conn)]
+            try:
+                frame = conn.recv_bytes()
+            except (EOFError, OSError):
+                dead.append(number)
+                continue
+            if frame[:1] == FREE:
+                self.arena.free(frame[1:].decode())
+            else:
+                results.append(self._result(number, frame))
+        if dead:
+            # Results that arrived with the death are dropped with the run; their
+            # segments are removed when the pool closes.
+            raise self._died(dead[0])
+        return results
+
+    def _result(self, number: int, frame: bytes) -> tuple[int, Any, float]:
+        index, busy = TIMED.unpack_from(frame, 1)
+        self.owned[number].pop(index, None)
+        body = frame[1 + TIMED.size :]
+        if frame[:1] == RESULT:
+            value, segment = self.arena.unpack(body)
+            if segment is not None:
+                with contextlib.suppress(OSError):  # a dead worker is reported by receive
+                    self.conns[number].send_bytes(FREE + segment.encode())
+            return index, value, busy
+        if frame[:1] != FAILURE:
+            raise WorkerError(f"{self.label}: unexpected message from a worker process")
+        return index, _Failed(self._rebuild(body, index)), busy
+
+    def _rebuild(self, body: bytes, index: int) -> BaseException:
+        exc, (module, qualname, message, text, pid) = pickle.loads(body)
+        error: BaseException | None = None
+        if exc is not None:
+            try:
+                error = pickle.loads(exc)
+            except Exception:
+                error = None
+        if error is None:
+            error = WorkerError(f"{module}.{qualname}: {message}")
+        annotate(error, self.label, index if index >= 0 else None)
+        error.add_note(f"headrace: traceback in worker process {pid}:\n{text.rstrip()}")
+        return error
+
+    def _died(self, number: int) -> WorkerError:
+        process = self.procs[number]
+        try:
+            code: int | None = process.wait(5.0)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is None:
+            how = "closed its pipe but is still running"
+        elif code < 0:
+            try:
+                signame = signal.Signals(-code).name
+            except ValueError:
+                signame = "unknown signal"
+            how = f"was killed by signal {-code} ({signame}"
+            if -code == signal.SIGKILL:
+                how += ", which is also what the kernel's out-of-memory killer sends"
+            how += ")"
+        else:
+            how = f"exited with code {code}"
+        owned = list(self.owned[number])
+        holding = f" while it had input element {owned[0]} (0-based) in hand" if owned else ""
+        return WorkerError(
+            f"{self.label}: worker process {process.pid} {how}{holding}; the run is stopped"
+        )
+
+    def close(self) -> None:
+        """Stop every worker and remove every segment of this run; safe to repeat."""
+        if self.closed:
+            return
+        self.closed = True
+        for conn in self.conns:
+            conn.close()  # a worker waiting for a task reads end-of-file and leaves
+        deadline = time.monotonic() + CLOSE_GRACE_S
+        for process in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(max(deadline - time.monotonic(), 0.0))
+        for process in self.procs:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.procs:
+            try:
+                process.wait(1.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.arena.close()
+        self.transport.remove_segments(self.prefix)
+
+
+def run_processes(
+    upstream: Iterator[Any],
+    call: Callable[[int, Any], Any],
+    workers: int,
+    size: int,
+    label: str,
+    *,
+    ordered: bool,
+    counters: PoolCounters,
+) -> Iterator[Any]:
+    """Yield ``call(index, element)`` for the upstream's elements, computed by workers.
+
+    At most ``size`` elements are in flight. ``ordered`` yields in input order;
+    otherwise each result comes as soon as it arrives (the earliest input first when
+    several have).
+    """
+    clock = time.perf_counter
+    pool = _Pool(call, workers, label)
+    try:
+        done: dict[int, Any] = {}
+        running = 0
+        taken = 0
+        turn = 0  # the next index to yield, in ordered mode
+        more = True
+        while True:
+            while more and running + len(done) < size:
+                start = clock()
+                try:
+                    item = next(upstream)
+                except StopIteration:
+                    more = False
+                    break
+                finally:
+                    counters.wait_input_s += clock() - start
+                pool.send(taken, item)
+                taken += 1
+                running += 1
+            if not running and not done:
+                return
+            start = clock()
+            while turn not in done if ordered else not done:
+                for index, value, busy in pool.receive():
+                    done[index] = value
+                    running -= 1
+                    counters.busy_s += busy
+            counters.wait_workers_s += clock() - start
+            index = turn if ordered else min(done)
+            turn += 1
+            value = done.pop(index)
+            if isinstance(value, _Failed):
+                raise value.error
+            counters.items += 1
+            start = clock()
+            yield value
+            counters.wait_output_s += clock() - start
+    finally:
+        pool.close()
+        close_iterator(upstream)
