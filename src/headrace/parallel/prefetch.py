@@ -20,6 +20,7 @@ from typing import Any, Final
 from headrace._checks import check_int
 from headrace.stages._base import Length, Stage, StageContext
 from headrace.stages._guard import close_iterator
+from headrace.stats import PoolCounters
 
 __all__ = ["Prefetch"]
 
@@ -48,13 +49,21 @@ class Prefetch(Stage):
         return f"prefetch({self._buffer_size})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return _prefetch(upstream, self._buffer_size, ctx.label)
+        return _prefetch(upstream, self._buffer_size, ctx.label, PoolCounters.of(ctx))
 
     def length(self, upstream: Length) -> Length:
         return upstream
 
 
-def _prefetch(upstream: Iterator[Any], buffer_size: int, label: str) -> Iterator[Any]:
+def _prefetch(
+    upstream: Iterator[Any], buffer_size: int, label: str, counters: PoolCounters
+) -> Iterator[Any]:
+    """Yield the upstream's elements, produced ahead on a thread.
+
+    ``counters``: the thread adds its time inside the upstream (``busy_s``) and its
+    time waiting for a free slot (``wait_output_s``); the consumer adds its time
+    waiting for an element (``wait_workers_s``). Each field has one writer.
+    """
     # Everything starts on the first next(): opening a run starts no thread.
     # Unbounded queue: the slots bound it, so the producer's put never blocks.
     ready: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
@@ -62,16 +71,20 @@ def _prefetch(upstream: Iterator[Any], buffer_size: int, label: str) -> Iterator
     stop = threading.Event()
     thread = threading.Thread(
         target=_produce,
-        args=(upstream, ready, slots, stop),
+        args=(upstream, ready, slots, stop, counters),
         name=f"headrace-prefetch-{next(_THREADS)}",
         daemon=True,
     )
     thread.start()
+    clock = time.perf_counter
     try:
         while True:
+            start = clock()
             kind, value = ready.get()
+            counters.wait_workers_s += clock() - start
             if kind == _ITEM:
                 slots.release()  # this element is the consumer's now
+                counters.items += 1
                 yield value
             elif kind == _END:
                 return
@@ -87,16 +100,23 @@ def _produce(
     ready: queue.SimpleQueue[tuple[int, Any]],
     slots: threading.Semaphore,
     stop: threading.Event,
+    counters: PoolCounters,
 ) -> None:
+    clock = time.perf_counter
     try:
         while True:
+            start = clock()
             slots.acquire()
+            counters.wait_output_s += clock() - start
             if stop.is_set():
                 return
+            start = clock()
             try:
                 item = next(upstream)
             except StopIteration:
                 break
+            finally:
+                counters.busy_s += clock() - start
             ready.put((_ITEM, item))
             del item  # hold no reference to what the consumer may have dropped
         ready.put((_END, None))
