@@ -229,8 +229,16 @@ class _Pool:
             how += ")"
         else:
             how = f"exited with code {code}"
+        # The worker runs its elements in the order it got them, but the results it
+        # finished may not all have reached this side: any of these can be the one.
         owned = list(self.owned[number])
-        holding = f" while it had input element {owned[0]} (0-based) in hand" if owned else ""
+        if len(owned) == 1:
+            holding = f" while working on input element {owned[0]} (0-based)"
+        elif owned:
+            listed = ", ".join(map(str, owned))
+            holding = f" with input elements {listed} (0-based) sent to it and not returned"
+        else:
+            holding = " while idle"
         return WorkerError(
             f"{self.label}: worker process {process.pid} {how}{holding}; the run is stopped"
         )
