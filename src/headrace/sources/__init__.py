@@ -81,10 +81,12 @@ def files(pattern: PathsArg, *, shuffle: bool = False, seed: int | None = None) 
     filesystem. A pattern that matches nothing raises ``FileNotFoundError``.
 
     >>> import headrace as hr, pathlib, tempfile
-    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> scratch = tempfile.TemporaryDirectory()
+    >>> folder = pathlib.Path(scratch.name)
     >>> _ = (folder / "a.txt").write_text("a")
     >>> [pathlib.Path(p).name for p in hr.files([str(folder / "*.txt"), folder / "a.txt"])]
     ['a.txt']
+    >>> scratch.cleanup()
 
     Args:
         pattern: glob pattern, path, or a list of them.

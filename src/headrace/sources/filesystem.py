@@ -1,13 +1,15 @@
 """File sources: lists of paths (tf.data's ``list_files``) and lines of text files.
 
 >>> import headrace as hr, pathlib, tempfile
->>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> scratch = tempfile.TemporaryDirectory()
+>>> folder = pathlib.Path(scratch.name)
 >>> _ = (folder / "b.txt").write_text("beta\\n")
 >>> _ = (folder / "a.txt").write_text("alpha\\nalpha 2\\n")
 >>> [pathlib.Path(p).name for p in hr.files(str(folder / "*.txt"))]
 ['a.txt', 'b.txt']
 >>> list(hr.text_lines(str(folder / "*.txt")))
 ['alpha', 'alpha 2', 'beta']
+>>> scratch.cleanup()
 """
 
 from __future__ import annotations
