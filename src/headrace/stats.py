@@ -47,11 +47,16 @@ class PoolCounters:
 
     @classmethod
     def of(cls, ctx: StageContext) -> PoolCounters:
-        """Fresh counters for a stage, reported in ``run.stats()`` when it collects."""
-        counters = cls()
-        if ctx.stats is not None:
-            ctx.stats.record(ctx.index, ctx.name).pool = counters
-        return counters
+        """The counters of a stage, reported in ``run.stats()`` when it collects.
+
+        A stage opened again in the same run (inside ``repeat``) adds to the same ones.
+        """
+        if ctx.stats is None:
+            return cls()
+        record = ctx.stats.record(ctx.index, ctx.name)
+        if record.pool is None:
+            record.pool = cls()
+        return record.pool
 
 
 @dataclass(slots=True)

@@ -25,10 +25,10 @@ import pytest
 
 PREFIX = "headrace-"
 
-#: The segments of this process's runs: ``hr{pid}`` and six hex digits name the run,
-#: ``p`` or ``w`` the side that made it. The exact shape keeps pid 12 from claiming
+#: The segments of this process's runs: ``hr{pid}_``, six hex digits and ``_`` name the
+#: run, ``p`` or ``w`` the side that made it. The exact shape keeps pid 12 from claiming
 #: the segments of pid 123.
-SEGMENT = re.compile(rf"hr{os.getpid()}[0-9a-f]{{6}}[pw]")
+SEGMENT = re.compile(rf"hr{os.getpid()}_[0-9a-f]{{6}}_[pw]")
 SHM = "/dev/shm"
 
 

@@ -133,8 +133,12 @@ def noisy(x: int, rng: np.random.Generator) -> float:
     return x + float(rng.normal())
 
 
+#: How long ``sleepy`` sleeps.
+SLEEP_S = 0.01
+
+
 def sleepy(x: int) -> int:
-    time.sleep(0.01)
+    time.sleep(SLEEP_S)
     return x
 
 
@@ -350,7 +354,7 @@ def test_two_runs_at_once_keep_their_own_workers_and_segments(children, segments
         assert next(first)[0] == i
         assert next(second)[0] == i
     assert len(children()) == 4
-    run_name = len(f"hr{os.getpid()}") + 6  # then "p" or "w" and the worker's number
+    run_name = len(f"hr{os.getpid()}_") + 7  # "_" ends the run's name; then "p" or "w"
     runs = {name[:run_name] for name in segments()}
     assert len(runs) == 2, sorted(segments())
 
@@ -703,39 +707,65 @@ def test_ctrl_c_while_the_consumer_waits_ends_the_script_and_its_workers(tmp_pat
 
 
 ORPHAN_SCRIPT = """
-import glob, os, time
+import glob, os, sys, time
+import numpy as np
 import headrace as hr
 
-run = hr.range(100).map(abs, workers=2, buffer_size=2, backend="process").iter()
-assert next(run) == 0
+def slow_after_zero(array):
+    if array[0]:
+        time.sleep(1000)
+    return array
+
+busy = sys.argv[1] == "busy"
+# Arrays of 256 KiB: the elements in flight sit in shared-memory segments.
+arrays = hr.range(100).map(lambda i: np.full(32 * 1024, i, np.float64))
+run = arrays.map(slow_after_zero if busy else abs, workers=2, buffer_size=4, backend="process")
+run = run.iter()
+next(run)
 pids = []
 for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
     with open(path) as children:
         pids += children.read().split()
 print(" ".join(pids), flush=True)
+time.sleep(0.3)
+if busy:
+    next(run)  # every worker is inside a call that lasts 1000 s
 time.sleep(1000)  # a stuck consumer; its workers wait for tasks
 """
 
 
-def test_idle_workers_leave_when_their_parent_is_killed(tmp_path):
+@pytest.mark.parametrize("state", ["idle", "busy"])
+def test_workers_leave_and_remove_the_segments_when_their_parent_is_killed(state, tmp_path):
     script = tmp_path / "killed.py"
     script.write_text(ORPHAN_SCRIPT)
+    pids: list[int] = []
     with subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True
+        [sys.executable, str(script), state],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     ) as child:
         try:
             line = child.stdout.readline() if child.stdout else ""
-            pids = [int(p) for p in line.split()]
+            pids += [int(p) for p in line.split()]
             assert len(pids) == 2, line
+            time.sleep(0.5)  # the busy case: let the consumer block in its second next()
+            prefix = f"hr{child.pid}_"
+            assert any(name.startswith(prefix) for name in os.listdir("/dev/shm"))
             child.kill()  # SIGKILL: no cleanup code runs in the parent
             child.wait(10)
-            deadline = time.monotonic() + 2
-            while any(alive(pid) for pid in pids):
-                assert time.monotonic() < deadline, "workers outlived their killed parent"
+            deadline = time.monotonic() + 3
+            while any(alive(pid) for pid in pids) or any(
+                name.startswith(prefix) for name in os.listdir("/dev/shm")
+            ):
+                assert time.monotonic() < deadline, "workers or segments outlived the parent"
                 time.sleep(0.01)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 # -- bounded memory ----------------------------------------------------------------------
@@ -843,3 +873,92 @@ def test_a_script_without_a_main_guard_maps_instances_of_its_own_classes(tmp_pat
     lines = stdout.splitlines()
     assert lines.count("script body runs") == 1, stdout  # workers did not run __main__
     assert lines[-1] == "True [1, 2, 3, 4, 5, 6]", stdout
+
+
+# -- waits that another thread must be able to stop -------------------------------------
+
+
+def test_a_prefetch_after_a_process_map_closes_while_the_workers_are_busy(
+    children, children_left, segments_left
+):
+    # The prefetch thread waits inside the process map for calls that never return;
+    # closing the run must stop that wait, the thread and the workers.
+    run = process_map(endless(), never_returns_on_zero, workers=2, ordered=False)
+    run = run.prefetch(2).iter()
+    assert next(run)[0] != 0
+    assert len(children()) == 2
+
+    start = time.monotonic()
+    run.close()
+    elapsed = time.monotonic() - start
+
+    assert elapsed < 3, f"close() took {elapsed:.1f} s"
+    assert children_left() == []
+    assert segments_left() == {}
+
+
+def hold_then_tag(element: bytes) -> int:
+    """Element 0 takes long; the others return at once."""
+    if element[0] == 0:
+        time.sleep(2)
+    return element[0]
+
+
+def test_big_elements_do_not_wait_for_a_busy_worker():
+    # Elements of 4 MB of bytes are no arrays, yet they must not go down a pipe that the
+    # worker busy with element 0 will not read for seconds: the other worker's results
+    # arrive first.
+    elements = hr.range(12).map(lambda i: bytes([i]) * (4 << 20))
+    run = process_map(elements, hold_then_tag, workers=2, buffer_size=6, ordered=False)
+    with run.iter() as results:
+        assert next(results) != 0
+
+
+GRANDCHILD = "sleep 30 & echo $! > {record}"
+
+
+def start_a_grandchild_then_exit(record: Path, x: int) -> int:
+    if x == 3:
+        os.system(GRANDCHILD.format(record=record))
+        os._exit(3)
+    return x
+
+
+def test_a_dead_worker_is_noticed_though_its_own_child_lives_on(tmp_path):
+    record = tmp_path / "grandchild.pid"
+    fn = functools.partial(start_a_grandchild_then_exit, record)
+    start = time.monotonic()
+    try:
+        with pytest.raises(hr.WorkerError, match="exited with code 3"):
+            list(process_map(hr.range(10), fn, workers=2))
+        assert time.monotonic() - start < 5
+    finally:
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            os.kill(int(record.read_text()), signal.SIGKILL)
+
+
+# -- the interpreter that runs the workers ----------------------------------------------
+
+
+def test_an_interpreter_that_is_no_python_fails_the_run_when_it_starts(monkeypatch, children):
+    monkeypatch.setenv("HEADRACE_PYTHON", "/bin/true")
+    with pytest.raises(hr.WorkerError, match="while starting"):
+        list(process_map(hr.range(3), double, workers=2))
+    assert children() == []
+
+
+def test_no_interpreter_at_all_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(sys, "executable", "")
+    with pytest.raises(hr.WorkerError, match="HEADRACE_PYTHON"):
+        list(process_map(hr.range(3), double, workers=2))
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_stats_of_a_repeated_pool_add_up_over_the_repetitions(backend):
+    pipeline = hr.range(4).map(sleepy, workers=2, backend=backend).repeat(3)
+    with pipeline.iter(stats=True) as run:
+        assert len(list(run)) == 12
+    (row,) = [r for r in run.stats() if "busy_s" in r]
+    assert row["items_out"] == 12
+    # Every call sleeps at least SLEEP_S: the busy time of all twelve is there.
+    assert row["busy_s"] >= 12 * SLEEP_S

@@ -54,8 +54,9 @@ _SHARED: Final = b"S"
 _ALIGN: Final = 64
 #: New segments are at least this big, and a power of two, so they are reused well.
 _MIN_SEGMENT: Final = 1 << 20
-#: Peer segments a receiver keeps mapped; the least recently used is unmapped.
-_ATTACHED: Final = 64
+#: Peer segments a receiver keeps mapped (each mapping holds a file descriptor);
+#: the least recently used is unmapped.
+_ATTACHED: Final = 16
 _HEAD: Final = struct.Struct("<I")
 
 
@@ -95,23 +96,28 @@ class Arena:
             return False
 
         body: bytes = cloudpickle.dumps(obj, protocol=5, buffer_callback=in_band)
-        if not buffers:
+        # A big pickle stream (a long string, a list of many objects) goes through the
+        # segment too: through the pipe it would block the sender until the receiver,
+        # perhaps busy with a long call, reads it.
+        shared_body = len(body) >= threshold
+        if not buffers and not shared_body:
             return _PLAIN + body
+        parts: list[memoryview] = [*buffers, memoryview(body)] if shared_body else buffers
         spans: list[tuple[int, int]] = []
         size = 0
-        for raw in buffers:
-            spans.append((size, raw.nbytes))
-            size += -(-raw.nbytes // _ALIGN) * _ALIGN
+        for part in parts:
+            spans.append((size, part.nbytes))
+            size += -(-part.nbytes // _ALIGN) * _ALIGN
         try:
             name = self._take(size)
         except OSError:
             # /dev/shm is full or unavailable: the pipe still works.
             return _PLAIN + _dumps(obj)
         mapped = self._own[name]
-        for (offset, length), raw in zip(spans, buffers, strict=True):
-            mapped[offset : offset + length] = raw
-        meta = pickle.dumps((name, len(mapped), spans), protocol=5)
-        return b"".join((_SHARED, _HEAD.pack(len(meta)), meta, body))
+        for (offset, length), part in zip(spans, parts, strict=True):
+            mapped[offset : offset + length] = part
+        meta = pickle.dumps((name, len(mapped), spans, shared_body), protocol=5)
+        return b"".join((_SHARED, _HEAD.pack(len(meta)), meta, b"" if shared_body else body))
 
     def unpack(self, data: bytes) -> tuple[Any, str | None]:
         """The object :meth:`pack` encoded, and the segment to hand back (if any).
@@ -126,15 +132,16 @@ class Arena:
             raise ValueError(f"not a headrace message (starts with {kind!r})")
         (meta_length,) = _HEAD.unpack_from(data, 1)
         start = 1 + _HEAD.size
-        name, size, spans = pickle.loads(data[start : start + meta_length])
+        name, size, spans, shared_body = pickle.loads(data[start : start + meta_length])
         view = memoryview(self._attach(name, size))
-        buffers = []
+        parts = []
         for offset, length in spans:
             copy = np.empty(length, np.uint8)
             copy[:] = np.frombuffer(view[offset : offset + length], np.uint8)
-            buffers.append(copy)
+            parts.append(copy)
         view.release()
-        return pickle.loads(memoryview(data)[start + meta_length :], buffers=buffers), name
+        body = parts.pop().data if shared_body else memoryview(data)[start + meta_length :]
+        return pickle.loads(body, buffers=parts), name
 
     def free(self, name: str) -> None:
         """The receiver has read segment ``name``: reuse it."""

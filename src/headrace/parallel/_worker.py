@@ -1,52 +1,66 @@
 """The loop a process-backend worker runs.
 
-A worker is a fresh interpreter started with ``python -c`` (see
-:mod:`headrace.parallel.processes`); it never imports the parent's ``__main__``, so
-scripts need no ``if __name__ == "__main__"`` guard. It reads its setup and the
-stage's function from its pipe, then serves tasks until the pipe closes (the run
-ended, or the parent is gone). It ignores SIGINT: Ctrl-C goes to the whole
-foreground process group, and the parent decides how its workers stop. A second
-thread sends the results, so a worker never stops reading tasks because its pipe to
-the parent is full.
+A worker is a fresh interpreter started with ``python -P -c`` (see
+:mod:`headrace.parallel.processes`) in a process group of its own, so Ctrl-C reaches
+only the parent, which decides how its workers stop. It never imports the parent's
+``__main__``, so scripts need no ``if __name__ == "__main__"`` guard. It reads its
+setup (the parent's ``sys.path`` among it) and the stage's function from its pipe,
+then serves tasks until the pipe closes (the run ended, or the parent is gone). A
+second thread sends the results, so a worker never stops reading tasks because its
+pipe to the parent is full; a third notices when the parent has died while the
+worker is busy, removes the run's segments and ends the worker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import queue
-import signal
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Final
 
 import cloudpickle
 
 from headrace.parallel._protocol import FAILURE, FREE, INDEX, READY, RESULT, TASK, TIMED
-from headrace.parallel._transport import Arena
+from headrace.parallel._transport import Arena, remove_segments
 
 __all__ = ["main"]
 
 _OWN = "headrace.parallel."
 
+#: How often a worker checks that its parent is alive.
+ORPHAN_CHECK_S: Final = 0.5
+
 
 def main(fd: int) -> None:
     """Serve the run on the pipe ``fd`` until it closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Processes that fn starts must not hold the pipe open: its end-of-file is how
+    # the parent learns that this worker has died.
+    os.set_inheritable(fd, False)
+    parent = os.getppid()
     conn = Connection(fd)
     try:
-        prefix, threshold = pickle.loads(conn.recv_bytes())
+        run_prefix, prefix, threshold, path = pickle.loads(conn.recv_bytes())
+        sys.path[:] = [entry for entry in path if isinstance(entry, str)]
         call: Callable[[int, Any], Any] = pickle.loads(conn.recv_bytes())
     except (EOFError, OSError):
         return
     except BaseException as error:
         error.add_note("headrace: the worker process could not load the stage's function")
-        conn.send_bytes(FAILURE + TIMED.pack(-1, 0.0) + failure(error))
+        with contextlib.suppress(OSError):
+            conn.send_bytes(FAILURE + TIMED.pack(-1, 0.0) + failure(error))
         return
-    conn.send_bytes(READY)
+    threading.Thread(target=_watch, args=(parent, run_prefix), daemon=True).start()
+    try:
+        conn.send_bytes(READY)
+    except OSError:
+        return
     arena = Arena(prefix, threshold)
     outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
     threading.Thread(target=_send_all, args=(conn, outbox), daemon=True).start()
@@ -55,6 +69,8 @@ def main(fd: int) -> None:
             try:
                 frame = conn.recv_bytes()
             except (EOFError, OSError):
+                if os.getppid() != parent:  # the parent died: nobody else cleans up
+                    remove_segments(run_prefix)
                 return
             kind = frame[:1]
             if kind == FREE:
@@ -88,6 +104,14 @@ def main(fd: int) -> None:
         # thread, and the parent removes any segment left behind.
         outbox.put(None)
         arena.close()
+
+
+def _watch(parent: int, run_prefix: str) -> None:
+    """End this worker, mid-call too, once its parent has died."""
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_S)
+    remove_segments(run_prefix)
+    os._exit(1)
 
 
 def _send_all(conn: Connection, outbox: queue.SimpleQueue[bytes | None]) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from headrace._checks import check_int
+from headrace.parallel import _stop
 from headrace.stages._base import Length, Stage, StageContext
 from headrace.stages._guard import close_iterator
 from headrace.stats import PoolCounters
@@ -77,10 +78,12 @@ def _prefetch(
     )
     thread.start()
     clock = time.perf_counter
+    # Set when this prefetch itself runs on another prefetch's thread that must stop.
+    outer = _stop.current()
     try:
         while True:
             start = clock()
-            kind, value = ready.get()
+            kind, value = _get(ready, outer, label)
             counters.wait_workers_s += clock() - start
             if kind == _ITEM:
                 slots.release()  # this element is the consumer's now
@@ -95,6 +98,19 @@ def _prefetch(
         _join(thread, slots, label)
 
 
+def _get(
+    ready: queue.SimpleQueue[tuple[int, Any]], outer: threading.Event | None, label: str
+) -> tuple[int, Any]:
+    if outer is None:
+        return ready.get()
+    while True:
+        try:
+            return ready.get(timeout=_stop.SLICE_S)
+        except queue.Empty:
+            if outer.is_set():
+                raise _stop.Stopped(f"{label}: stopped while waiting for its thread") from None
+
+
 def _produce(
     upstream: Iterator[Any],
     ready: queue.SimpleQueue[tuple[int, Any]],
@@ -103,6 +119,7 @@ def _produce(
     counters: PoolCounters,
 ) -> None:
     clock = time.perf_counter
+    _stop.serve(stop)
     try:
         while True:
             start = clock()

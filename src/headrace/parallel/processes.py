@@ -21,7 +21,6 @@ started in the consumer's process.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pickle
 import secrets
@@ -31,9 +30,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, Pipe, wait
+from pathlib import Path
 from typing import Any, Final
 
 from headrace.errors import WorkerError, annotate
+from headrace.parallel import _stop
 from headrace.parallel._protocol import FAILURE, FREE, INDEX, RESULT, TASK, TIMED
 from headrace.stages._guard import close_iterator
 from headrace.stats import PoolCounters
@@ -47,11 +48,30 @@ CLOSE_GRACE_S: Final = 0.2
 #: to a size in bytes: buffers from that size up go through shared memory.
 SHARED_MEMORY_ENV: Final = "HEADRACE_SHARED_MEMORY"
 
-#: What a worker runs: the parent's import path, then the serving loop on its pipe.
+#: What a worker runs (with ``-P``: no working directory on the path): the folder
+#: headrace is imported from, then the serving loop on its pipe. The worker takes
+#: the parent's ``sys.path`` from its setup message before it loads the function.
 _BOOT: Final = (
-    "import json, sys; sys.path[:0] = json.loads(sys.argv[2]); "
+    "import sys; sys.path.insert(0, sys.argv[2]); "
     "from headrace.parallel._worker import main; main(int(sys.argv[1]))"
 )
+_HOME: Final = str(Path(__file__).resolve().parents[2])
+
+#: Names the interpreter for worker processes, where ``sys.executable`` is not a
+#: plain Python (an embedding application).
+PYTHON_ENV: Final = "HEADRACE_PYTHON"
+
+
+def _python() -> str:
+    """The interpreter that runs workers."""
+    chosen = os.environ.get(PYTHON_ENV) or sys.executable
+    if not chosen or (getattr(sys, "frozen", False) and not os.environ.get(PYTHON_ENV)):
+        raise WorkerError(
+            "the process backend needs a Python interpreter to start workers, and "
+            f"sys.executable is {sys.executable!r}; set {PYTHON_ENV} to one that can "
+            "import headrace"
+        )
+    return chosen
 
 
 def _threshold() -> int | None:
@@ -89,13 +109,15 @@ class _Pool:
         self.transport = _transport
         self.label = label
         self.threshold = _threshold()
-        self.prefix = f"hr{os.getpid()}{secrets.token_hex(3)}"
+        self.prefix = f"hr{os.getpid()}_{secrets.token_hex(3)}_"
         self.arena = _transport.Arena(f"{self.prefix}p", self.threshold)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.conns: list[Connection] = []
         #: Element indices each worker has in hand, oldest first.
         self.owned: list[dict[int, None]] = []
         self.closed = False
+        #: Set when the thread this pool is driven from (a prefetch thread) must stop.
+        self.stop = _stop.current()
         try:
             payload = cloudpickle.dumps(call, protocol=5)
         except Exception as error:
@@ -105,36 +127,58 @@ class _Pool:
             )
             raise
         try:
-            for number in range(workers):
-                self._start(number, payload)
+            # All interpreters start at once; each reads its setup once it is up.
+            for _ in range(workers):
+                self._start()
+            for number, conn in enumerate(self.conns):
+                setup = (self.prefix, f"{self.prefix}w{number}", self.threshold, sys.path)
+                try:
+                    conn.send_bytes(pickle.dumps(setup, protocol=5))
+                    conn.send_bytes(payload)
+                except OSError:
+                    raise self._died(number, starting=True) from None
             for number in range(workers):
                 self._handshake(number)
         except BaseException:
             self.close()
             raise
 
-    def _start(self, number: int, payload: bytes) -> None:
+    def _start(self) -> None:
+        executable = _python()
         here, there = Pipe()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(there.fileno()), json.dumps(sys.path)],
+                [
+                    executable,
+                    *subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
+                    "-P",
+                    "-c",
+                    _BOOT,
+                    str(there.fileno()),
+                    _HOME,
+                ],
                 pass_fds=[there.fileno()],
                 stdin=subprocess.DEVNULL,
+                # Out of the terminal's foreground group: Ctrl-C reaches only this
+                # process, which stops the workers itself.
+                process_group=0,
             )
+        except OSError as error:
+            here.close()
+            raise WorkerError(
+                f"{self.label}: could not start a worker process with {executable!r}: {error}"
+            ) from error
         finally:
             there.close()
         self.procs.append(process)
         self.conns.append(here)
         self.owned.append({})
-        setup = (f"{self.prefix}w{number}", self.threshold)
-        here.send_bytes(pickle.dumps(setup, protocol=5))
-        here.send_bytes(payload)
 
     def _handshake(self, number: int) -> None:
         try:
             frame = self.conns[number].recv_bytes()
         except (EOFError, OSError):
-            raise self._died(number) from None
+            raise self._died(number, starting=True) from None
         if frame[:1] == FAILURE:
             _, error, _ = self._result(number, frame)
             assert isinstance(error, _Failed)
@@ -164,7 +208,13 @@ class _Pool:
         numbers = {id(conn): n for n, conn in enumerate(self.conns)}
         results: list[tuple[int, Any, float]] = []
         dead: list[int] = []
-        for conn in wait(self.conns):
+        if self.stop is None:
+            ready = wait(self.conns)
+        else:
+            while not (ready := wait(self.conns, _stop.SLICE_S)):
+                if self.stop.is_set():
+                    raise _stop.Stopped(f"{self.label}: stopped while waiting for workers")
+        for conn in ready:
             assert isinstance(conn, Connection)
             number = numbers[id(conn)]
             try:
@@ -210,7 +260,7 @@ class _Pool:
         error.add_note(f"headrace: traceback in worker process {pid}:\n{text.rstrip()}")
         return error
 
-    def _died(self, number: int) -> WorkerError:
+    def _died(self, number: int, *, starting: bool = False) -> WorkerError:
         process = self.procs[number]
         try:
             code: int | None = process.wait(5.0)
@@ -237,6 +287,8 @@ class _Pool:
         elif owned:
             listed = ", ".join(map(str, owned))
             holding = f" with input elements {listed} (0-based) sent to it and not returned"
+        elif starting:
+            holding = " while starting (is headrace importable by that interpreter?)"
         else:
             holding = " while idle"
         return WorkerError(
@@ -244,27 +296,29 @@ class _Pool:
         )
 
     def close(self) -> None:
-        """Stop every worker and remove every segment of this run; safe to repeat."""
+        """Stop every worker and remove every segment of this run; safe to repeat.
+
+        A second Ctrl-C while waiting for the workers to leave still ends with every
+        worker killed and every segment removed.
+        """
         if self.closed:
             return
         self.closed = True
-        for conn in self.conns:
-            conn.close()  # a worker waiting for a task reads end-of-file and leaves
-        deadline = time.monotonic() + CLOSE_GRACE_S
-        for process in self.procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(deadline - time.monotonic(), 0.0))
-        for process in self.procs:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.procs:
-            try:
-                process.wait(1.0)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        try:
+            for conn in self.conns:
+                conn.close()  # a worker waiting for a task reads end-of-file and leaves
+            self.arena.close()
+            deadline = time.monotonic() + CLOSE_GRACE_S
+            for process in self.procs:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(max(deadline - time.monotonic(), 0.0))
+        finally:
+            for process in self.procs:
+                if process.poll() is None:
+                    process.kill()
+            for process in self.procs:
                 process.wait()
-        self.arena.close()
-        self.transport.remove_segments(self.prefix)
+            self.transport.remove_segments(self.prefix)
 
 
 def run_processes(
