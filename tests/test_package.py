@@ -7,6 +7,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import pytest
+
 import headrace
 
 OPTIONAL = {"torch", "keras", "jax", "tensorflow", "pyarrow", "PIL", "fsspec", "ray", "pandas"}
@@ -39,3 +41,14 @@ def test_public_names_are_sorted_and_importable() -> None:
     assert headrace.__all__ == sorted(headrace.__all__)
     for name in headrace.__all__:
         assert hasattr(headrace, name), name
+
+
+def test_every_lazy_export_is_listed_and_every_listed_name_resolves() -> None:
+    # The package imports its names on first use: the table of exports and __all__
+    # must agree, or a name would exist for type checkers and not at run time.
+    exports = set(headrace._EXPORTS)
+    assert set(headrace.__all__) == exports | {"__version__", "stages"}
+    for name in headrace.__all__:
+        assert getattr(headrace, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = headrace.nope  # type: ignore[attr-defined]

@@ -4,25 +4,35 @@
 >>> pipeline = hr.range(1_000).map(lambda x: x * 0.5).shuffle(100, seed=0).batch(256)
 >>> [len(batch) for batch in pipeline]
 [256, 256, 256, 232]
+
+The names below are imported when first used, so ``import headrace`` is quick and a
+process-backend worker, which needs only the worker loop, never loads the rest.
 """
 
-from headrace import stages
-from headrace.errors import DecodeError, HeadraceError, WorkerError
-from headrace.pipeline import Pipeline
-from headrace.run import Run
-from headrace.sources import (
-    concat,
-    files,
-    from_generator,
-    from_iterable,
-    range,
-    text_lines,
-    zip,
-)
-from headrace.stages.caching import CacheFileError
-from headrace.stages.coroutines import GeneratorPipeline
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "CacheFileError": "headrace.stages.caching",
+    "DecodeError": "headrace.errors",
+    "GeneratorPipeline": "headrace.stages.coroutines",
+    "HeadraceError": "headrace.errors",
+    "Pipeline": "headrace.pipeline",
+    "Run": "headrace.run",
+    "WorkerError": "headrace.errors",
+    "concat": "headrace.sources",
+    "files": "headrace.sources",
+    "from_generator": "headrace.sources",
+    "from_iterable": "headrace.sources",
+    "range": "headrace.sources",
+    "text_lines": "headrace.sources",
+    "zip": "headrace.sources",
+}
 
 __all__ = [
     "CacheFileError",
@@ -42,3 +52,40 @@ __all__ = [
     "text_lines",
     "zip",
 ]
+
+if TYPE_CHECKING:
+    from headrace import stages
+    from headrace.errors import DecodeError, HeadraceError, WorkerError
+    from headrace.pipeline import Pipeline
+    from headrace.run import Run
+    from headrace.sources import (
+        concat,
+        files,
+        from_generator,
+        from_iterable,
+        range,
+        text_lines,
+        zip,
+    )
+    from headrace.stages.caching import CacheFileError
+    from headrace.stages.coroutines import GeneratorPipeline
+else:
+
+    def __getattr__(name: str) -> Any:
+        module = _EXPORTS.get(name)
+        if module is not None:
+            value = getattr(importlib.import_module(module), name)
+        elif not name.startswith("__"):
+            try:  # a submodule: headrace.stages, headrace.stats, ...
+                value = importlib.import_module(f"{__name__}.{name}")
+            except ModuleNotFoundError as error:
+                if error.name != f"{__name__}.{name}":
+                    raise
+                raise AttributeError(f"module 'headrace' has no attribute {name!r}") from None
+        else:
+            raise AttributeError(f"module 'headrace' has no attribute {name!r}")
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*__all__, "__doc__", "__file__", "__name__", "__path__"})

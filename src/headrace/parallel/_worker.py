@@ -69,8 +69,11 @@ def main(fd: int) -> None:
             try:
                 frame = conn.recv_bytes()
             except (EOFError, OSError):
-                if os.getppid() != parent:  # the parent died: nobody else cleans up
-                    remove_segments(run_prefix)
+                # The parent closed the run, or died (the pipe closes before the parent
+                # is gone from the process table, so its death cannot be told apart
+                # here). Either way the run is over: removing its segments is safe,
+                # and after a death nobody else would.
+                remove_segments(run_prefix)
                 return
             kind = frame[:1]
             if kind == FREE:
