@@ -486,6 +486,11 @@ STAGE_PAIRS: list[tuple[str, Callable[[list[int]], Any], Callable[[hr.Pipeline[i
     ("unbatch", lambda xs: stages.unbatch(stages.batch(xs, 2)), lambda p: p.batch(2).unbatch()),
     ("window", lambda xs: stages.window(xs, 3, shift=2), lambda p: p.window(3, shift=2)),
     (
+        "parse",
+        lambda xs: stages.parse(stages.map(xs, str), r"(?P<first>\d)(?P<rest>\d*)"),
+        lambda p: p.map(str).parse(r"(?P<first>\d)(?P<rest>\d*)"),
+    ),
+    (
         "shuffle",
         lambda xs: stages.shuffle(xs, 4, seed=9, epoch=0),
         lambda p: p.shuffle(4, seed=9).iter(epoch=0),

@@ -22,6 +22,7 @@ _EXPORTS = {
     "DecodeError": "headrace.errors",
     "GeneratorPipeline": "headrace.stages.coroutines",
     "HeadraceError": "headrace.errors",
+    "ParseError": "headrace.policy",
     "Pipeline": "headrace.pipeline",
     "Run": "headrace.run",
     "WorkerError": "headrace.errors",
@@ -30,6 +31,7 @@ _EXPORTS = {
     "from_generator": "headrace.sources",
     "from_iterable": "headrace.sources",
     "range": "headrace.sources",
+    "read_jsonl": "headrace.sources",
     "text_lines": "headrace.sources",
     "zip": "headrace.sources",
 }
@@ -39,6 +41,7 @@ __all__ = [
     "DecodeError",
     "GeneratorPipeline",
     "HeadraceError",
+    "ParseError",
     "Pipeline",
     "Run",
     "WorkerError",
@@ -48,6 +51,7 @@ __all__ = [
     "from_generator",
     "from_iterable",
     "range",
+    "read_jsonl",
     "stages",
     "text_lines",
     "zip",
@@ -57,6 +61,7 @@ if TYPE_CHECKING:
     from headrace import stages
     from headrace.errors import DecodeError, HeadraceError, WorkerError
     from headrace.pipeline import Pipeline
+    from headrace.policy import ParseError
     from headrace.run import Run
     from headrace.sources import (
         concat,
@@ -64,6 +69,7 @@ if TYPE_CHECKING:
         from_generator,
         from_iterable,
         range,
+        read_jsonl,
         text_lines,
         zip,
     )

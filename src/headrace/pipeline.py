@@ -18,6 +18,7 @@ Pipeline(range(0, 10) -> filter(<lambda>) -> map(<lambda>))
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeGuard, TypeVar, overload
 
@@ -26,6 +27,7 @@ import numpy as np
 from headrace._checks import check_int
 from headrace.parallel import ParallelMap, Prefetch, RandomMap
 from headrace.parallel.threads import check_backend, pool_options
+from headrace.policy import OnError
 from headrace.run import Run
 from headrace.stages._base import INFINITE, RUN_LOCK, Length, Stage
 from headrace.stages.basic import (
@@ -45,6 +47,7 @@ from headrace.stages.batching import Batch, Unbatch, collate, padded_batch_stage
 from headrace.stages.caching import Cache
 from headrace.stages.combine import Concat, Interleave, Repeat, Zip
 from headrace.stages.coroutines import Coroutine, Step
+from headrace.stages.parsing import Parse
 from headrace.stages.shuffling import Shuffle
 from headrace.stages.windows import Window
 
@@ -263,6 +266,27 @@ class Pipeline(Generic[T]):
         [0, 3]
         """
         return self._then(Filter(fn))
+
+    def parse(
+        self,
+        pattern: str | re.Pattern[str],
+        *,
+        on_error: OnError = "raise",
+        search: bool = False,
+    ) -> Pipeline[dict[str, Any]]:
+        r"""Turn each text element into a dict of the named groups of ``pattern``.
+
+        The whole element must match, unless ``search=True``. An element that does not
+        match (or is not a ``str``) follows ``on_error``: ``"raise"`` (default) raises
+        :class:`headrace.ParseError` naming the stage and element; ``"skip"`` drops it,
+        counts it and logs a summary; a file path also appends it there as a JSON line.
+
+        >>> import headrace as hr
+        >>> logs = hr.from_iterable(["10:01 WARN disk", "10:02 INFO ok"])
+        >>> [r["level"] for r in logs.parse(r"(?P<time>\S+) (?P<level>\w+) (?P<text>.*)")]
+        ['WARN', 'INFO']
+        """
+        return self._then(Parse(pattern, on_error=on_error, search=search))
 
     def tap(self, fn: Callable[[T], object]) -> Pipeline[T]:
         """Call ``fn(element)`` for its side effect and pass the element on unchanged.

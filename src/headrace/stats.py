@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from headrace.stages._guard import close_iterator
 
 if TYPE_CHECKING:
+    from headrace.policy import Tally
     from headrace.stages._base import StageContext
 
 __all__ = ["PoolCounters", "StageRecord", "StageStats", "format_table"]
@@ -70,6 +71,8 @@ class StageRecord:
     seconds: float = 0.0
     #: The counters of a parallel stage.
     pool: PoolCounters | None = None
+    #: What a reader with an ``on_error=`` policy read and rejected.
+    tally: Tally | None = None
 
 
 @dataclass(slots=True)
@@ -115,6 +118,8 @@ class StageStats:
                     wait_workers_s=pool.wait_workers_s,
                     wait_output_s=pool.wait_output_s,
                 )
+            if record.tally is not None:
+                row.update(record.tally.as_dict())
             rows.append(row)
             previous = record
         return rows

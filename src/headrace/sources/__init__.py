@@ -11,8 +11,10 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from headrace.pipeline import Pipeline, as_pipeline
+from headrace.policy import OnError
 from headrace.sources.basic import FromGenerator, FromIterable, Range
 from headrace.sources.filesystem import Files, PathsArg, TextLines
+from headrace.sources.jsonl import ReadJsonl
 from headrace.stages.combine import Concat, Zip
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "from_generator",
     "from_iterable",
     "range",
+    "read_jsonl",
     "text_lines",
     "zip",
 ]
@@ -120,6 +123,23 @@ def text_lines(
         keep_ends: keep the ``\\n`` / ``\\r\\n`` at the end of each line.
     """
     return Pipeline((TextLines(path, encoding=encoding, errors=errors, keep_ends=keep_ends),))
+
+
+def read_jsonl(path: PathsArg, *, on_error: OnError = "raise") -> Pipeline[Any]:
+    """The JSON values of JSON Lines files, one per non-blank line, streamed.
+
+    Files named ``*.gz``, ``*.bz2`` and ``*.xz`` are decompressed on the fly; several
+    files (a glob or a list) are read in sorted order.
+
+    Args:
+        path: file path, glob pattern, or a list of them.
+        on_error: what to do with a line that is not valid UTF-8 or JSON, a file that
+            cannot be opened, or a compressed file that is damaged or cut short:
+            ``"raise"`` (default) raises :class:`headrace.ParseError` naming
+            ``file:line`` and the reason; ``"skip"`` drops it, counts it and logs a
+            summary; a file path also appends each as a JSON line to that file.
+    """
+    return Pipeline((ReadJsonl(path, on_error=on_error),))
 
 
 def zip(*pipelines: Iterable[Any], strict: bool = False) -> Pipeline[tuple[Any, ...]]:

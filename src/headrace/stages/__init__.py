@@ -28,6 +28,7 @@ from headrace.stages.basic import (
 from headrace.stages.batching import batch, collate, padded_batch, unbatch
 from headrace.stages.combine import concat, interleave, repeat, zip
 from headrace.stages.coroutines import coroutine
+from headrace.stages.parsing import parse
 from headrace.stages.shuffling import shuffle
 from headrace.stages.windows import window
 
@@ -43,6 +44,7 @@ __all__ = [
     "interleave",
     "map",
     "padded_batch",
+    "parse",
     "pipe",
     "repeat",
     "scan",

@@ -1,0 +1,96 @@
+"""``parse(pattern)``: text records to dicts by a regular expression's named groups.
+
+Seed 002's log parsing, with the shared ``on_error=`` policy for lines that do not
+match: raise naming the element, skip and count, or quarantine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from headrace.policy import ErrorPolicy
+from headrace.stages._base import Length, Stage, StageContext
+from headrace.stages._guard import close_iterator
+
+__all__ = ["Parse", "parse"]
+
+
+class Parse(Stage):
+    """Matches each ``str`` element against ``pattern``; yields its named groups as a dict."""
+
+    __slots__ = ("_pattern", "_policy", "_search")
+
+    def __init__(
+        self, pattern: str | re.Pattern[str], *, on_error: object = "raise", search: bool = False
+    ) -> None:
+        if not isinstance(pattern, str | re.Pattern):
+            raise TypeError(f"pattern must be a str or compiled re.Pattern, got {pattern!r}")
+        compiled = re.compile(pattern)
+        if not compiled.groupindex:
+            raise ValueError(
+                f"pattern {compiled.pattern!r} has no named groups (?P<name>...): they name "
+                "the fields of the records it makes"
+            )
+        self._pattern = compiled
+        self._policy = ErrorPolicy(on_error)
+        self._search = bool(search)
+
+    @property
+    def name(self) -> str:
+        extra = "" if self._policy.mode == "raise" else f", on_error={self._policy!r}"
+        return f"parse({self._pattern.pattern!r}{extra})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        match = self._pattern.search if self._search else self._pattern.fullmatch
+        return _parse(upstream, match, self._policy, ctx)
+
+    def length(self, upstream: Length) -> Length:
+        return upstream if self._policy.mode == "raise" else None
+
+
+def _parse(
+    upstream: Iterator[Any], match: Any, policy: ErrorPolicy, ctx: StageContext
+) -> Iterator[dict[str, Any]]:
+    tally = policy.tally(ctx)
+    try:
+        for index, text in enumerate(upstream):
+            tally.read += 1
+            if not isinstance(text, str):
+                tally.reject(
+                    f"{ctx.label} input element {index}",
+                    f"expected a str, got {type(text).__name__}",
+                    text,
+                )
+                continue
+            found = match(text)
+            if found is None:
+                shown = text if len(text) <= 80 else text[:77] + "..."
+                tally.reject(
+                    f"{ctx.label} input element {index}", f"does not match: {shown!r}", text
+                )
+                continue
+            yield found.groupdict()
+    finally:
+        tally.close()
+        close_iterator(upstream)
+
+
+def parse(
+    iterable: Iterable[str],
+    pattern: str | re.Pattern[str],
+    *,
+    on_error: object = "raise",
+    search: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """Dicts of the named groups of ``pattern`` matched against each string.
+
+    The whole string must match, unless ``search=True`` (a match anywhere in it).
+    ``on_error`` is ``"raise"`` (a :class:`headrace.ParseError` naming the element),
+    ``"skip"`` or a quarantine file path (see :mod:`headrace.policy`).
+
+    >>> list(parse(["GET /a 200", "POST /b 404"], r"(?P<verb>\\w+) (?P<path>\\S+) (?P<code>\\d+)"))
+    [{'verb': 'GET', 'path': '/a', 'code': '200'}, {'verb': 'POST', 'path': '/b', 'code': '404'}]
+    """
+    return Parse(pattern, on_error=on_error, search=search).apply(iterable)
