@@ -35,8 +35,8 @@ from typing import Any, Final
 
 from headrace.errors import WorkerError, annotate
 from headrace.parallel import _stop
+from headrace.parallel._drive import Failed, drive
 from headrace.parallel._protocol import FAILURE, FREE, INDEX, RESULT, TASK, TIMED
-from headrace.stages._guard import close_iterator
 from headrace.stats import PoolCounters
 
 __all__ = ["run_processes"]
@@ -87,15 +87,6 @@ def _threshold() -> int | None:
             f"{SHARED_MEMORY_ENV} must be 0 (off) or a size in bytes, got {text!r}"
         ) from None
     return value if value > 0 else None
-
-
-class _Failed:
-    """A worker's exception, held until its element's turn comes."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
 
 
 class _Pool:
@@ -181,7 +172,7 @@ class _Pool:
             raise self._died(number, starting=True) from None
         if frame[:1] == FAILURE:
             _, error, _ = self._result(number, frame)
-            assert isinstance(error, _Failed)
+            assert isinstance(error, Failed)
             raise error.error
 
     def send(self, index: int, item: Any) -> None:
@@ -200,7 +191,7 @@ class _Pool:
         self.owned[number][index] = None
 
     def receive(self) -> list[tuple[int, Any, float]]:
-        """Wait for results: ``(index, value or _Failed, busy seconds)`` for each.
+        """Wait for results: ``(index, value or Failed, busy seconds)`` for each.
 
         Raises :class:`WorkerError` as soon as a worker is found dead: its pipe
         reads end-of-file the moment the process is gone.
@@ -244,7 +235,7 @@ class _Pool:
             return index, value, busy
         if frame[:1] != FAILURE:
             raise WorkerError(f"{self.label}: unexpected message from a worker process")
-        return index, _Failed(self._rebuild(body, index)), busy
+        return index, Failed(self._rebuild(body, index)), busy
 
     def _rebuild(self, body: bytes, index: int) -> BaseException:
         exc, (module, qualname, message, text, pid) = pickle.loads(body)
@@ -333,49 +324,8 @@ def run_processes(
 ) -> Iterator[Any]:
     """Yield ``call(index, element)`` for the upstream's elements, computed by workers.
 
-    At most ``size`` elements are in flight. ``ordered`` yields in input order;
-    otherwise each result comes as soon as it arrives (the earliest input first when
-    several have).
+    At most ``size`` elements are in flight; see :func:`~headrace.parallel._drive.drive`.
     """
-    clock = time.perf_counter
-    pool = _Pool(call, workers, label)
-    try:
-        done: dict[int, Any] = {}
-        running = 0
-        taken = 0
-        turn = 0  # the next index to yield, in ordered mode
-        more = True
-        while True:
-            while more and running + len(done) < size:
-                start = clock()
-                try:
-                    item = next(upstream)
-                except StopIteration:
-                    more = False
-                    break
-                finally:
-                    counters.wait_input_s += clock() - start
-                pool.send(taken, item)
-                taken += 1
-                running += 1
-            if not running and not done:
-                return
-            start = clock()
-            while turn not in done if ordered else not done:
-                for index, value, busy in pool.receive():
-                    done[index] = value
-                    running -= 1
-                    counters.busy_s += busy
-            counters.wait_workers_s += clock() - start
-            index = turn if ordered else min(done)
-            turn += 1
-            value = done.pop(index)
-            if isinstance(value, _Failed):
-                raise value.error
-            counters.items += 1
-            start = clock()
-            yield value
-            counters.wait_output_s += clock() - start
-    finally:
-        pool.close()
-        close_iterator(upstream)
+    return drive(
+        upstream, lambda: _Pool(call, workers, label), size, ordered=ordered, counters=counters
+    )

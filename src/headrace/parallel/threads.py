@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from headrace._checks import check_bool, check_int, check_optional_int
 from headrace.errors import annotate
-from headrace.stages._guard import close_iterator
+from headrace.parallel._drive import Failed, drive
 from headrace.stats import PoolCounters
 
 __all__ = ["BACKENDS", "check_backend", "pool_options", "run_threads"]
@@ -48,8 +48,44 @@ def check_backend(backend: object) -> str:
     return backend
 
 
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(workers, thread_name_prefix=f"headrace-map-{next(_POOLS)}")
+class _ThreadPool:
+    """Calls on a pool of threads, as :func:`~headrace.parallel._drive.drive` uses them."""
+
+    def __init__(self, call: Callable[[int, Any], Any], workers: int, label: str) -> None:
+        self._call = call
+        self._label = label
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"headrace-map-{next(_POOLS)}")
+        self._pending: dict[Future[tuple[Any, float]], int] = {}
+
+    def _timed(self, index: int, item: Any) -> tuple[Any, float]:
+        start = time.perf_counter()
+        result = self._call(index, item)
+        return result, time.perf_counter() - start
+
+    def send(self, index: int, item: Any) -> None:
+        self._pending[self._pool.submit(self._timed, index, item)] = index
+
+    def receive(self) -> list[tuple[int, Any, float]]:
+        done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
+        results: list[tuple[int, Any, float]] = []
+        for future in done:
+            index = self._pending.pop(future)
+            try:
+                result, busy = future.result()
+            except Exception as error:
+                annotate(error, self._label, index)
+                results.append((index, Failed(error), 0.0))
+            except BaseException as error:  # raised as it is, like an inline call's
+                results.append((index, Failed(error), 0.0))
+            else:
+                results.append((index, result, busy))
+        return results
+
+    def close(self) -> None:
+        """Cancel work not yet started and wait for the calls already running."""
+        for future in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_threads(
@@ -64,64 +100,12 @@ def run_threads(
 ) -> Iterator[Any]:
     """Yield ``call(index, element)`` for the upstream's elements, on ``workers`` threads.
 
-    At most ``size`` elements are in flight. ``ordered`` yields in input order;
-    otherwise each result comes as soon as it is ready (the earliest input first
-    when several are).
+    At most ``size`` elements are in flight; see :func:`~headrace.parallel._drive.drive`.
     """
-    clock = time.perf_counter
-
-    def timed(index: int, item: Any) -> tuple[Any, float]:
-        start = clock()
-        result = call(index, item)
-        return result, clock() - start
-
-    pool = _pool(workers)
-    # Submission order is input order, and a dict keeps it: the first key is the
-    # oldest element in flight.
-    pending: dict[Future[Any], int] = {}
-    taken = 0
-    more = True
-    try:
-        while True:
-            while more and len(pending) < size:
-                start = clock()
-                try:
-                    item = next(upstream)
-                except StopIteration:
-                    more = False
-                    break
-                finally:
-                    counters.wait_input_s += clock() - start
-                pending[pool.submit(timed, taken, item)] = taken
-                taken += 1
-            if not pending:
-                return
-            start = clock()
-            if ordered:
-                future = next(iter(pending))
-            else:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                future = min(done, key=pending.__getitem__)
-            index = pending.pop(future)
-            try:
-                result, busy = future.result()
-            except Exception as error:
-                annotate(error, label, index)
-                raise
-            finally:
-                counters.wait_workers_s += clock() - start
-            counters.busy_s += busy
-            counters.items += 1
-            start = clock()
-            yield result
-            counters.wait_output_s += clock() - start
-    finally:
-        _stop(pool, list(pending))
-        close_iterator(upstream)
-
-
-def _stop(pool: ThreadPoolExecutor, pending: list[Future[Any]]) -> None:
-    """Cancel work not yet started and wait for the calls already running."""
-    for future in pending:
-        future.cancel()
-    pool.shutdown(wait=True, cancel_futures=True)
+    return drive(
+        upstream,
+        lambda: _ThreadPool(call, workers, label),
+        size,
+        ordered=ordered,
+        counters=counters,
+    )
