@@ -35,10 +35,6 @@ PROPERTY = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
-# -- threads left running -------------------------------------------------------------
-# (The same helpers as in test_thread_map.py: test modules do not import each other.)
-
-
 # -- user functions (module level, so that stage names are their plain names) ---------
 
 

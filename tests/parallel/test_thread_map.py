@@ -36,9 +36,6 @@ PROPERTY = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
-# -- threads left running -------------------------------------------------------------
-
-
 # -- user functions (module level, so that stage names are their plain names) ---------
 
 
