@@ -218,6 +218,19 @@ def alive(pid: int) -> bool:
     return "zombie" not in state
 
 
+def closes_promptly(
+    run: hr.Run[Any], children_left: Callable[[], list[str]], segments_left: Callable[[], Any]
+) -> None:
+    """Close ``run``: quickly, and leaving no worker process and no segment behind."""
+    start = time.monotonic()
+    run.close()
+    elapsed = time.monotonic() - start
+    # Generous: close() grants the workers 0.2 s to finish, then kills them.
+    assert elapsed < 3, f"close() took {elapsed:.1f} s"
+    assert children_left() == []
+    assert segments_left() == {}
+
+
 def endless() -> hr.Pipeline[int]:
     return hr.range(10**12)
 
@@ -648,14 +661,7 @@ def test_close_stops_a_worker_whose_call_never_returns(fn, children, children_le
     assert first[0] != 0
     assert len(children()) == 2
 
-    start = time.monotonic()
-    run.close()
-    elapsed = time.monotonic() - start
-
-    # Generous: close() grants 0.2 s to finish, then 1 s to obey SIGTERM, then kills.
-    assert elapsed < 3, f"close() took {elapsed:.1f} s"
-    assert children_left() == []
-    assert segments_left() == {}
+    closes_promptly(run, children_left, segments_left)
 
 
 CTRL_C_SCRIPT = """
@@ -888,13 +894,7 @@ def test_a_prefetch_after_a_process_map_closes_while_the_workers_are_busy(
     assert next(run)[0] != 0
     assert len(children()) == 2
 
-    start = time.monotonic()
-    run.close()
-    elapsed = time.monotonic() - start
-
-    assert elapsed < 3, f"close() took {elapsed:.1f} s"
-    assert children_left() == []
-    assert segments_left() == {}
+    closes_promptly(run, children_left, segments_left)
 
 
 def hold_then_tag(element: bytes) -> int:
