@@ -576,17 +576,26 @@ def test_text_lines_replace_puts_replacement_characters_and_warns(tmp_path, capl
     assert path in message
 
 
-def test_text_lines_skip_drops_bad_lines_and_warns(tmp_path, caplog):
+def test_text_lines_skip_drops_bad_lines_counts_them_and_warns(tmp_path, caplog):
     path = _bad_file(tmp_path / "bad.txt")
 
     with caplog.at_level(logging.WARNING, logger="headrace"):
-        lines = list(hr.text_lines(path, errors="skip"))
+        with hr.text_lines(path, on_error="skip").iter(stats=True) as run:
+            lines = list(run)
 
     assert lines == ["good 1", "good 2", "good 4", "good 6"]
+    row = next(row for row in run.stats() if "rejected" in row)
+    assert (row["read"], row["rejected"]) == (6, 2)
+    assert row["examples"][0].startswith(f"{path}:3: cannot decode byte")
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(messages) == 1
-    assert "skipped 2 lines" in messages[0]
-    assert "line 3" in messages[0]
+    assert "rejected 2 of 6 records" in messages[0]
+    assert f"{path}:3" in messages[0]
+
+
+def test_text_lines_refuses_the_old_skip_spelling_with_the_new_one():
+    with pytest.raises(ValueError, match="on_error='skip'"):
+        hr.text_lines("whatever.txt", errors="skip")
 
 
 def test_text_lines_clean_file_logs_nothing(tmp_path, caplog):

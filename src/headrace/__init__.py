@@ -22,7 +22,7 @@ _EXPORTS = {
     "DecodeError": "headrace.errors",
     "GeneratorPipeline": "headrace.stages.coroutines",
     "HeadraceError": "headrace.errors",
-    "ParseError": "headrace.policy",
+    "ParseError": "headrace.errors",
     "Pipeline": "headrace.pipeline",
     "Run": "headrace.run",
     "WorkerError": "headrace.errors",
@@ -59,9 +59,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from headrace import stages
-    from headrace.errors import DecodeError, HeadraceError, WorkerError
+    from headrace.errors import DecodeError, HeadraceError, ParseError, WorkerError
     from headrace.pipeline import Pipeline
-    from headrace.policy import ParseError
     from headrace.run import Run
     from headrace.sources import (
         concat,

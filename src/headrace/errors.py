@@ -20,6 +20,7 @@ from typing import Final
 __all__ = [
     "DecodeError",
     "HeadraceError",
+    "ParseError",
     "StageLabel",
     "WorkerError",
     "annotate",
@@ -36,11 +37,15 @@ class HeadraceError(Exception):
     """Base class of the errors that headrace itself raises about data or usage."""
 
 
-class DecodeError(HeadraceError, ValueError):
+class ParseError(HeadraceError, ValueError):
+    """A record could not be read or parsed; the message says where and why."""
+
+
+class DecodeError(ParseError):
     """Bytes in a text source could not be decoded; the message names file and line.
 
-    Subclasses ``ValueError`` so code that handles ``UnicodeDecodeError``-like problems
-    generically keeps working.
+    A :class:`ParseError`, and so a ``ValueError``: code that handles
+    ``UnicodeDecodeError``-like problems generically keeps working.
     """
 
 

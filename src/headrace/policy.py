@@ -30,7 +30,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from headrace.errors import HeadraceError
+from headrace.errors import ParseError
 
 if TYPE_CHECKING:
     from headrace.stages._base import StageContext
@@ -44,10 +44,6 @@ EXAMPLES: Final = 5
 
 #: ``"raise"``, ``"skip"`` or a quarantine file path.
 OnError = str | os.PathLike[str]
-
-
-class ParseError(HeadraceError, ValueError):
-    """A record could not be read or parsed; the message says where and why."""
 
 
 class ErrorPolicy:
@@ -104,10 +100,17 @@ class Tally:
     examples: list[str] = field(default_factory=list)
     _file: TextIO | None = None
 
-    def reject(self, where: str, reason: str, record: object = None) -> None:
-        """Account for a record that was not yielded; raise under ``on_error="raise"``."""
+    def reject(
+        self,
+        where: str,
+        reason: str,
+        record: object = None,
+        *,
+        error: type[ParseError] = ParseError,
+    ) -> None:
+        """Account for a record that was not yielded; raise ``error`` under "raise"."""
         if self.policy.mode == "raise":
-            raise ParseError(f"{where}: {reason}")
+            raise error(f"{where}: {reason}")
         self.rejected += 1
         if len(self.examples) < EXAMPLES:
             self.examples.append(f"{where}: {reason}")

@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 
 from headrace.pipeline import Pipeline, as_pipeline
 from headrace.policy import OnError
+from headrace.sources._files import PathsArg
 from headrace.sources.basic import FromGenerator, FromIterable, Range
-from headrace.sources.filesystem import Files, PathsArg, TextLines
+from headrace.sources.filesystem import Files, TextLines
 from headrace.sources.jsonl import ReadJsonl
 from headrace.stages.combine import Concat, Zip
 
@@ -106,40 +107,75 @@ def files(pattern: PathsArg, *, shuffle: bool = False, seed: int | None = None) 
 
 
 def text_lines(
-    path: PathsArg, *, encoding: str = "utf-8", errors: str = "strict", keep_ends: bool = False
+    path: PathsArg,
+    *,
+    encoding: str = "utf-8",
+    errors: str = "strict",
+    keep_ends: bool = False,
+    on_error: OnError = "raise",
+    num_shards: int = 1,
+    shard_index: int = 0,
 ) -> Pipeline[str]:
     """Lines of one or more text files, streamed without loading whole files.
 
     Files named ``*.gz``, ``*.bz2`` and ``*.xz`` are decompressed on the fly. Several
-    files (a glob or a list) are read one after another in sorted order.
+    files (a glob, a brace pattern such as ``logs-{01..31}.txt``, or a list) are read
+    one after another in sorted order. fsspec URLs (``s3://``, ``http://``, ...) work
+    wherever a path does.
 
     Args:
-        path: file path, glob pattern, or a list of them.
+        path: file path, glob or brace pattern, URL, or a list of them.
         encoding: an ASCII-compatible encoding (utf-8, latin-1, cp1252, ...).
-        errors: what to do with a line that does not decode: ``"strict"`` raises
-            :class:`headrace.DecodeError` naming file and line; ``"replace"`` puts
-            U+FFFD in place of the bad bytes; ``"skip"`` drops the line. Both of the
-            last two log a warning per file with the count and the first bad line.
+        errors: ``"strict"`` (default) treats a line that does not decode as a bad
+            record, handled by ``on_error``; ``"replace"`` keeps it with U+FFFD in
+            place of the bad bytes and logs a warning per file with the count.
         keep_ends: keep the ``\\n`` / ``\\r\\n`` at the end of each line.
+        on_error: what to do with an undecodable line, a file that cannot be opened,
+            or a compressed file that is damaged or cut short: ``"raise"`` (default;
+            :class:`headrace.DecodeError` or :class:`headrace.ParseError` naming
+            ``file:line``), ``"skip"``, or a quarantine file path (see
+            :mod:`headrace.policy`).
+        num_shards, shard_index: read only every ``num_shards``-th file of the sorted
+            list, starting at ``shard_index`` (one share of the files per rank or
+            worker).
     """
-    return Pipeline((TextLines(path, encoding=encoding, errors=errors, keep_ends=keep_ends),))
+    return Pipeline(
+        (
+            TextLines(
+                path,
+                encoding=encoding,
+                errors=errors,
+                keep_ends=keep_ends,
+                on_error=on_error,
+                num_shards=num_shards,
+                shard_index=shard_index,
+            ),
+        )
+    )
 
 
-def read_jsonl(path: PathsArg, *, on_error: OnError = "raise") -> Pipeline[Any]:
+def read_jsonl(
+    path: PathsArg, *, on_error: OnError = "raise", num_shards: int = 1, shard_index: int = 0
+) -> Pipeline[Any]:
     """The JSON values of JSON Lines files, one per non-blank line, streamed.
 
     Files named ``*.gz``, ``*.bz2`` and ``*.xz`` are decompressed on the fly; several
-    files (a glob or a list) are read in sorted order.
+    files (a glob, a brace pattern or a list) are read in sorted order; fsspec URLs
+    work wherever a path does.
 
     Args:
-        path: file path, glob pattern, or a list of them.
+        path: file path, glob or brace pattern, URL, or a list of them.
         on_error: what to do with a line that is not valid UTF-8 or JSON, a file that
             cannot be opened, or a compressed file that is damaged or cut short:
             ``"raise"`` (default) raises :class:`headrace.ParseError` naming
             ``file:line`` and the reason; ``"skip"`` drops it, counts it and logs a
             summary; a file path also appends each as a JSON line to that file.
+        num_shards, shard_index: read only every ``num_shards``-th file of the sorted
+            list, starting at ``shard_index``.
     """
-    return Pipeline((ReadJsonl(path, on_error=on_error),))
+    return Pipeline(
+        (ReadJsonl(path, on_error=on_error, num_shards=num_shards, shard_index=shard_index),)
+    )
 
 
 def zip(*pipelines: Iterable[Any], strict: bool = False) -> Pipeline[tuple[Any, ...]]:

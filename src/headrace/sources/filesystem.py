@@ -14,74 +14,28 @@
 
 from __future__ import annotations
 
-import bz2
 import codecs
-import glob
-import gzip
-import io
 import logging
-import lzma
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from headrace._checks import check_bool, check_seed
 from headrace._seeds import python_rng
 from headrace.errors import DecodeError
+from headrace.policy import Tally
+from headrace.sources._files import (
+    FileSource,
+    PathsArg,
+    ReadPosition,
+    find_files,
+    normalise_paths,
+    numbered_lines,
+)
 from headrace.stages._base import Length, Stage, StageContext
 
-__all__ = ["Files", "TextLines", "expand_paths"]
+__all__ = ["Files", "TextLines"]
 
 logger = logging.getLogger("headrace")
-
-PathsArg = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
-
-# The stream is closed by the ``with`` block of the reader that asked for it.
-_OPENERS: dict[str, Callable[[str], io.BufferedIOBase]] = {
-    ".gz": lambda path: gzip.open(path, "rb"),  # noqa: SIM115
-    ".bz2": lambda path: bz2.open(path, "rb"),  # noqa: SIM115
-    ".xz": lambda path: lzma.open(path, "rb"),  # noqa: SIM115
-    ".lzma": lambda path: lzma.open(path, "rb"),  # noqa: SIM115
-}
-_MAGIC = frozenset("*?[")
-
-
-def _normalise(paths: PathsArg, argument: str) -> tuple[str, ...]:
-    if isinstance(paths, str | os.PathLike):
-        items = [paths]
-    elif isinstance(paths, Sequence):
-        items = list(paths)
-    else:
-        raise TypeError(
-            f"{argument} must be a path, a glob pattern or a list of them, "
-            f"got {type(paths).__name__}"
-        )
-    out = []
-    for item in items:
-        if not isinstance(item, str | os.PathLike):
-            raise TypeError(f"{argument} must hold str or os.PathLike, got {type(item).__name__}")
-        out.append(os.fspath(item))
-    if not out:
-        raise ValueError(f"{argument} is empty")
-    return tuple(out)
-
-
-def expand_paths(patterns: Sequence[str]) -> list[str]:
-    """Expand glob patterns (``**`` crosses folders) into a sorted list of files.
-
-    Plain paths are kept as given. Raises ``FileNotFoundError`` naming the first
-    pattern that matches nothing, so a typo never becomes a silently empty epoch.
-    """
-    found: set[str] = set()
-    for pattern in patterns:
-        if _MAGIC.intersection(pattern):
-            matches = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
-        else:
-            matches = [pattern] if os.path.isfile(pattern) else []
-        if not matches:
-            raise FileNotFoundError(f"no files match {pattern!r}")
-        found.update(matches)
-    return sorted(found)
 
 
 class Files(Stage):
@@ -93,7 +47,7 @@ class Files(Stage):
     def __init__(
         self, patterns: PathsArg, *, shuffle: bool = False, seed: int | None = None
     ) -> None:
-        self._patterns = _normalise(patterns, "pattern")
+        self._patterns = normalise_paths(patterns, "pattern")
         self._shuffle = check_bool("shuffle", shuffle)
         self._seed = check_seed(seed)
         if self._seed is not None and not self._shuffle:
@@ -111,7 +65,7 @@ class Files(Stage):
         return f"files({shown!r}{extra})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        paths = expand_paths(self._patterns)
+        paths = find_files(self._patterns)
         if self._shuffle:
             python_rng(self._seed, ctx.epoch).shuffle(paths)
         return iter(paths)
@@ -122,14 +76,14 @@ class Files(Stage):
         return None
 
 
-_ERROR_POLICIES = ("strict", "replace", "skip")
+_DECODING = ("strict", "replace")
 
 
-class TextLines(Stage):
+class TextLines(FileSource):
     """Lines of text files, streamed; compressed by extension (.gz, .bz2, .xz)."""
 
-    __slots__ = ("_encoding", "_errors", "_keep_ends", "_patterns")
-    is_source = True
+    __slots__ = ("_encoding", "_errors", "_keep_ends")
+    kind = "text_lines"
 
     def __init__(
         self,
@@ -138,8 +92,11 @@ class TextLines(Stage):
         encoding: str = "utf-8",
         errors: str = "strict",
         keep_ends: bool = False,
+        on_error: object = "raise",
+        num_shards: int = 1,
+        shard_index: int = 0,
     ) -> None:
-        self._patterns = _normalise(paths, "path")
+        super().__init__(paths, on_error=on_error, num_shards=num_shards, shard_index=shard_index)
         try:
             codecs.lookup(encoding)
         except (LookupError, TypeError):
@@ -149,57 +106,50 @@ class TextLines(Stage):
                 f"encoding {encoding!r} does not write newline as one byte; text_lines "
                 "splits lines on bytes and needs an ASCII-compatible encoding such as utf-8"
             )
-        if errors not in _ERROR_POLICIES:
-            raise ValueError(f"errors must be one of {_ERROR_POLICIES}, got {errors!r}")
+        if errors == "skip":
+            raise ValueError(
+                "errors='skip' is spelt on_error='skip' (counted and reported like every "
+                "other rejected record); errors= chooses 'strict' or 'replace' decoding"
+            )
+        if errors not in _DECODING:
+            raise ValueError(f"errors must be one of {_DECODING}, got {errors!r}")
         self._encoding = encoding
         self._errors = errors
         self._keep_ends = check_bool("keep_ends", keep_ends)
 
-    @property
-    def name(self) -> str:
-        shown = self._patterns[0] if len(self._patterns) == 1 else f"{len(self._patterns)} paths"
-        return f"text_lines({shown!r})"
+    def options(self) -> str:
+        extra = "" if self._encoding == "utf-8" else f", encoding={self._encoding!r}"
+        return extra + ("" if self._errors == "strict" else f", errors={self._errors!r}")
 
-    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        paths = expand_paths(self._patterns)
-        return _lines(paths, self._encoding, self._errors, self._keep_ends)
-
-
-def _open_binary(path: str) -> io.BufferedIOBase:
-    opener = _OPENERS.get(os.path.splitext(path)[1].lower())
-    return opener(path) if opener else open(path, "rb")
-
-
-def _lines(paths: list[str], encoding: str, errors: str, keep_ends: bool) -> Iterator[str]:
-    for path in paths:
-        bad = 0
-        first_bad = 0
-        with _open_binary(path) as stream:
-            for number, raw in enumerate(stream, 1):
-                if not keep_ends and raw.endswith(b"\n"):
-                    raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-                try:
-                    line = raw.decode(encoding)
-                except UnicodeDecodeError as error:
-                    if errors == "strict":
-                        raise DecodeError(
-                            f"{path}:{number}: cannot decode byte {error.start} of the line "
-                            f"as {encoding} ({error.reason}); pass errors='replace' or "
-                            "errors='skip' to text_lines to continue past bad lines"
-                        ) from error
-                    bad += 1
-                    first_bad = first_bad or number
-                    if errors == "skip":
-                        continue
+    def read_file(self, path: str, tally: Tally, position: ReadPosition) -> Iterator[str]:
+        encoding, replace, keep_ends = self._encoding, self._errors == "replace", self._keep_ends
+        replaced: list[int] = []
+        for number, raw in numbered_lines(path, tally, position):
+            tally.read += 1
+            if not keep_ends and raw.endswith(b"\n"):
+                raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+            try:
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as error:
+                if replace:
                     line = raw.decode(encoding, "replace")
-                yield line
-        if bad:
-            action = "skipped" if errors == "skip" else "replaced undecodable bytes in"
+                    replaced.append(number)
+                else:
+                    reason = (
+                        f"cannot decode byte {error.start} of the line as {encoding} "
+                        f"({error.reason}); pass on_error='skip' to count and drop such "
+                        "lines, or errors='replace' to keep them with U+FFFD"
+                    )
+                    tally.reject(f"{path}:{number}", reason, raw, error=DecodeError)
+                    continue
+            position.records = number
+            yield line
+        if replaced:
             logger.warning(
-                "text_lines %s %d lines of %s that are not valid %s (first at line %d)",
-                action,
-                bad,
+                "text_lines replaced undecodable bytes in %d lines of %s that are not valid "
+                "%s (first at line %d)",
+                len(replaced),
                 path,
                 encoding,
-                first_bad,
+                replaced[0],
             )

@@ -1,0 +1,405 @@
+"""What every source that reads files shares.
+
+- **Finding files:** glob patterns (``**`` crosses folders), brace lists and numbered
+  ranges (``shard-{000..099}.tar``, ``{train,val}.csv``), and fsspec URLs
+  (``s3://``, ``http://``, ``memory://``, ...) wherever a local path is accepted.
+- **Opening them:** compression by extension (``.gz``, ``.bz2``, ``.xz``), locally or
+  through fsspec.
+- **Sharding by file:** ``num_shards`` / ``shard_index`` give each reader every
+  ``num_shards``-th file of the sorted list, so shards are disjoint and cover all files.
+- **The error policy** (:mod:`headrace.policy`): a file that cannot be opened, or is
+  damaged, is rejected like a bad record.
+- **A read position** (:class:`ReadPosition`): which file, and how many records of it
+  have been handed out; a reader started from a position goes on from there.
+
+>>> expand_braces("shard-{08..10}.tar")
+['shard-08.tar', 'shard-09.tar', 'shard-10.tar']
+>>> expand_braces("{train,val}/part-{0..1}.csv")
+['train/part-0.csv', 'train/part-1.csv', 'val/part-0.csv', 'val/part-1.csv']
+"""
+
+from __future__ import annotations
+
+import bz2
+import copy
+import glob
+import gzip
+import io
+import itertools
+import lzma
+import os
+import re
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, ClassVar, Self, cast
+
+from headrace._checks import check_int
+from headrace.policy import ErrorPolicy, Tally
+from headrace.stages._base import Length, Stage, StageContext
+
+__all__ = [
+    "DAMAGED",
+    "FileSource",
+    "PathsArg",
+    "ReadPosition",
+    "expand_braces",
+    "find_files",
+    "is_url",
+    "normalise_paths",
+    "numbered_lines",
+    "open_binary",
+    "open_or_reject",
+]
+
+PathsArg = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+# The stream is closed by the ``with`` block of the reader that asked for it.
+_OPENERS: dict[str, Callable[[io.BufferedIOBase], io.BufferedIOBase]] = {
+    ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
+    ".bz2": lambda raw: bz2.BZ2File(raw, "rb"),
+    ".xz": lambda raw: lzma.LZMAFile(cast("IO[bytes]", raw), "rb"),  # noqa: SIM115
+    ".lzma": lambda raw: lzma.LZMAFile(cast("IO[bytes]", raw), "rb"),  # noqa: SIM115
+}
+_MAGIC = frozenset("*?[")
+_GROUP = re.compile(r"\{([^{}]*)\}")
+_RANGE = re.compile(r"(-?\d+)\.\.(-?\d+)")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def normalise_paths(paths: PathsArg, argument: str) -> tuple[str, ...]:
+    """``paths`` as a non-empty tuple of strings; a clear error for anything else."""
+    if isinstance(paths, str | os.PathLike):
+        items = [paths]
+    elif isinstance(paths, Sequence):
+        items = list(paths)
+    else:
+        raise TypeError(
+            f"{argument} must be a path, a glob pattern, a URL or a list of them, "
+            f"got {type(paths).__name__}"
+        )
+    out = []
+    for item in items:
+        if not isinstance(item, str | os.PathLike):
+            raise TypeError(f"{argument} must hold str or os.PathLike, got {type(item).__name__}")
+        out.append(os.fspath(item))
+    if not out:
+        raise ValueError(f"{argument} is empty")
+    return tuple(out)
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Every name a brace pattern stands for, in the order written.
+
+    ``{a,b}`` lists alternatives; ``{3..12}`` counts, and ``{003..012}`` keeps the
+    zeros (as bash and webdataset's ``braceexpand`` do). Braces holding neither a
+    comma nor a range are kept as they are.
+    """
+    for match in _GROUP.finditer(pattern):
+        body = match.group(1)
+        numbers = _RANGE.fullmatch(body)
+        if numbers:
+            first, last = numbers.groups()
+            digits = [n.lstrip("-") for n in numbers.groups()]
+            padded = any(len(d) > 1 and d[0] == "0" for d in digits)
+            width = max(len(first), len(last)) if padded else 0
+            start, stop = int(first), int(last)
+            step = 1 if stop >= start else -1
+            options = [str(n).zfill(width) for n in range(start, stop + step, step)]
+        elif "," in body:
+            options = body.split(",")
+        else:
+            continue
+        head, tail = pattern[: match.start()], pattern[match.end() :]
+        return [name for option in options for name in expand_braces(head + option + tail)]
+    return [pattern]
+
+
+def is_url(path: str) -> bool:
+    """Whether ``path`` names a file fsspec opens (``s3://...``), not a local one.
+
+    >>> is_url("s3://bucket/a.csv"), is_url("file:///tmp/a.csv"), is_url("C:/data")
+    (True, False, False)
+    """
+    return bool(_SCHEME.match(path)) and not path.startswith("file://")
+
+
+def _local(path: str) -> str:
+    return path[len("file://") :] if path.startswith("file://") else path
+
+
+def find_files(patterns: Sequence[str], *, local_must_exist: bool = True) -> list[str]:
+    """The files that ``patterns`` name, sorted and without repeats.
+
+    A pattern (after brace expansion) that is a glob and matches no file raises
+    ``FileNotFoundError`` naming it, so a typo never becomes an empty epoch; so does
+    a plain local path that is not a file. A plain URL is kept without asking the
+    server: a missing remote file shows when it is opened.
+    """
+    found: set[str] = set()
+    for pattern in patterns:
+        for name in expand_braces(pattern):
+            if is_url(name):
+                matches = _remote_glob(name) if _MAGIC.intersection(name) else [name]
+            elif _MAGIC.intersection(name):
+                matches = [p for p in glob.glob(_local(name), recursive=True) if os.path.isfile(p)]
+            else:
+                path = _local(name)
+                matches = [path] if os.path.isfile(path) or not local_must_exist else []
+            if not matches:
+                shown = name if name == pattern else f"{name} (from {pattern})"
+                raise FileNotFoundError(f"no files match {shown!r}")
+            found.update(matches)
+    return sorted(found)
+
+
+def _remote_glob(pattern: str) -> list[str]:
+    import fsspec  # type: ignore[import-untyped]  # optional: the "remote" extra
+
+    fs, _, _ = fsspec.core.url_to_fs(pattern)
+    protocol = pattern.split("://", 1)[0]
+    names = fs.glob(pattern)
+    # Some filesystems return paths without their protocol; give back full URLs.
+    return [name if "://" in name else f"{protocol}://{name}" for name in names]
+
+
+def open_binary(path: str) -> io.BufferedIOBase:
+    """A binary stream of the file's content, decompressed by extension.
+
+    Closing it closes every layer, down to the file or connection.
+    """
+    if is_url(path):
+        raw: io.BufferedIOBase = _open_remote(path)
+    else:
+        raw = open(_local(path), "rb")  # noqa: SIM115
+    opener = _OPENERS.get(os.path.splitext(path)[1].lower())
+    if opener is None:
+        return raw
+    try:
+        stream = opener(raw)
+    except BaseException:
+        raw.close()
+        raise
+    return _Layered(stream, raw)
+
+
+def _open_remote(url: str) -> io.BufferedIOBase:
+    try:
+        import fsspec
+    except ImportError:
+        raise ImportError(
+            f"reading {url!r} needs fsspec (and the package for its protocol, such as "
+            "s3fs or aiohttp): pip install 'headrace[remote]'"
+        ) from None
+    stream: io.BufferedIOBase = fsspec.open(url, "rb").open()
+    return stream
+
+
+class _Layered(io.BufferedIOBase):
+    """A decompressing stream that also closes the stream it reads from."""
+
+    def __init__(self, stream: io.BufferedIOBase, raw: io.BufferedIOBase) -> None:
+        self._stream = stream
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._stream.read(-1 if size is None else size)
+
+    def read1(self, size: int = -1) -> bytes:
+        read1 = getattr(self._stream, "read1", self._stream.read)
+        data: bytes = read1(size)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        count: int = self._stream.readinto(buffer)
+        return count
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._stream.readline(-1 if size is None else size)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._stream)
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            self._raw.close()
+            super().close()
+
+
+@dataclass(slots=True)
+class ReadPosition:
+    """Where a file reader is: the file (an index into the run's sorted, sharded list)
+    and how many of its input records (lines, rows, members) are behind the last
+    record handed out.
+
+    Plain data: :meth:`as_dict` and :meth:`from_dict` round-trip through JSON. A reader
+    started from a position yields what the reader it was taken from would have
+    yielded next.
+    """
+
+    file: int = 0
+    records: int = 0
+    path: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "records": self.records, "path": self.path}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReadPosition:
+        return cls(int(data["file"]), int(data["records"]), str(data.get("path", "")))
+
+
+class FileSource(Stage):
+    """Base of the sources that read records from a list of files.
+
+    A subclass implements :meth:`read_file`; this class finds the files, shards them,
+    keeps the read position and applies the error policy to files that fail.
+    """
+
+    __slots__ = ("_num_shards", "_patterns", "_policy", "_shard_index")
+    is_source = True
+    #: The public function's name, for ``repr``.
+    kind: ClassVar[str] = "files"
+    #: Whether a plain local path must exist when the run starts.
+    local_must_exist: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        paths: PathsArg,
+        *,
+        on_error: object = "raise",
+        num_shards: int = 1,
+        shard_index: int = 0,
+    ) -> None:
+        self._patterns = normalise_paths(paths, "path")
+        self._policy = ErrorPolicy(on_error)
+        self._num_shards = check_int("num_shards", num_shards, minimum=1)
+        self._shard_index = check_int("shard_index", shard_index, minimum=0)
+        if self._shard_index >= self._num_shards:
+            raise ValueError(
+                f"shard_index must be below num_shards ({self._num_shards}), "
+                f"got {self._shard_index}"
+            )
+
+    def options(self) -> str:
+        """Extra ``repr`` text for the subclass's own arguments, such as ``, batch_size=2``."""
+        return ""
+
+    @property
+    def name(self) -> str:
+        patterns = self._patterns
+        shown = repr(patterns[0]) if len(patterns) == 1 else f"{len(patterns)} paths"
+        extra = self.options()
+        if self._policy.mode != "raise":
+            extra += f", on_error={self._policy!r}"
+        if self._num_shards > 1:
+            extra += f", num_shards={self._num_shards}, shard_index={self._shard_index}"
+        return f"{self.kind}({shown}{extra})"
+
+    def sharded(self, num_shards: int, shard_index: int) -> Self:
+        """This source reading only its share of the files: every ``num_shards``-th,
+        from ``shard_index``. Applied to a source already sharded, it splits that shard.
+        """
+        count = check_int("num_shards", num_shards, minimum=1)
+        index = check_int("shard_index", shard_index, minimum=0)
+        if index >= count:
+            raise ValueError(f"shard_index must be below num_shards ({count}), got {index}")
+        twin = copy.copy(self)
+        twin._shard_index = self._shard_index + index * self._num_shards
+        twin._num_shards = self._num_shards * count
+        return twin
+
+    def paths(self) -> list[str]:
+        """This shard's files for a run starting now."""
+        every = find_files(self._patterns, local_must_exist=self.local_must_exist)
+        if self._num_shards > len(every):
+            raise ValueError(
+                f"{self.kind} has {len(every)} file(s) to share among {self._num_shards} "
+                "shards; every shard needs at least one file (split the data into more "
+                "files, or shard the elements after the source)"
+            )
+        return every[self._shard_index :: self._num_shards]
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return self.reader(ctx)[0]
+
+    def reader(
+        self, ctx: StageContext, position: ReadPosition | None = None
+    ) -> tuple[Iterator[Any], ReadPosition]:
+        """A run of this source and its live position; from ``position`` if given."""
+        start = ReadPosition() if position is None else copy.copy(position)
+        paths = self.paths()
+        if start.path and start.file < len(paths) and paths[start.file] != start.path:
+            raise ValueError(
+                f"{ctx.label}: the saved position is in {start.path!r}, but file "
+                f"{start.file} of this run is {paths[start.file]!r}; the files changed "
+                "since the position was saved"
+            )
+        tally = self._policy.tally(ctx)
+        return self._run(paths, tally, start), start
+
+    def _run(self, paths: list[str], tally: Tally, position: ReadPosition) -> Iterator[Any]:
+        try:
+            for index in range(position.file, len(paths)):
+                position.file, position.path = index, paths[index]
+                yield from self.read_file(paths[index], tally, position)
+                position.records = 0
+            position.file, position.path = len(paths), ""
+        finally:
+            tally.close()
+
+    def read_file(self, path: str, tally: Tally, position: ReadPosition) -> Iterator[Any]:
+        """The records of one file, counting each in ``tally``.
+
+        ``position.records`` says how many of the file's input records (lines, rows,
+        members) to pass over first, without counting them again; before yielding, the
+        reader sets it to the number of input records consumed so far, so a reader
+        started from a copy yields what this one would yield next.
+        """
+        raise NotImplementedError
+
+    def length(self, upstream: Length) -> Length:
+        return None
+
+
+#: What a damaged or cut-short compressed file raises when read.
+DAMAGED = (EOFError, zlib.error, OSError)
+
+
+def numbered_lines(path: str, tally: Tally, position: ReadPosition) -> Iterator[tuple[int, bytes]]:
+    """``(line number, raw line)`` of a file, from ``position.records`` on.
+
+    A file that cannot be opened, or that turns out damaged or cut short, is rejected
+    under the policy (with the line where reading stopped).
+    """
+    stream = open_or_reject(path, tally)
+    if stream is None:
+        return
+    start = number = position.records
+    with stream:
+        try:
+            if start:
+                next(itertools.islice(stream, start - 1, start), None)
+            for number, raw in enumerate(stream, start + 1):
+                yield number, raw
+        except DAMAGED as error:
+            tally.read += 1
+            tally.reject(
+                f"{path}:{number + 1}",
+                f"the file is damaged or cut short after line {number} ({error})",
+            )
+
+
+def open_or_reject(path: str, tally: Tally) -> io.BufferedIOBase | None:
+    """``open_binary(path)``, or ``None`` after rejecting the file under the policy."""
+    try:
+        return open_binary(path)
+    except OSError as error:
+        tally.read += 1
+        tally.reject(path, f"cannot open the file: {error.strerror or error}")
+        return None
