@@ -62,8 +62,7 @@ _OPENERS: dict[str, Callable[[io.BufferedIOBase], io.BufferedIOBase]] = {
     ".lzma": lambda raw: lzma.LZMAFile(cast("IO[bytes]", raw), "rb"),  # noqa: SIM115
 }
 _MAGIC = frozenset("*?[")
-_GROUP = re.compile(r"\{([^{}]*)\}")
-_RANGE = re.compile(r"(-?\d+)\.\.(-?\d+)")
+_RANGE = re.compile(r"(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -91,28 +90,55 @@ def normalise_paths(paths: PathsArg, argument: str) -> tuple[str, ...]:
 def expand_braces(pattern: str) -> list[str]:
     """Every name a brace pattern stands for, in the order written.
 
-    ``{a,b}`` lists alternatives; ``{3..12}`` counts, and ``{003..012}`` keeps the
-    zeros (as bash and webdataset's ``braceexpand`` do). Braces holding neither a
-    comma nor a range are kept as they are.
+    ``{a,b}`` lists alternatives (they may nest); ``{3..12}`` counts, ``{0..20..5}``
+    counts in steps, and ``{003..012}`` keeps the zeros, as bash and webdataset's
+    ``braceexpand`` do. Braces holding neither a comma nor a range stay as they are.
+
+    >>> expand_braces("{a,{b,c}}-{3..1}")
+    ['a-3', 'a-2', 'a-1', 'b-3', 'b-2', 'b-1', 'c-3', 'c-2', 'c-1']
     """
-    for match in _GROUP.finditer(pattern):
-        body = match.group(1)
-        numbers = _RANGE.fullmatch(body)
-        if numbers:
-            first, last = numbers.groups()
-            digits = [n.lstrip("-") for n in numbers.groups()]
-            padded = any(len(d) > 1 and d[0] == "0" for d in digits)
-            width = max(len(first), len(last)) if padded else 0
-            start, stop = int(first), int(last)
-            step = 1 if stop >= start else -1
-            options = [str(n).zfill(width) for n in range(start, stop + step, step)]
-        elif "," in body:
-            options = body.split(",")
+    for start, end, parts in _groups(pattern):
+        if len(parts) == 1:
+            options = _range(parts[0])
+            if options is None:
+                continue  # literal braces
         else:
-            continue
-        head, tail = pattern[: match.start()], pattern[match.end() :]
-        return [name for option in options for name in expand_braces(head + option + tail)]
+            options = [name for part in parts for name in expand_braces(part)]
+        head, tail = pattern[:start], expand_braces(pattern[end + 1 :])
+        return [head + option + rest for option in options for rest in tail]
     return [pattern]
+
+
+def _groups(pattern: str) -> Iterator[tuple[int, int, list[str]]]:
+    """Outermost ``{...}`` groups: where they open and close, and their top-level parts."""
+    depth = 0
+    start = 0
+    cuts: list[int] = []
+    for index, char in enumerate(pattern):
+        if char == "{":
+            if depth == 0:
+                start, cuts = index, []
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                bounds = [start, *cuts, index]
+                yield start, index, [pattern[a + 1 : b] for a, b in itertools.pairwise(bounds)]
+        elif char == "," and depth == 1:
+            cuts.append(index)
+
+
+def _range(body: str) -> list[str] | None:
+    numbers = _RANGE.fullmatch(body)
+    if numbers is None:
+        return None
+    first, last, step_text = numbers.groups()
+    digits = [n.lstrip("-") for n in (first, last)]
+    width = max(len(first), len(last)) if any(len(d) > 1 and d[0] == "0" for d in digits) else 0
+    start, stop, step = int(first), int(last), abs(int(step_text or 1)) or 1
+    if stop < start:
+        step = -step
+    return [str(n).zfill(width) for n in range(start, stop + (1 if step > 0 else -1), step)]
 
 
 def is_url(path: str) -> bool:
@@ -145,7 +171,7 @@ def find_files(patterns: Sequence[str], *, local_must_exist: bool = True) -> lis
                 matches = [p for p in glob.glob(_local(name), recursive=True) if os.path.isfile(p)]
             else:
                 path = _local(name)
-                matches = [path] if os.path.isfile(path) or not local_must_exist else []
+                matches = [path] if os.path.exists(path) or not local_must_exist else []
             if not matches:
                 shown = name if name == pattern else f"{name} (from {pattern})"
                 raise FileNotFoundError(f"no files match {shown!r}")
@@ -156,11 +182,10 @@ def find_files(patterns: Sequence[str], *, local_must_exist: bool = True) -> lis
 def _remote_glob(pattern: str) -> list[str]:
     import fsspec  # type: ignore[import-untyped]  # optional: the "remote" extra
 
-    fs, _, _ = fsspec.core.url_to_fs(pattern)
-    protocol = pattern.split("://", 1)[0]
-    names = fs.glob(pattern)
-    # Some filesystems return paths without their protocol; give back full URLs.
-    return [name if "://" in name else f"{protocol}://{name}" for name in names]
+    fs, path = fsspec.core.url_to_fs(pattern)
+    # Filesystems list paths without their protocol; give back full URLs.
+    found = fs.glob(path, detail=True)
+    return [fs.unstrip_protocol(name) for name, info in found.items() if info["type"] == "file"]
 
 
 def open_binary(path: str) -> io.BufferedIOBase:
