@@ -317,7 +317,7 @@ def opened(monkeypatch):
     streams = []
     # The module that opens files for text_lines, found through the function's home.
     module = sys.modules[type(hr.text_lines("unused.txt").stages[0]).__module__]
-    module = sys.modules[module.numbered_lines.__module__]
+    module = sys.modules[module.line_file.__module__]
     real = module.open_binary
 
     def recording(path):

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import bz2
+import contextlib
 import copy
 import glob
 import gzip
@@ -46,8 +47,8 @@ __all__ = [
     "expand_braces",
     "find_files",
     "is_url",
+    "line_file",
     "normalise_paths",
-    "numbered_lines",
     "open_binary",
     "open_or_reject",
 ]
@@ -396,27 +397,31 @@ class FileSource(Stage):
 DAMAGED = (EOFError, zlib.error, OSError)
 
 
-def numbered_lines(path: str, tally: Tally, position: ReadPosition) -> Iterator[tuple[int, bytes]]:
-    """``(line number, raw line)`` of a file, from ``position.records`` on.
+@contextlib.contextmanager
+def line_file(path: str, tally: Tally, position: ReadPosition) -> Iterator[Iterator[bytes]]:
+    """The raw lines of a file after the first ``position.records``, for a ``with`` block.
 
-    A file that cannot be opened, or that turns out damaged or cut short, is rejected
-    under the policy (with the line where reading stopped).
+    The reader sets ``position.records`` to each line's number as it reads it. A file
+    that cannot be opened gives no lines; one that turns out damaged or cut short
+    ends the block early. Both are rejected under the policy, the second with the
+    line where reading stopped.
     """
     stream = open_or_reject(path, tally)
     if stream is None:
+        yield iter(())
         return
-    start = number = position.records
     with stream:
         try:
+            start = position.records
             if start:
                 next(itertools.islice(stream, start - 1, start), None)
-            for number, raw in enumerate(stream, start + 1):
-                yield number, raw
+            yield stream
         except DAMAGED as error:
+            line = position.records
             tally.read += 1
             tally.reject(
-                f"{path}:{number + 1}",
-                f"the file is damaged or cut short after line {number} ({error})",
+                f"{path}:{line + 1}",
+                f"the file is damaged or cut short after line {line} ({error})",
             )
 
 

@@ -28,8 +28,8 @@ from headrace.sources._files import (
     PathsArg,
     ReadPosition,
     find_files,
+    line_file,
     normalise_paths,
-    numbered_lines,
 )
 from headrace.stages._base import Length, Stage, StageContext
 
@@ -124,26 +124,30 @@ class TextLines(FileSource):
     def read_file(self, path: str, tally: Tally, position: ReadPosition) -> Iterator[str]:
         encoding, replace, keep_ends = self._encoding, self._errors == "replace", self._keep_ends
         replaced: list[int] = []
-        for number, raw in numbered_lines(path, tally, position):
-            tally.read += 1
-            if not keep_ends and raw.endswith(b"\n"):
-                raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        start = position.records
+        with line_file(path, tally, position) as lines:
             try:
-                line = raw.decode(encoding)
-            except UnicodeDecodeError as error:
-                if replace:
-                    line = raw.decode(encoding, "replace")
-                    replaced.append(number)
-                else:
-                    reason = (
-                        f"cannot decode byte {error.start} of the line as {encoding} "
-                        f"({error.reason}); pass on_error='skip' to count and drop such "
-                        "lines, or errors='replace' to keep them with U+FFFD"
-                    )
-                    tally.reject(f"{path}:{number}", reason, raw, error=DecodeError)
-                    continue
-            position.records = number
-            yield line
+                for number, raw in enumerate(lines, start + 1):
+                    position.records = number
+                    if not keep_ends and raw.endswith(b"\n"):
+                        raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+                    try:
+                        line = raw.decode(encoding)
+                    except UnicodeDecodeError as error:
+                        if replace:
+                            line = raw.decode(encoding, "replace")
+                            replaced.append(number)
+                        else:
+                            reason = (
+                                f"cannot decode byte {error.start} of the line as {encoding} "
+                                f"({error.reason}); pass on_error='skip' to count and drop "
+                                "such lines, or errors='replace' to keep them with U+FFFD"
+                            )
+                            tally.reject(f"{path}:{number}", reason, raw, error=DecodeError)
+                            continue
+                    yield line
+            finally:
+                tally.read += position.records - start  # counted once, not per line
         if replaced:
             logger.warning(
                 "text_lines replaced undecodable bytes in %d lines of %s that are not valid "

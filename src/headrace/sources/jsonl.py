@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from headrace.policy import Tally
-from headrace.sources._files import FileSource, ReadPosition, numbered_lines
+from headrace.sources._files import FileSource, ReadPosition, line_file
 
 __all__ = ["ReadJsonl"]
 
@@ -28,18 +28,19 @@ class ReadJsonl(FileSource):
     kind = "read_jsonl"
 
     def read_file(self, path: str, tally: Tally, position: ReadPosition) -> Iterator[Any]:
-        for number, raw in numbered_lines(path, tally, position):
-            if not raw.strip():
-                continue
-            tally.read += 1
-            try:
-                value = json.loads(raw)
-            except UnicodeDecodeError as error:
-                tally.reject(f"{path}:{number}", f"not valid UTF-8 ({error.reason})", raw)
-                continue
-            except json.JSONDecodeError as error:
-                reason = f"not valid JSON: {error.msg} at column {error.colno}"
-                tally.reject(f"{path}:{number}", reason, raw)
-                continue
-            position.records = number
-            yield value
+        with line_file(path, tally, position) as lines:
+            for number, raw in enumerate(lines, position.records + 1):
+                position.records = number
+                if not raw.strip():
+                    continue
+                tally.read += 1
+                try:
+                    value = json.loads(raw)
+                except UnicodeDecodeError as error:
+                    tally.reject(f"{path}:{number}", f"not valid UTF-8 ({error.reason})", raw)
+                    continue
+                except json.JSONDecodeError as error:
+                    reason = f"not valid JSON: {error.msg} at column {error.colno}"
+                    tally.reject(f"{path}:{number}", reason, raw)
+                    continue
+                yield value
