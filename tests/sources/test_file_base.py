@@ -238,3 +238,16 @@ def test_replace_keeps_undecodable_lines_and_rejects_nothing(tmp_path, tally_row
         lines = list(run)
     assert lines[1] == "mixed.txt 1 \ufffd"
     assert (tally_row(run)["read"], tally_row(run)["rejected"]) == (4, 0)
+
+
+def test_read_jsonl_resumes_from_any_position_past_blank_and_bad_lines(tmp_path, resumed):
+    for n in range(3):
+        body = "".join(f'{{"file": {n}, "row": {i}}}\n\n' for i in range(4)) + "{oops\n"
+        (tmp_path / f"{n}.jsonl.gz").write_bytes(gzip.compress(body.encode()))
+    pipeline = hr.read_jsonl(str(tmp_path / "*.jsonl.gz"), on_error="skip")
+    everything = list(pipeline)
+    assert len(everything) == 12
+
+    for cut in range(len(everything) + 1):
+        before, after, saved = resumed(pipeline, cut)
+        assert before + after == everything, (cut, saved)
