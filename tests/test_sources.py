@@ -579,9 +579,11 @@ def test_text_lines_replace_puts_replacement_characters_and_warns(tmp_path, capl
 def test_text_lines_skip_drops_bad_lines_counts_them_and_warns(tmp_path, caplog):
     path = _bad_file(tmp_path / "bad.txt")
 
-    with caplog.at_level(logging.WARNING, logger="headrace"):
-        with hr.text_lines(path, on_error="skip").iter(stats=True) as run:
-            lines = list(run)
+    with (
+        caplog.at_level(logging.WARNING, logger="headrace"),
+        hr.text_lines(path, on_error="skip").iter(stats=True) as run,
+    ):
+        lines = list(run)
 
     assert lines == ["good 1", "good 2", "good 4", "good 6"]
     row = next(row for row in run.stats() if "rejected" in row)

@@ -30,8 +30,12 @@ _EXPORTS = {
     "files": "headrace.sources",
     "from_generator": "headrace.sources",
     "from_iterable": "headrace.sources",
+    "image_folder": "headrace.sources.images",
     "range": "headrace.sources",
     "read_jsonl": "headrace.sources",
+    "read_parquet": "headrace.sources.parquet",
+    "read_sql": "headrace.sources.sql",
+    "read_tar_shards": "headrace.sources.tar",
     "text_lines": "headrace.sources",
     "zip": "headrace.sources",
 }
@@ -50,8 +54,12 @@ __all__ = [
     "files",
     "from_generator",
     "from_iterable",
+    "image_folder",
     "range",
     "read_jsonl",
+    "read_parquet",
+    "read_sql",
+    "read_tar_shards",
     "stages",
     "text_lines",
     "zip",
@@ -72,6 +80,10 @@ if TYPE_CHECKING:
         text_lines,
         zip,
     )
+    from headrace.sources.images import image_folder
+    from headrace.sources.parquet import read_parquet
+    from headrace.sources.sql import read_sql
+    from headrace.sources.tar import read_tar_shards
     from headrace.stages.caching import CacheFileError
     from headrace.stages.coroutines import GeneratorPipeline
 else:

@@ -38,9 +38,19 @@ def _lines_file(path: Path, count: int, bad_every: int = 0) -> Path:
 _PIECES = st.sampled_from(["a", "b", "0", "7", "{", "}", ",", "..", "-", "09", "x/"])
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(_PIECES, max_size=12).map("".join))
+def _balanced(pattern: str) -> bool:
+    depth = 0
+    for char in pattern:
+        depth += (char == "{") - (char == "}")
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_PIECES, max_size=14).map("".join).filter(_balanced))
 def test_braces_expand_as_webdatasets_braceexpand_does(pattern):
+    # Unbalanced braces differ on purpose: kept literally here, guessed at there.
     try:
         expected = list(braceexpand.braceexpand(pattern, escape=False))
     except braceexpand.UnbalancedBracesError:
@@ -78,6 +88,7 @@ def test_file_urls_read_local_files(tmp_path):
 
 def test_memory_urls_read_through_fsspec():
     import fsspec
+
     memory = fsspec.filesystem("memory")
     try:
         memory.pipe("/headrace-test/a.jsonl", b'{"a": 1}\n')

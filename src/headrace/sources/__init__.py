@@ -1,5 +1,8 @@
 """Functions that start a pipeline.
 
+The readers of particular formats live in modules of their own (``csv``, ``parquet``,
+``tar``, ``sql``, ``images``) and are re-exported here.
+
 >>> import headrace as hr
 >>> list(hr.range(2, 8, 3)), len(hr.range(10)), list(hr.from_iterable({"a": 1}))
 ([2, 5], 10, ['a'])
@@ -15,7 +18,11 @@ from headrace.policy import OnError
 from headrace.sources._files import PathsArg
 from headrace.sources.basic import FromGenerator, FromIterable, Range
 from headrace.sources.filesystem import Files, TextLines
+from headrace.sources.images import image_folder
 from headrace.sources.jsonl import ReadJsonl
+from headrace.sources.parquet import read_parquet
+from headrace.sources.sql import read_sql
+from headrace.sources.tar import read_tar_shards
 from headrace.stages.combine import Concat, Zip
 
 __all__ = [
@@ -23,8 +30,12 @@ __all__ = [
     "files",
     "from_generator",
     "from_iterable",
+    "image_folder",
     "range",
     "read_jsonl",
+    "read_parquet",
+    "read_sql",
+    "read_tar_shards",
     "text_lines",
     "zip",
 ]
