@@ -32,6 +32,7 @@ _EXPORTS = {
     "from_iterable": "headrace.sources",
     "image_folder": "headrace.sources.images",
     "range": "headrace.sources",
+    "read_csv": "headrace.sources.csv",
     "read_jsonl": "headrace.sources",
     "read_parquet": "headrace.sources.parquet",
     "read_sql": "headrace.sources.sql",
@@ -56,6 +57,7 @@ __all__ = [
     "from_iterable",
     "image_folder",
     "range",
+    "read_csv",
     "read_jsonl",
     "read_parquet",
     "read_sql",
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
         text_lines,
         zip,
     )
+    from headrace.sources.csv import read_csv
     from headrace.sources.images import image_folder
     from headrace.sources.parquet import read_parquet
     from headrace.sources.sql import read_sql

@@ -17,6 +17,7 @@ from headrace.pipeline import Pipeline, as_pipeline
 from headrace.policy import OnError
 from headrace.sources._files import PathsArg
 from headrace.sources.basic import FromGenerator, FromIterable, Range
+from headrace.sources.csv import read_csv
 from headrace.sources.filesystem import Files, TextLines
 from headrace.sources.images import image_folder
 from headrace.sources.jsonl import ReadJsonl
@@ -32,6 +33,7 @@ __all__ = [
     "from_iterable",
     "image_folder",
     "range",
+    "read_csv",
     "read_jsonl",
     "read_parquet",
     "read_sql",
