@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset
 
-from headrace import ParseError, read_parquet, read_tar_shards
+from headrace import ParseError, read_csv, read_parquet, read_tar_shards
 
 
 def _same_batches(left: list[dict], right: list[dict]) -> None:
@@ -23,6 +23,28 @@ def _same_batches(left: list[dict], right: list[dict]) -> None:
         assert a.keys() == b.keys()
         for key in a:
             np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_csv_over_a_url_reads_what_the_local_file_holds(remote_folder, resumed, suffix):
+    frame = pd.DataFrame(
+        {"x": np.linspace(0, 1, 2_000), "note": [f'say "{i}",\nthen stop' for i in range(2_000)]}
+    )
+    frame.to_csv(remote_folder.local / f"a{suffix}", index=False)
+    remote_folder.sync()
+    local, remote = str(remote_folder.local / f"a{suffix}"), remote_folder.url_of(f"a{suffix}")
+
+    rows = list(read_csv(remote, dtype={"x": "float64"}))
+    assert rows == list(read_csv(local, dtype={"x": "float64"}))
+    assert rows[5]["note"] == 'say "5",\nthen stop'
+    _same_batches(
+        list(read_csv(remote, columns=["x"], dtype="float32", batch_size=300)),
+        list(read_csv(local, columns=["x"], dtype="float32", batch_size=300)),
+    )
+    text_rows = list(read_csv(local))
+    for cut in (0, 1_000, 2_000):
+        before, after, saved = resumed(read_csv(remote), cut)
+        assert before + after == text_rows, (cut, saved)
 
 
 def test_parquet_over_a_url_reads_what_the_local_file_holds(remote_folder, resumed):
