@@ -22,8 +22,9 @@ Variants, interleaved, each timed ``--repeats`` times (medians reported):
 
 Every variant's batches are first checked against the baseline's (count, and sums of
 X and of y) in a pass of their own; the timed passes only take the batches, as a
-training loop would. CPU seconds are given beside wall seconds: pyarrow parses on
-every core.
+training loop would. CPU seconds are given beside wall seconds (the pyarrow engine
+parses on a thread per core), and the CPU seconds other processes took during a timed
+pass, at most: on a shared machine, a disturbed run shows.
 
 Then peak memory: a fresh interpreter streams the ``seed`` file through ``read_csv``
 in batches of 250, another one a file ten times longer, and each reports its peak
@@ -117,13 +118,26 @@ def checksum(batches: Iterator[tuple[np.ndarray, np.ndarray]]) -> tuple[int, flo
     return count, sum_x, sum_y
 
 
-def timed(make: Callable[[], Iterator[Any]]) -> tuple[float, float, int]:
-    """Wall and CPU seconds to take every batch, as a training loop would, and the count."""
-    wall, cpu = time.perf_counter(), time.process_time()
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy (Linux; 0 elsewhere)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    ticks = [int(field) for field in fields]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+
+
+def timed(make: Callable[[], Iterator[Any]]) -> tuple[float, float, float, int]:
+    """Wall and CPU seconds to take every batch, as a training loop would; the CPU
+    seconds other processes took meanwhile (on a shared machine, a disturbed run shows);
+    and the count."""
+    busy, wall, cpu = machine_busy(), time.perf_counter(), time.process_time()
     count = 0
     for _ in make():
         count += 1
-    return time.perf_counter() - wall, time.process_time() - cpu, count
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return wall, cpu, max(0.0, machine_busy() - busy - cpu), count
 
 
 def bench_speed(path: Path, kind: str, rows: int, repeats: int, python_repeats: int) -> None:
@@ -142,14 +156,16 @@ def bench_speed(path: Path, kind: str, rows: int, repeats: int, python_repeats: 
     counts["headrace read_csv, python"] = python_repeats
     walls: dict[str, list[float]] = {variant: [] for variant in variants}
     cpus: dict[str, list[float]] = {variant: [] for variant in variants}
+    others: dict[str, list[float]] = {variant: [] for variant in variants}
     for round_ in range(repeats):
         for variant, make in variants.items():
             if round_ < counts[variant]:
-                wall, cpu, count = timed(make)
+                wall, cpu, other, count = timed(make)
                 if count != expected[0]:
                     raise SystemExit(f"{variant} gave {count} batches, expected {expected[0]}")
                 walls[variant].append(wall)
                 cpus[variant].append(cpu)
+                others[variant].append(other)
     base = statistics.median(walls["seed 003 generator"])
     print(
         f"{kind} file: {rows:,} rows, {path.stat().st_size / 2**20:.0f} MiB, "
@@ -161,6 +177,7 @@ def bench_speed(path: Path, kind: str, rows: int, repeats: int, python_repeats: 
         print(
             f"  {variant:<28} {wall:7.3f} s  (cpu {cpu:6.3f} s)  {rows / wall / 1e6:6.2f} M rows/s"
             f"  speed-up {base / wall:5.1f}x   all: {' '.join(f'{w:.3f}' for w in walls[variant])}"
+            f"  (others' cpu up to {max(others[variant]):.3f} s)"
         )
 
 

@@ -3,9 +3,11 @@
 The files are real CSV files written by pandas (quoting, embedded delimiters and line
 ends, an index column) and by the tests; a damaged gzip file is a real one cut short.
 Every test that reads runs with both engines, which must agree. The pyarrow engine
-reads in segments of ``SEGMENT_SIZE`` bytes; the ``small_segments`` fixture shrinks
-them so that small files cross many segments, switch to pyarrow's streaming reader
-part way, and fall back to the Python engine for one segment or part of a file.
+reads in segments of ``SEGMENT_SIZE`` bytes, on a pool of threads; the
+``small_segments`` fixture shrinks them so that small files cross many segments,
+switch to pyarrow's streaming reader part way, and fall back to the Python engine for
+one segment or part of a file. The engine reads a local ``.csv`` file by byte ranges
+and a compressed one as a stream: the tests that parametrize the suffix cover both.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import headrace as hr
+import headrace.sources._csv_arrow as arrow_module
 import headrace.sources.csv as csv_module
 from headrace.sources.csv import read_csv
 
@@ -42,8 +45,8 @@ def engine(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
     """Segments and pyarrow blocks of a few hundred bytes: a small file crosses many."""
-    monkeypatch.setattr(csv_module, "SEGMENT_SIZE", 512)
-    monkeypatch.setattr(csv_module, "BLOCK_SIZE", 256)
+    monkeypatch.setattr(arrow_module, "SEGMENT_SIZE", 512)
+    monkeypatch.setattr(arrow_module, "BLOCK_SIZE", 256)
     monkeypatch.setattr(csv_module, "CHUNK_ROWS", 7)
 
 
@@ -102,23 +105,53 @@ def test_values_stay_text_without_a_dtype(tmp_path, engine):
     assert records[1] == {"id": "1", "score": "-1.875", "text": "a, b1", "flag": "False"}
 
 
-def test_both_engines_read_many_segments_alike(tmp_path, small_segments):
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_both_engines_read_many_segments_alike(tmp_path, small_segments, suffix):
     df = frame(300)
     numbers = df[["id", "score"]]
-    numbers.to_csv(tmp_path / "a-numbers.csv", index=False)  # no quotes: parallel segments
-    df.to_csv(tmp_path / "b-quoted.csv", index=False)
+    numbers.to_csv(tmp_path / f"a-numbers{suffix}", index=False)  # no quotes: parallel
+    df.to_csv(tmp_path / f"b-quoted{suffix}", index=False)
     # Quotes only after several segments: pyarrow switches to its streaming reader.
     late = pd.concat([numbers.assign(text="x"), df.iloc[:40][["id", "score", "text"]]])
-    late.to_csv(tmp_path / "c-late.csv", index=False)
+    late.to_csv(tmp_path / f"c-late{suffix}", index=False)
     dtype = {"id": "int64", "score": "float32"}
-    by_engine = [read(tmp_path / "*.csv", e, dtype=dtype, columns=["id", "score"]) for e in ENGINES]
+    pattern = tmp_path / f"*{suffix}"
+    by_engine = [read(pattern, e, dtype=dtype, columns=["id", "score"]) for e in ENGINES]
     assert by_engine[0] == by_engine[1]
     expected = rows_of(numbers) * 2 + rows_of(late[["id", "score"]])
     assert by_engine[0] == expected
     assert (
-        read(tmp_path / "c-late.csv", "pyarrow")[-40:]
-        == read(tmp_path / "c-late.csv", "python")[-40:]
+        read(tmp_path / f"c-late{suffix}", "pyarrow")[-40:]
+        == read(tmp_path / f"c-late{suffix}", "python")[-40:]
     )
+
+
+def bits(records: list[dict[str, Any]]) -> list[list[bytes]]:
+    """The values' bytes: equal floats can differ (``-0.0`` and ``0.0``)."""
+    return [[np.asarray(value).tobytes() for value in r.values()] for r in records]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_integers_in_float_columns_read_bit_for_bit_as_python_reads_them(
+    tmp_path, small_segments, suffix, dtype
+):
+    # pyarrow parses float columns as integers while a segment has no "." and no "-":
+    # large integers must round as float() rounds their text, "-0" keep its sign, and
+    # the first segment with a "." turn the file over to floats.
+    ints = ["1", "007", "+5", "", "16777217", str(2**53 + 1), str(2**63 - 1), str(2**63)]
+    lines = [f"{ints[i % len(ints)]},{i}" for i in range(200)]
+    lines += ["-0,1", "-7,-0", "-00,3"] + [f"{i},{i}" for i in range(60)]
+    lines += ["2.5,1e3", "1e5,inf", "nan,-inf"] + [f"{i},{i * 3}" for i in range(60)]
+    path = tmp_path / f"i{suffix}"
+    text = ("a,b\n" + "\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(text) if suffix == ".csv.gz" else text)
+    by_engine = [read(path, engine, dtype=dtype) for engine in ENGINES]
+    assert len(by_engine[0]) == len(lines)
+    assert bits(by_engine[0]) == bits(by_engine[1])
+    assert np.signbit(by_engine[0][200]["a"])  # -0
+    if dtype == "float64":  # 2**53 + 1 rounds to even, as float("9007199254740993") does
+        assert [r["a"] for r in by_engine[0][4:6]] == [16777217.0, 2.0**53]
 
 
 def test_columns_by_name_or_index_come_in_the_order_asked(tmp_path, engine):
@@ -206,6 +239,19 @@ def test_batches_are_columns_of_batch_size_rows_and_the_last_is_short(tmp_path, 
     assert joined == df.to_dict("list")
     batches[0]["score"][0] = 99  # writable
     assert all(b["score"].flags.writeable for b in batches)
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 4])
+def test_batches_of_any_number_of_columns(tmp_path, engine, width, small_segments):
+    names = [f"c{i}" for i in range(width)]
+    rows = ["".join(f",{r * 10 + i}" for i in range(width))[1:] for r in range(90)]
+    (tmp_path / "w.csv").write_text(",".join(names) + "\n" + "\n".join(rows) + "\n")
+    batches = read(tmp_path / "w.csv", engine, dtype="int64", batch_size=8)
+    assert [list(b) for b in batches] == [names] * 12
+    for i, name in enumerate(names):
+        assert np.concatenate([b[name] for b in batches]).tolist() == [
+            r * 10 + i for r in range(90)
+        ]
 
 
 def test_batches_do_not_span_files(tmp_path, engine):
@@ -437,15 +483,112 @@ def test_a_damaged_gzip_file_with_quotes_is_rejected_once(tmp_path, engine, smal
     assert records == rows_of(frame(2000))[: len(records)]
 
 
-def test_stopping_early_stops_the_parsing_thread(tmp_path, small_segments):
+def test_a_file_cut_short_while_it_is_read_keeps_its_whole_rows(tmp_path, small_segments):
+    # The pyarrow engine reads a local file by byte ranges, a few segments ahead of the
+    # rows handed out: a range read after the file was cut comes back short.
+    path = tmp_path / "d.csv"
+    frame(2000)[["id", "score"]].to_csv(path, index=False)
+    data = path.read_bytes()
+    cut = len(data) // 2 + 3  # inside a row, far ahead of what was read so far
+    whole_rows = data[:cut].count(b"\n") - 1  # after the header
+    with read_csv(str(path), engine="pyarrow", on_error="skip").iter(stats=True) as run:
+        records = [next(run)]
+        with open(path, "r+b") as out:
+            out.truncate(cut)
+        records += list(run)
+    assert [r["id"] for r in records] == [str(i) for i in range(whole_rows)]
+    assert stats_row(run)["rejected"] == 1
+    assert (
+        f"row {whole_rows + 1}: the file is damaged or cut short" in stats_row(run)["examples"][0]
+    )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_a_headerless_file_with_a_byte_order_mark_and_late_quotes(tmp_path, suffix, small_segments):
+    # The first row is read before the engine starts, and read again: the byte ranges
+    # must start at it, after the mark and the blank lines, as the streaming reader must.
+    rows = [f"{i},{i / 4}" for i in range(150)] + [f'{i},"{i}\nline"' for i in range(20)]
+    text = b"\xef\xbb\xbf\n\n" + ("\n".join(rows) + "\n").encode()
+    path = tmp_path / f"h{suffix}"
+    path.write_bytes(gzip.compress(text) if suffix == ".csv.gz" else text)
+    by_engine = [read(path, engine, header=False, dtype={0: "int32"}) for engine in ENGINES]
+    assert by_engine[0] == by_engine[1]
+    assert [r[0] for r in by_engine[0]] == list(range(150)) + list(range(20))
+    assert by_engine[0][-1][1] == "19\nline"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_a_last_row_longer_than_a_segment_without_a_line_end(tmp_path, suffix, small_segments):
+    text = ("t,n\n" + "".join(f"r{i},{i}\n" for i in range(100)) + "y" * 3000 + ",7").encode()
+    path = tmp_path / f"l{suffix}"
+    path.write_bytes(gzip.compress(text) if suffix == ".csv.gz" else text)
+    by_engine = [read(path, engine, dtype={"n": "int64"}) for engine in ENGINES]
+    assert by_engine[0] == by_engine[1]
+    assert by_engine[0][-1] == {"t": "y" * 3000, "n": 7}
+    assert len(by_engine[0]) == 101
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.integers(-(2**60), 2**60), st.integers(0, 99)).map(
+                lambda t: f"{t[0]},{t[1]}"
+            ),
+            st.floats(width=32, allow_nan=False).map(lambda f: f"{f!r},{f!r}"),
+            st.sampled_from(["", "1,2,3", "7", "-0,0", ",", "x,1", "1e3,5", "+4,007"]),
+        ),
+        max_size=60,
+    ),
+    st.integers(8, 300),
+    st.sampled_from(["\n", "\r\n"]),
+    st.sampled_from([".csv", ".csv.gz"]),
+)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_segments_of_any_size_read_as_the_python_engine_reads(
+    tmp_path, lines, segment, newline, suffix
+):
+    # Good rows, bad ones (a field short or over, a value that is no number) and blank
+    # lines, cut into segments of any size: both engines give the same rows and rejects.
+    text = ("a,b" + newline + newline.join(lines) + newline).encode()
+    path = tmp_path / f"s{suffix}"
+    path.write_bytes(gzip.compress(text) if suffix == ".csv.gz" else text)
+    sizes = {"SEGMENT_SIZE": segment, "BLOCK_SIZE": max(segment, 64)}
+    saved = {name: getattr(arrow_module, name) for name in sizes}
+    results = []
+    try:
+        for name, value in sizes.items():
+            setattr(arrow_module, name, value)
+        for engine in ENGINES:
+            pipeline = read_csv(str(path), engine=engine, dtype="float32", on_error="skip")
+            with pipeline.iter(stats=True) as run:
+                records = list(run)
+            row = stats_row(run)
+            results.append((bits(records), row["read"], row["rejected"]))
+    finally:
+        for name, value in saved.items():
+            setattr(arrow_module, name, value)
+    assert results[0] == results[1]
+
+
+def test_a_file_of_one_segment_is_parsed_without_threads(tmp_path):
+    frame(50)[["id", "score"]].to_csv(tmp_path / "d.csv", index=False)
+    run = iter(read_csv(str(tmp_path / "d.csv"), engine="pyarrow"))
+    next(run)
+    assert not [t for t in threading.enumerate() if t.name.startswith("headrace read_csv")]
+    run.close()
+
+
+def test_stopping_early_stops_the_parsing_threads(tmp_path, small_segments):
     frame(400)[["id", "score"]].to_csv(tmp_path / "d.csv", index=False)  # many segments
 
     def parsing() -> list[threading.Thread]:
-        return [t for t in threading.enumerate() if t.name == "headrace read_csv"]
+        return [t for t in threading.enumerate() if t.name.startswith("headrace read_csv")]
 
     run = iter(read_csv(str(tmp_path / "d.csv"), engine="pyarrow"))
     assert [next(run)["id"] for _ in range(150)][-1] == "149"
-    assert parsing(), "the segments after the first are parsed on a thread"
+    assert parsing(), "the segments are parsed on a pool of threads"
     run.close()
     assert parsing() == []
     assert len(list(read_csv(str(tmp_path / "d.csv"), engine="pyarrow"))) == 400

@@ -4,16 +4,11 @@ Two engines read the same files the same way: pyarrow's CSV parser (the fast pat
 ``pip install 'headrace[arrow]'``) and the standard library's :mod:`csv` module (no
 dependencies). ``engine="auto"`` takes pyarrow when it is installed.
 
-How the pyarrow engine reads a file: in segments of :data:`SEGMENT_SIZE` bytes cut at
-line ends, each parsed by ``pyarrow.csv.read_csv`` on all cores; after the first, the
-segments are read and parsed on a thread of their own, one segment ahead of the rows
-handed out. A segment holding a quote character may hold a line end inside a quoted
-field, so from the first such segment on, pyarrow's streaming reader (which tracks
-quotes, on one core) reads the rest of the file. Whatever pyarrow cannot read as asked
-(a value that does not convert, an empty integer, bytes that are not UTF-8, a row
-bigger than a block) is read again by the Python engine, from the start of that
-segment or streamed part, which then names the exact row; so both engines yield the
-same rows and reject the same ones.
+The pyarrow engine (in :mod:`headrace.sources._csv_arrow`) parses segments of the
+file on a pool of threads, and goes over to pyarrow's streaming reader from the first
+quote character on; whatever pyarrow cannot read as asked is read again by the Python
+engine, which names the exact row: both engines yield the same rows and reject the
+same ones.
 
 >>> import pathlib, tempfile
 >>> scratch = tempfile.TemporaryDirectory()
@@ -30,14 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import importlib
 import importlib.util
 import io
-import queue
-import threading
-from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import IO, Any, Final, cast
 
 import numpy as np
@@ -50,10 +40,6 @@ from headrace.sources._files import DAMAGED, FileSource, PathsArg, ReadPosition,
 
 __all__ = ["ReadCsv", "read_csv"]
 
-#: Bytes the pyarrow engine parses at a time (and about what one reader holds).
-SEGMENT_SIZE: Final = 4 << 20
-#: pyarrow's block size: the unit it parses in parallel, and the largest row it takes.
-BLOCK_SIZE: Final = 1 << 20
 #: Rows the Python engine converts to arrays at a time.
 CHUNK_ROWS: Final = 4096
 
@@ -329,8 +315,11 @@ class ReadCsv(FileSource):
             # Without a header the first row is data: it is read again, from ``raw``.
             again = [] if self._header else raw
             if self._uses_pyarrow():
+                # Imported here: the engine's module imports this one.
+                from headrace.sources._csv_arrow import ArrowReader
+
                 prefix = b"".join(again)
-                reader = _ArrowReader(self, path, layout, tally)
+                reader = ArrowReader(self, path, layout, tally)
                 chunks = reader.chunks(stream, prefix, consumed - len(prefix), position.records)
             else:
                 if again:
@@ -597,393 +586,6 @@ def _why(
     raise AssertionError("a row failed to convert, and then converted")  # pragma: no cover
 
 
-# -- the pyarrow engine --------------------------------------------------------------------
-
-
-#: A row pyarrow found with a wrong number of fields: (row number in the part, its
-#: text, its number of fields).
-_Bad = tuple[int | None, str, int]
-
-
-@dataclass(slots=True, eq=False)
-class _Part:
-    """What the segment reader hands over: a parsed segment (``batches``, ``bad``), a
-    segment pyarrow cannot read as asked (``unparsed``), or the rest of the file from
-    the first quote (``quoted``, the bytes read so far, starting at ``offset``)."""
-
-    batches: list[list[np.ndarray]] = field(default_factory=list)
-    bad: list[_Bad] = field(default_factory=list)
-    unparsed: bytes | None = None
-    quoted: bytes | None = None
-    offset: int = 0
-    #: The stream broke off after this part (a damaged compressed file).
-    damage: BaseException | None = None
-    #: Nothing follows this part.
-    last: bool = False
-
-
-class _Ahead:
-    """An iterator run on a thread of its own, one item ahead of the caller.
-
-    :meth:`close` stops the thread and waits for it: the iterator is closed on that
-    thread, and the caller may use what the iterator used (the stream) again.
-    """
-
-    def __init__(self, items: Generator[_Part, None, None]) -> None:
-        self._items = items
-        # One item waits here while the next is made: two segments ahead at most.
-        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
-        self._stop = threading.Event()
-        self._done = False
-        self._thread = threading.Thread(target=self._run, name="headrace read_csv", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for item in self._items:
-                self._queue.put(("item", item))
-                if self._stop.is_set():
-                    return
-            self._queue.put(("end", None))
-        except BaseException as error:  # handed to the caller, raised there
-            self._queue.put(("error", error))
-        finally:
-            self._items.close()
-
-    def __iter__(self) -> _Ahead:
-        return self
-
-    def __next__(self) -> _Part:
-        if self._done:
-            raise StopIteration
-        kind, value = self._queue.get()
-        if kind == "item":
-            return cast("_Part", value)
-        self._done = True
-        if kind == "error":
-            raise value
-        raise StopIteration
-
-    def close(self) -> None:
-        """Stop the thread and wait for it. The thread checks for the stop after each
-        item it puts, so emptying the queue once frees it from its last wait."""
-        self._done = True
-        self._stop.set()
-        with contextlib.suppress(queue.Empty):
-            self._queue.get_nowait()
-        self._thread.join()
-
-
-class _ArrowReader:
-    """The pyarrow engine for one file: quote-free segments parsed on all cores; once a
-    quote appears, pyarrow's streaming reader; the Python engine for what they cannot
-    read as asked."""
-
-    def __init__(self, source: ReadCsv, path: str, layout: _Layout, tally: Tally) -> None:
-        self.pa = importlib.import_module("pyarrow")
-        self.pacsv = importlib.import_module("pyarrow.csv")
-        self.source, self.path, self.layout, self.tally = source, path, layout, tally
-        self.names = [f"f{i}" for i in range(layout.width)]
-        types = {}
-        for index, dtype in zip(layout.selected, layout.dtypes, strict=True):
-            types[f"f{index}"] = self._arrow_type(dtype)
-        self.convert_options = self.pacsv.ConvertOptions(
-            include_columns=[f"f{i}" for i in layout.selected],
-            column_types=types,
-            null_values=[""],
-            true_values=list(_TRUE),
-            false_values=list(_FALSE),
-            strings_can_be_null=False,
-        )
-        #: The bad rows of the part being handed out, in order.
-        self.bad: deque[_Bad] = deque()
-        #: The number of the last row handed out in a chunk, or rejected.
-        self.consumed = 0
-
-    def _arrow_type(self, dtype: np.dtype[Any] | None) -> Any:
-        if dtype is None:
-            return self.pa.string()
-        if dtype.kind == "f":
-            # As float64, then narrowed by numpy, as the Python engine does (float(),
-            # then the dtype): both round the same, and pyarrow parses float64 faster.
-            return self.pa.float64()
-        return self.pa.from_numpy_dtype(dtype)
-
-    def _options(self, bad: list[_Bad], *, threads: bool, quoted: bool) -> dict[str, Any]:
-        """pyarrow's options; rows with a wrong number of fields are noted in ``bad``."""
-
-        def note(row: Any) -> str:
-            bad.append((row.number, row.text, row.actual_columns))
-            return "skip"
-
-        pacsv = self.pacsv
-        return {
-            "read_options": pacsv.ReadOptions(
-                column_names=self.names, block_size=BLOCK_SIZE, use_threads=threads
-            ),
-            "parse_options": pacsv.ParseOptions(
-                delimiter=self.source._delimiter,
-                quote_char=self.source._quotechar,
-                newlines_in_values=quoted,
-                invalid_row_handler=note,
-            ),
-            "convert_options": self.convert_options,
-        }
-
-    def chunks(
-        self, stream: io.BufferedIOBase, prefix: bytes, offset: int, skip: int
-    ) -> Iterator[Chunk]:
-        """The chunks of the file. ``stream`` is after the header; ``prefix`` holds rows
-        read from it already (a headerless file's first row); ``offset`` is where
-        ``prefix`` starts in the (decompressed) file. Rows up to ``skip`` are passed over.
-
-        The first segment is parsed here; the next ones on a thread, a segment ahead,
-        so that parsing goes on while the rows of the last one are handed out.
-        """
-        parts = self._parts(stream, prefix, offset)
-        ahead: _Ahead | None = None
-        try:
-            part = next(parts, None)
-            while part is not None:
-                if part.quoted is not None and ahead is not None:
-                    ahead.close()  # the stream is this thread's again
-                yield from self._take(part, stream, skip)
-                if part.last:
-                    break
-                ahead = ahead or _Ahead(parts)
-                part = next(ahead, None)
-        finally:
-            if ahead is not None:
-                ahead.close()
-            else:
-                parts.close()
-
-    def _take(self, part: _Part, stream: io.BufferedIOBase, skip: int) -> Iterator[Chunk]:
-        """The chunks of one part, with its bad rows rejected in place."""
-        if part.quoted is not None:
-            rest = _Prefixed(part.quoted, stream if part.damage is None else None)
-            if (yield from self._streamed(rest, part.offset, skip)):
-                return  # the Python engine read the file to its end, damage included
-        elif part.unparsed is not None:
-            yield from self._python(io.BytesIO(part.unparsed), self.consumed, skip)
-        else:
-            self.bad = deque(part.bad)
-            yield from self._interleave(part.batches, self.consumed, skip)
-            self._trailing(skip)
-        if part.damage is not None:
-            self._damaged(part.damage)
-
-    def _parts(
-        self, stream: io.BufferedIOBase, prefix: bytes, offset: int
-    ) -> Generator[_Part, None, None]:
-        """The file read in segments and parsed (on whichever thread asks): touches
-        neither the tally nor the position."""
-        quote = self.source._quotechar.encode()
-        buffer = bytearray(max(SEGMENT_SIZE, 2 * len(prefix)))
-        buffer[: len(prefix)] = prefix
-        filled, checked = len(prefix), 0  # bytes in the buffer; bytes known quote-free
-        while True:
-            if filled == len(buffer):  # a row longer than a segment: make room
-                buffer = buffer + bytes(len(buffer))
-            count, damage = _read_into(stream, buffer, filled)
-            end = filled + count
-            if buffer.find(quote, checked, end) >= 0:
-                # A quote may hide a line end: pyarrow's streaming reader takes over,
-                # from the whole rows before the damage if there is some.
-                keep = end if damage is None else buffer.rfind(b"\n", 0, end) + 1
-                yield _Part(quoted=bytes(buffer[:keep]), offset=offset, damage=damage, last=True)
-                return
-            checked = end
-            cut = end if count == 0 and not damage else buffer.rfind(b"\n", 0, end) + 1
-            last = count == 0 or damage is not None
-            if cut:
-                # The segment's rows are copied out before the buffer is filled again.
-                part = self._parse(memoryview(buffer)[:cut])
-                part.damage, part.last = damage, last
-                yield part
-                offset += cut
-                buffer[: end - cut] = buffer[cut:end]
-                filled = checked = end - cut
-            else:
-                filled = end
-                if last:
-                    yield _Part(damage=damage, last=True)
-            if last:
-                return
-
-    def _parse(self, data: memoryview) -> _Part:
-        """One segment (whole rows, no quote character) parsed on all cores."""
-        pa, pacsv = self.pa, self.pacsv
-        bad: list[_Bad] = []
-        try:
-            options = self._options(bad, threads=True, quoted=False)
-            table = pacsv.read_csv(pa.BufferReader(pa.py_buffer(data)), **options)
-            if any(number is None for number, _, _ in bad):
-                # Rows parsed on threads come unnumbered: parse again in order to place them.
-                bad.clear()
-                options = self._options(bad, threads=False, quoted=False)
-                table = pacsv.read_csv(pa.BufferReader(pa.py_buffer(data)), **options)
-            batches = [self._arrays(batch) for batch in table.to_batches() if batch.num_rows]
-        except (pa.ArrowInvalid, _Unconvertible):
-            return _Part(unparsed=bytes(data))
-        return _Part(batches=batches, bad=bad)
-
-    def _streamed(self, stream: _Prefixed, offset: int, skip: int) -> Generator[Chunk, None, bool]:
-        """The chunks from pyarrow's streaming reader, which tracks quoted line ends;
-        ``stream`` starts at byte ``offset`` of the file. True when the Python engine
-        took over and read the file to its end."""
-        pa = self.pa
-        before = self.consumed
-        bad: list[_Bad] = []
-        self.bad = deque()
-        try:
-            reader = self.pacsv.open_csv(stream, **self._options(bad, threads=False, quoted=True))
-            for batch in reader:
-                # pyarrow notes a block's bad rows before it returns the block's rows.
-                self.bad.extend(bad)
-                bad.clear()
-                yield from self._interleave([self._arrays(batch)], before, skip)
-            self.bad.extend(bad)
-        except (pa.ArrowInvalid, _Unconvertible):
-            # The Python engine reads again from where this reader started, passing over
-            # the rows handed out already.
-            again = open_or_reject(self.path, self.tally)
-            if again is None:
-                return True
-            with again:
-                try:
-                    _skip_bytes(again, offset)
-                except DAMAGED as error:
-                    self._damaged(error)
-                    return True
-                yield from self._python(again, before, max(skip, self.consumed))
-            return True
-        except DAMAGED as error:
-            self._damaged(error)
-            return True
-        self._trailing(skip)
-        return False
-
-    def _python(self, stream: io.BufferedIOBase, before: int, skip: int) -> Iterator[Chunk]:
-        source, path, layout, tally = self.source, self.path, self.layout, self.tally
-        self.consumed = yield from _python_chunks(source, stream, path, layout, tally, before, skip)
-
-    def _arrays(self, batch: Any) -> list[np.ndarray]:
-        arrays = []
-        for column, dtype in zip(batch.columns, self.layout.dtypes, strict=True):
-            if dtype is not None and dtype.kind != "f" and column.null_count:
-                raise _Unconvertible  # an empty integer or bool: the Python engine says where
-            arrays.append(_numpy(column, dtype))
-        return arrays
-
-    def _interleave(
-        self, batches: list[list[np.ndarray]], before: int, skip: int
-    ) -> Iterator[Chunk]:
-        """Chunks of the parsed rows, with the bad rows pyarrow reported (numbered from 1
-        after row ``before``) rejected at their places in between."""
-        bad = self.bad
-        for arrays in batches:
-            size, start = len(arrays[0]), 0
-            while start < size:
-                while bad and bad[0][0] is not None and before + bad[0][0] <= self.consumed + 1:
-                    self._reject_bad(bad.popleft(), skip)
-                run = size - start
-                if bad and bad[0][0] is not None:
-                    run = min(run, before + bad[0][0] - self.consumed - 1)
-                first = self.consumed
-                self.consumed += run
-                low = min(run, max(0, skip - first))
-                if low < run:
-                    yield first + low, [a[start + low : start + run] for a in arrays]
-                start += run
-
-    def _trailing(self, skip: int) -> None:
-        """Reject the bad rows after the last good row of a part."""
-        while self.bad:
-            self._reject_bad(self.bad.popleft(), skip)
-
-    def _reject_bad(self, bad: _Bad, skip: int) -> None:
-        self.consumed += 1
-        if self.consumed <= skip:
-            return
-        _, text, found = bad
-        self.tally.read += 1
-        reason = f"expected {self.layout.width} fields, found {found}"
-        source = self.source
-        lines = io.StringIO(text, newline="")
-        reader = csv.reader(lines, delimiter=source._delimiter, quotechar=source._quotechar)
-        fields = [field for row in reader for field in row]  # as the Python engine parses it
-        self.tally.reject(f"{self.path} row {self.consumed}", reason, _shown(fields))
-
-    def _damaged(self, error: BaseException) -> None:
-        self.tally.read += 1
-        reason = f"the file is damaged or cut short after row {self.consumed} ({error})"
-        self.tally.reject(f"{self.path} row {self.consumed + 1}", reason)
-
-
-def _numpy(column: Any, dtype: np.dtype[Any] | None) -> np.ndarray:
-    """A pyarrow array as a fresh, writable numpy array of ``dtype`` (text: ``str``s).
-
-    Read from the array's buffers: pyarrow's own ``to_numpy`` imports pandas on first
-    use (a fifth of a second and 40 MiB), and gives read-only views, which
-    ``torch.from_numpy`` warns about.
-    """
-    if dtype is None:
-        return np.array(column.to_pylist(), dtype=object)
-    offset, length = column.offset, len(column)
-    validity, data = column.buffers()[:2]
-    if dtype.kind == "b":
-        bits = np.unpackbits(
-            np.frombuffer(data, np.uint8), count=offset + length, bitorder="little"
-        )
-        return bits[offset:].astype(bool)
-    parsed = dtype if dtype.kind != "f" else np.dtype(np.float64)
-    values = np.frombuffer(data, parsed, count=offset + length)[offset:]
-    if column.null_count:  # empty fields of a float column
-        valid = np.unpackbits(
-            np.frombuffer(validity, np.uint8), count=offset + length, bitorder="little"
-        )
-        values = np.where(valid[offset:].astype(bool), values, np.nan).astype(parsed)
-    with np.errstate(over="ignore"):  # 1e39 as float32 is inf
-        return values.astype(dtype)
-
-
-def _read_into(
-    stream: io.BufferedIOBase, buffer: bytearray, start: int
-) -> tuple[int, BaseException | None]:
-    """Fill ``buffer`` from ``start`` as far as the stream goes: the count read, and the
-    error that stopped it early if the stream is damaged.
-
-    A block at a time, so that a damaged compressed file loses at most the block it
-    was decompressing when the damage showed.
-    """
-    filled = start
-    with memoryview(buffer) as view:
-        while filled < len(buffer):
-            end = min(len(buffer), filled + BLOCK_SIZE)
-            try:
-                if hasattr(stream, "readinto"):
-                    count = stream.readinto(view[filled:end])
-                else:  # some fsspec files
-                    data = stream.read(end - filled)
-                    count = len(data)
-                    view[filled : filled + count] = data
-            except DAMAGED as error:
-                return filled - start, error
-            if not count:
-                break
-            filled += count
-    return filled - start, None
-
-
-def _skip_bytes(stream: io.BufferedIOBase, count: int) -> None:
-    while count > 0:
-        data = stream.read(min(count, SEGMENT_SIZE))
-        if not data:
-            raise EOFError(f"the file ended {count} bytes early")
-        count -= len(data)
-
-
 # -- records and batches -------------------------------------------------------------------
 
 
@@ -1001,32 +603,64 @@ def _batches(
     chunks: Iterator[Chunk], keys: list[Any], size: int, tally: Tally, position: ReadPosition
 ) -> Iterator[dict[Any, np.ndarray]]:
     """Batches of ``size`` rows; the last of the file may be short. A batch within one
-    chunk is made of slices of its arrays; one that spans chunks is joined."""
+    chunk is made of views of its arrays; one that spans chunks is joined."""
     pieces: list[list[np.ndarray]] = []
     count = last = 0
+    batch = _dict_maker(keys)
     for first, arrays in chunks:
         length, start = len(arrays[0]), 0
-        while start < length:
-            if not pieces and length - start >= size:
-                start += size
-                position.records = first + start
-                tally.read += size
-                yield {k: a[start - size : start] for k, a in zip(keys, arrays, strict=True)}
-                continue
-            take = min(size - count, length - start)
-            pieces.append([a[start : start + take] for a in arrays])
-            start += take
-            count += take
+        if pieces:  # the batch begun in the chunks before
+            start = min(size - count, length)
+            pieces.append([a[:start] for a in arrays])
+            count += start
             last = first + start
-            if count == size:
-                position.records = last
+            if count < size:
+                continue
+            position.records = last
+            tally.read += size
+            yield _joined(keys, pieces)
+            pieces, count = [], 0
+        whole = (length - start) // size
+        if whole:
+            # The chunk's whole batches are the rows of its arrays seen as tables of
+            # ``size`` columns: numpy makes those views faster than slices.
+            stop = start + whole * size
+            tables = [a[start:stop].reshape(whole, size) for a in arrays]
+            done = first + start
+            for columns in zip(*tables, strict=True):
+                done += size
+                position.records = done
                 tally.read += size
-                yield _joined(keys, pieces)
-                pieces, count = [], 0
+                yield batch(columns)
+            start = stop
+        if start < length:
+            pieces.append([a[start:] for a in arrays])
+            count = length - start
+            last = first + length
     if pieces:
         position.records = last
         tally.read += count
         yield _joined(keys, pieces)
+
+
+def _dict_maker(keys: list[Any]) -> Callable[[Sequence[np.ndarray]], dict[Any, np.ndarray]]:
+    """A function from one array per key to the batch dict: for up to three keys, a
+    dict display, which takes half the time of ``dict(zip(keys, arrays))`` (the
+    larger part of the time it takes to hand out a batch of a few columns).
+
+    >>> _dict_maker(["x", "y"])([1, 2])
+    {'x': 1, 'y': 2}
+    """
+    if len(keys) == 1:
+        (k0,) = keys
+        return lambda a: {k0: a[0]}
+    if len(keys) == 2:
+        k0, k1 = keys
+        return lambda a: {k0: a[0], k1: a[1]}
+    if len(keys) == 3:
+        k0, k1, k2 = keys
+        return lambda a: {k0: a[0], k1: a[1], k2: a[2]}
+    return lambda a: dict(zip(keys, a, strict=True))
 
 
 def _joined(keys: list[Any], pieces: list[list[np.ndarray]]) -> dict[Any, np.ndarray]:
@@ -1084,8 +718,8 @@ def read_csv(
     and line ends, as pandas and the csv module write them. Blank lines are no rows.
 
     Memory stays flat whatever the file size: the pyarrow engine holds a few segments
-    of 4 MiB and their arrays (it parses one segment ahead, on a thread of its own),
-    the Python engine 4,096 rows.
+    of 2 MiB and their arrays (one per core, up to 4, parsed ahead on a pool of
+    threads, and one more), the Python engine 4,096 rows.
 
     Batches do not span files: the last batch of each file may be shorter than
     ``batch_size``. Batch arrays are fresh, writable numpy arrays; text columns are
@@ -1122,7 +756,7 @@ def read_csv(
             Both give the same records and reject the same rows, but for one limit:
             the csv module takes fields up to ``csv.field_size_limit()`` characters
             (131,072 unless raised) and rejects rows with longer ones, which pyarrow
-            reads when the row fits in a block (1 MiB).
+            reads when the row fits in a block (2 MiB).
         on_error: what to do with a bad row (a wrong number of fields, a value that does
             not convert to its dtype, bytes that are not UTF-8 in a column read), a file
             that cannot be opened or whose header does not fit the arguments, or a
