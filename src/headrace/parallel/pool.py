@@ -12,9 +12,10 @@ from typing import Any
 
 from headrace._checks import check_callable
 from headrace.errors import describe_callable
+from headrace.parallel._drive import drive
 from headrace.parallel._protocol import Plain
-from headrace.parallel.processes import run_processes
-from headrace.parallel.threads import check_backend, pool_options, run_threads
+from headrace.parallel.processes import ProcessPool
+from headrace.parallel.threads import ThreadPool, check_backend, pool_options
 from headrace.stages._base import Length, Stage, StageContext
 from headrace.stats import PoolCounters
 
@@ -85,14 +86,15 @@ def run_pool(
     *,
     ordered: bool,
 ) -> Iterator[Any]:
-    """Yield ``call(index, element)`` for the upstream's elements, computed by a pool."""
-    runner = run_processes if backend == "process" else run_threads
-    return runner(
+    """Yield ``call(index, element)`` for the upstream's elements, computed by a pool
+    of ``workers`` threads or processes; at most ``size`` elements are in flight (see
+    :func:`~headrace.parallel._drive.drive`).
+    """
+    kind = ProcessPool if backend == "process" else ThreadPool
+    return drive(
         upstream,
-        call,
-        workers,
+        lambda: kind(call, workers, ctx.label),
         size,
-        ctx.label,
         ordered=ordered,
         counters=PoolCounters.of(ctx),
     )

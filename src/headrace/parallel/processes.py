@@ -28,18 +28,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from multiprocessing.connection import Connection, Pipe, wait
 from pathlib import Path
 from typing import Any, Final
 
 from headrace.errors import WorkerError, annotate
 from headrace.parallel import _stop
-from headrace.parallel._drive import Failed, drive
+from headrace.parallel._drive import Failed
 from headrace.parallel._protocol import FAILURE, FREE, INDEX, RESULT, TASK, TIMED
-from headrace.stats import PoolCounters
 
-__all__ = ["run_processes"]
+__all__ = ["ProcessPool"]
 
 #: How long closing a run lets workers finish the call in hand before stopping them.
 CLOSE_GRACE_S: Final = 0.2
@@ -89,7 +88,7 @@ def _threshold() -> int | None:
     return value if value > 0 else None
 
 
-class _Pool:
+class ProcessPool:
     """The worker processes of one run, and the pipes to them."""
 
     def __init__(self, call: Callable[[int, Any], Any], workers: int, label: str) -> None:
@@ -310,22 +309,3 @@ class _Pool:
             for process in self.procs:
                 process.wait()
             self.transport.remove_segments(self.prefix)
-
-
-def run_processes(
-    upstream: Iterator[Any],
-    call: Callable[[int, Any], Any],
-    workers: int,
-    size: int,
-    label: str,
-    *,
-    ordered: bool,
-    counters: PoolCounters,
-) -> Iterator[Any]:
-    """Yield ``call(index, element)`` for the upstream's elements, computed by workers.
-
-    At most ``size`` elements are in flight; see :func:`~headrace.parallel._drive.drive`.
-    """
-    return drive(
-        upstream, lambda: _Pool(call, workers, label), size, ordered=ordered, counters=counters
-    )

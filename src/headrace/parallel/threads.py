@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Final
 
 from headrace._checks import check_bool, check_int, check_optional_int
 from headrace.errors import annotate
-from headrace.parallel._drive import Failed, drive
-from headrace.stats import PoolCounters
+from headrace.parallel._drive import Failed
 
-__all__ = ["BACKENDS", "check_backend", "pool_options", "run_threads"]
+__all__ = ["BACKENDS", "ThreadPool", "check_backend", "pool_options"]
 
 #: The ``backend=`` values of parallel stages.
 BACKENDS: Final = ("thread", "process")
@@ -48,7 +47,7 @@ def check_backend(backend: object) -> str:
     return backend
 
 
-class _ThreadPool:
+class ThreadPool:
     """Calls on a pool of threads, as :func:`~headrace.parallel._drive.drive` uses them."""
 
     def __init__(self, call: Callable[[int, Any], Any], workers: int, label: str) -> None:
@@ -86,26 +85,3 @@ class _ThreadPool:
         for future in self._pending:
             future.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def run_threads(
-    upstream: Iterator[Any],
-    call: Callable[[int, Any], Any],
-    workers: int,
-    size: int,
-    label: str,
-    *,
-    ordered: bool,
-    counters: PoolCounters,
-) -> Iterator[Any]:
-    """Yield ``call(index, element)`` for the upstream's elements, on ``workers`` threads.
-
-    At most ``size`` elements are in flight; see :func:`~headrace.parallel._drive.drive`.
-    """
-    return drive(
-        upstream,
-        lambda: _ThreadPool(call, workers, label),
-        size,
-        ordered=ordered,
-        counters=counters,
-    )
