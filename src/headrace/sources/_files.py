@@ -49,6 +49,7 @@ __all__ = [
     "find_files",
     "is_url",
     "line_file",
+    "local_path",
     "normalise_paths",
     "open_binary",
     "open_or_reject",
@@ -173,7 +174,8 @@ def is_url(path: str) -> bool:
     return bool(_SCHEME.match(path)) and not path.startswith("file://")
 
 
-def _local(path: str) -> str:
+def local_path(path: str) -> str:
+    """``path`` without a ``file://`` prefix."""
     return path[len("file://") :] if path.startswith("file://") else path
 
 
@@ -192,9 +194,10 @@ def find_files(patterns: Sequence[str], *, local_must_exist: bool = True) -> lis
                 magic = _MAGIC - {"?"} if name.startswith(_HTTP) else _MAGIC
                 matches = _remote_glob(name) if magic.intersection(name) else [name]
             elif _MAGIC.intersection(name):
-                matches = [p for p in glob.glob(_local(name), recursive=True) if os.path.isfile(p)]
+                found_here = glob.glob(local_path(name), recursive=True)
+                matches = [p for p in found_here if os.path.isfile(p)]
             else:
-                path = _local(name)
+                path = local_path(name)
                 matches = [path] if os.path.exists(path) or not local_must_exist else []
             if not matches:
                 shown = name if name == pattern else f"{name} (from {pattern})"
@@ -236,7 +239,7 @@ def open_binary(path: str) -> io.BufferedIOBase:
     if is_url(path):
         raw: io.BufferedIOBase = _open_remote(path)
     else:
-        raw = open(_local(path), "rb")  # noqa: SIM115
+        raw = open(local_path(path), "rb")  # noqa: SIM115
     opener = _OPENERS.get(os.path.splitext(path)[1].lower())
     if opener is None:
         return raw

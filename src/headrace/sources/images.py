@@ -36,7 +36,13 @@ from headrace._checks import check_bool, check_seed
 from headrace._seeds import python_rng
 from headrace.pipeline import Pipeline
 from headrace.policy import Tally
-from headrace.sources._files import FileSource, ReadPosition, is_url, remote_filesystem
+from headrace.sources._files import (
+    FileSource,
+    ReadPosition,
+    is_url,
+    local_path,
+    remote_filesystem,
+)
 from headrace.stages._base import RUN_LOCK, StageContext
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFiles", "ImageFolder", "image_folder"]
@@ -98,9 +104,10 @@ class ImageFiles(FileSource):
             raise ValueError("root is empty")
         self._remote = is_url(self._root)
         # What every path of the listing starts with, up to its class folder's name.
-        self._prefix = (
-            self._root.rstrip("/") + "/" if self._remote else os.path.join(_local(self._root), "")
-        )
+        if self._remote:
+            self._prefix = self._root.rstrip("/") + "/"
+        else:
+            self._prefix = os.path.join(local_path(self._root), "")
         self._extensions = _check_extensions(extensions)
         self._classes = _check_classes(classes)
         self._given = self._classes is not None
@@ -168,7 +175,7 @@ class ImageFiles(FileSource):
                 if entry.get("type") == "directory"
             ]
         else:
-            root = _local(self._root)
+            root = local_path(self._root)
             if not os.path.exists(root):
                 raise FileNotFoundError(f"image_folder root {root!r} does not exist")
             if not os.path.isdir(root):
@@ -196,7 +203,7 @@ class ImageFiles(FileSource):
                 ):
                     found.append((relative, base + relative))
         else:
-            top = os.path.join(_local(self._root), name)
+            top = os.path.join(local_path(self._root), name)
             seen: set[tuple[int, int]] = set()
             for folder, subfolders, file_names in os.walk(top, onerror=_raise, followlinks=True):
                 # Followed links may lead back up: walk each real folder once.
@@ -368,10 +375,6 @@ def _check_classes(classes: object) -> tuple[str, ...] | None:
         twice = sorted({name for name in names if names.count(name) > 1})
         raise ValueError(f"classes names {twice[0]!r} more than once")
     return names
-
-
-def _local(path: str) -> str:
-    return path[len("file://") :] if path.startswith("file://") else path
 
 
 def _raise(error: OSError) -> None:
