@@ -1,4 +1,5 @@
-"""What the source tests share: the stats row of a reader and the resume check."""
+"""What the source tests share: a run context for a reader, the stats row of a
+reader, and the resume check."""
 
 from __future__ import annotations
 
@@ -9,12 +10,18 @@ from typing import Any
 import pytest
 
 from headrace.errors import StageLabel
-from headrace.sources._files import FileSource, ReadPosition
-from headrace.stages._base import StageContext
+from headrace.sources._files import ReadPosition
+from headrace.stages._base import Stage, StageContext
 
 
-def _context(stage: FileSource) -> StageContext:
+def _context(stage: Stage) -> StageContext:
     return StageContext(0, StageLabel(f"stage 0 {stage.name!r}", object()), (0,), name=stage.name)
+
+
+@pytest.fixture
+def context() -> Callable[[Stage], StageContext]:
+    """The context of a plain run of a source stage, to call its ``reader`` with."""
+    return _context
 
 
 @pytest.fixture
@@ -31,26 +38,26 @@ def tally_row() -> Callable[[Any], dict[str, Any]]:
 
 @pytest.fixture
 def resumed() -> Callable[[Any, int], tuple[list[Any], list[Any], dict[str, Any]]]:
-    """Read ``cut`` records of a file source, save its position through JSON, and
-    start a new reader there: ``(before, after, saved position)``.
+    """Read ``cut`` records of a source that keeps a read position (the file readers,
+    ``read_sql``), save its position through JSON, and start a new reader there:
+    ``(before, after, saved position)``.
 
     ``before + after`` must equal an uninterrupted read; the caller compares.
     """
 
     def check(pipeline: Any, cut: int) -> tuple[list[Any], list[Any], dict[str, Any]]:
         (stage,) = pipeline.stages
-        assert isinstance(stage, FileSource)
         first, position = stage.reader(_context(stage))
         try:
             before = [next(first) for _ in range(cut)]
         finally:
-            first.close()  # type: ignore[attr-defined]
+            first.close()
         saved = json.loads(json.dumps(position.as_dict()))
         second, _ = stage.reader(_context(stage), ReadPosition.from_dict(saved))
         try:
             after = list(second)
         finally:
-            second.close()  # type: ignore[attr-defined]
+            second.close()
         return before, after, saved
 
     return check

@@ -164,7 +164,7 @@ def test_text_lines_resume_from_any_position(tmp_path, suffix, resumed):
         assert before + after == everything, (cut, saved)
 
 
-def test_a_position_in_a_file_that_is_no_longer_there_is_refused(tmp_path, resumed):
+def test_a_position_in_a_file_that_is_no_longer_there_is_refused(tmp_path, resumed, context):
     for n in range(3):
         _lines_file(tmp_path / f"f{n}.txt", 2)
     pipeline = hr.text_lines(str(tmp_path / "*.txt"))
@@ -176,14 +176,7 @@ def test_a_position_in_a_file_that_is_no_longer_there_is_refused(tmp_path, resum
 
     (stage,) = pipeline.stages
     with pytest.raises(ValueError, match=r"saved position is in .*f1\.txt.*files changed"):
-        stage.reader(_ctx(stage), ReadPosition.from_dict(saved))
-
-
-def _ctx(stage):
-    from headrace.errors import StageLabel
-    from headrace.stages._base import StageContext
-
-    return StageContext(0, StageLabel("stage 0", object()), (0,), name=stage.name)
+        stage.reader(context(stage), ReadPosition.from_dict(saved))
 
 
 # -- files that cannot be read ---------------------------------------------------------

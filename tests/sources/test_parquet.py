@@ -229,23 +229,16 @@ def overwrite_row_group(path: Path, group: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_resuming_passes_over_earlier_row_groups_without_reading_them(two_files):
+def test_resuming_passes_over_earlier_row_groups_without_reading_them(two_files, context):
     path = two_files / "a.parquet"
     overwrite_row_group(path, 0)
     with pytest.raises(hr.ParseError, match=r"a\.parquet, row 1: cannot read the file"):
         list(read_parquet(str(path)))
     (stage,) = read_parquet(str(path)).stages
-    ctx = stage_context(stage)
+    ctx = context(stage)
     for start in (10, 13):  # at a row group's first row, and inside it
         reader, _ = stage.reader(ctx, ReadPosition(0, start, str(path)))
         assert list(reader) == expected(start, ROWS - start)
-
-
-def stage_context(stage: Any) -> Any:
-    from headrace.errors import StageLabel
-    from headrace.stages._base import StageContext
-
-    return StageContext(0, StageLabel(stage.name, object()), (0,), name=stage.name)
 
 
 def test_a_damaged_row_group_keeps_the_rows_before_it_under_skip(two_files):

@@ -29,10 +29,7 @@ import psycopg
 import pytest
 
 import headrace as hr
-from headrace.errors import StageLabel
-from headrace.sources._files import ReadPosition
 from headrace.sources.sql import read_sql
-from headrace.stages._base import StageContext
 
 COUNT = 40
 QUERY = "SELECT id, name, price, qty, data FROM items ORDER BY id"
@@ -79,27 +76,6 @@ def connection(db: Path) -> Iterator[sqlite3.Connection]:
 
 def plain(batch: dict[str, Any]) -> dict[str, list[Any]]:
     return {name: column.tolist() for name, column in batch.items()}
-
-
-def context(stage: Any) -> StageContext:
-    return StageContext(0, StageLabel(f"stage 0 {stage.name!r}", object()), (0,), name=stage.name)
-
-
-def resumed(pipeline: hr.Pipeline[Any], cut: int) -> tuple[list[Any], list[Any], dict[str, Any]]:
-    """Take ``cut`` elements, save the position through JSON and go on from it."""
-    (stage,) = pipeline.stages
-    first, position = stage.reader(context(stage))  # type: ignore[attr-defined]
-    try:
-        before = [next(first) for _ in range(cut)]
-    finally:
-        first.close()
-    saved = json.loads(json.dumps(position.as_dict()))
-    second, _ = stage.reader(context(stage), ReadPosition.from_dict(saved))  # type: ignore[attr-defined]
-    try:
-        after = list(second)
-    finally:
-        second.close()
-    return before, after, saved
 
 
 def stats_row(run: Any) -> dict[str, Any]:
@@ -318,14 +294,14 @@ def test_a_value_is_stored_only_if_its_dtype_holds_it_exactly(value, dtype, stor
 
 
 @pytest.mark.parametrize("cut", range(COUNT + 1))
-def test_resuming_rows_at_every_cut_equals_an_uninterrupted_read(db, cut):
+def test_resuming_rows_at_every_cut_equals_an_uninterrupted_read(db, cut, resumed):
     before, after, saved = resumed(read_sql(functools.partial(sqlite3.connect, db), QUERY), cut)
     assert before + after == ITEMS
     assert saved["records"] == cut
 
 
 @pytest.mark.parametrize("cut", range(4))
-def test_resuming_batches_with_rejected_rows_equals_an_uninterrupted_read(tmp_path, cut):
+def test_resuming_batches_with_rejected_rows_equals_an_uninterrupted_read(tmp_path, cut, resumed):
     connect = functools.partial(sqlite3.connect, mixed_db(tmp_path / "mixed.db"))
     pipeline = read_sql(connect, "SELECT * FROM t ORDER BY id", batch_size=3, on_error="skip")
     whole = [plain(b) for b in pipeline]
@@ -516,7 +492,7 @@ def test_postgresql_streams_from_a_named_cursor_and_closes_it(postgres):
         assert "fetching rows 4901 to 5000" in caught.value.__notes__[0]
 
 
-def test_postgresql_batches_and_resume(table):
+def test_postgresql_batches_and_resume(table, resumed):
     connect = functools.partial(psycopg.connect, table)
     query = "SELECT id, price, made FROM items ORDER BY id"
     dtypes = {"price": np.float64, "made": "datetime64[s]"}
