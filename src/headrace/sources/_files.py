@@ -179,7 +179,7 @@ def local_path(path: str) -> str:
     return path[len("file://") :] if path.startswith("file://") else path
 
 
-def find_files(patterns: Sequence[str], *, local_must_exist: bool = True) -> list[str]:
+def find_files(patterns: Sequence[str]) -> list[str]:
     """The files that ``patterns`` name, sorted and without repeats.
 
     A pattern (after brace expansion) that is a glob and matches no file raises
@@ -198,7 +198,7 @@ def find_files(patterns: Sequence[str], *, local_must_exist: bool = True) -> lis
                 matches = [p for p in found_here if os.path.isfile(p)]
             else:
                 path = local_path(name)
-                matches = [path] if os.path.exists(path) or not local_must_exist else []
+                matches = [path] if os.path.exists(path) else []
             if not matches:
                 shown = name if name == pattern else f"{name} (from {pattern})"
                 raise FileNotFoundError(f"no files match {shown!r}")
@@ -331,8 +331,6 @@ class FileSource(Stage):
     is_source = True
     #: The public function's name, for ``repr``.
     kind: ClassVar[str] = "files"
-    #: Whether a plain local path must exist when the run starts.
-    local_must_exist: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -382,7 +380,7 @@ class FileSource(Stage):
 
     def paths(self) -> list[str]:
         """This shard's files for a run starting now."""
-        every = find_files(self._patterns, local_must_exist=self.local_must_exist)
+        every = find_files(self._patterns)
         if self._num_shards > len(every):
             raise ValueError(
                 f"{self.kind} has {len(every)} file(s) to share among {self._num_shards} "
