@@ -26,8 +26,9 @@ import numpy as np
 
 from headrace._checks import check_int
 from headrace.parallel import ParallelMap, Prefetch, RandomMap
+from headrace.parallel.pool import GuardedMap
 from headrace.parallel.threads import check_backend, pool_options
-from headrace.policy import OnError
+from headrace.policy import ErrorPolicy, OnError
 from headrace.run import Run
 from headrace.stages._base import INFINITE, RUN_LOCK, Length, Stage
 from headrace.stages.basic import (
@@ -149,6 +150,7 @@ class Pipeline(Generic[T]):
         backend: str = "thread",
         ordered: bool = True,
         buffer_size: int | None = None,
+        on_error: OnError = "raise",
     ) -> Pipeline[U]:
         """Apply ``fn`` to every element, inline or on a pool of workers.
 
@@ -167,6 +169,14 @@ class Pipeline(Generic[T]):
             buffer_size: with workers, the most elements in flight: taken from the
                 upstream and not yet yielded (default ``2 * workers``). Memory stays
                 at about that many elements however slow the consumer is.
+            on_error: what to do when ``fn`` raises on bad data: a
+                :class:`headrace.ParseError` (an image that will not decode raises
+                :class:`headrace.DecodeError`, which is one) or an ``OSError`` (a file
+                that cannot be opened). ``"raise"`` (default) stops the run, the error
+                noted with the stage and element; ``"skip"`` drops the element, counts
+                it in the stage's statistics and logs a summary at the end of the run;
+                a file path also appends each one there as a JSON line. Any other
+                exception is a bug and stops the run under every policy.
 
         >>> import headrace as hr
         >>> list(hr.range(3).map(str))
@@ -175,14 +185,27 @@ class Pipeline(Generic[T]):
         [0, 10, 20, 30, 40]
         >>> list(hr.range(5).map(lambda x: x * 10, workers=2, backend="process"))
         [0, 10, 20, 30, 40]
+        >>> def number(text):
+        ...     if not text.isdigit():
+        ...         raise hr.ParseError(f"not a number: {text!r}")
+        ...     return int(text)
+        >>> list(hr.from_iterable(["1", "x", "3"]).map(number, on_error="skip"))
+        [1, 3]
         """
         workers, _, _ = pool_options(workers, ordered, buffer_size, minimum_workers=0)
         backend = check_backend(backend)
         if workers == 0:
-            return self._then(Map(fn))
+            if ErrorPolicy(on_error).mode == "raise":
+                return self._then(Map(fn))
+            return self._then(GuardedMap(fn, on_error=on_error))
         return self._then(
             ParallelMap(
-                fn, workers=workers, backend=backend, ordered=ordered, buffer_size=buffer_size
+                fn,
+                workers=workers,
+                backend=backend,
+                ordered=ordered,
+                buffer_size=buffer_size,
+                on_error=on_error,
             )
         )
 
@@ -195,6 +218,7 @@ class Pipeline(Generic[T]):
         backend: str = "thread",
         ordered: bool = True,
         buffer_size: int | None = None,
+        on_error: OnError = "raise",
     ) -> Pipeline[U]:
         """Apply a random function ``fn(element, rng)``, the same with any worker count.
 
@@ -207,7 +231,7 @@ class Pipeline(Generic[T]):
         Args:
             fn: called as ``fn(element, rng)``.
             seed: non-negative int; the stage's draws follow from it.
-            workers, backend, ordered, buffer_size: as for :meth:`map`.
+            workers, backend, ordered, buffer_size, on_error: as for :meth:`map`.
 
         >>> import headrace as hr
         >>> flips = hr.range(4).random_map(lambda x, rng: -x if rng.random() < 0.5 else x, seed=3)
@@ -222,6 +246,7 @@ class Pipeline(Generic[T]):
                 backend=backend,
                 ordered=ordered,
                 buffer_size=buffer_size,
+                on_error=on_error,
             )
         )
 

@@ -14,12 +14,39 @@ from headrace._checks import check_callable
 from headrace.errors import describe_callable
 from headrace.parallel._drive import drive
 from headrace.parallel._protocol import Plain
+from headrace.parallel._rejects import Guarded, inline, screen
 from headrace.parallel.processes import ProcessPool
 from headrace.parallel.threads import ThreadPool, check_backend, pool_options
+from headrace.policy import ErrorPolicy
 from headrace.stages._base import Length, Stage, StageContext
 from headrace.stats import PoolCounters
 
-__all__ = ["ParallelMap", "run_pool"]
+__all__ = ["GuardedMap", "ParallelMap", "run_pool"]
+
+
+class GuardedMap(Stage):
+    """Applies ``fn`` inline, with bad elements handled by an ``on_error`` policy.
+
+    A plain ``map`` is fused with its neighbours; this one, which has a tally to
+    keep, runs as a stage of its own.
+    """
+
+    __slots__ = ("_fn", "_policy")
+
+    def __init__(self, fn: Callable[[Any], Any], *, on_error: object) -> None:
+        self._fn = check_callable("fn", fn)
+        self._policy = ErrorPolicy(on_error)
+
+    @property
+    def name(self) -> str:
+        return f"map({describe_callable(self._fn)}, on_error={self._policy!r})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        results = inline(upstream, Guarded(Plain(self._fn)), ctx.label)
+        return screen(results, self._policy, ctx)
+
+    def length(self, upstream: Length) -> Length:
+        return None
 
 
 class ParallelMap(Stage):
@@ -35,9 +62,11 @@ class ParallelMap(Stage):
             soon as it is ready.
         buffer_size: elements in flight at most (default ``2 * workers``): taken from
             the upstream and not yet yielded, whether queued, running or done.
+        on_error: ``"raise"`` (default), ``"skip"`` or a quarantine file, for the
+            elements on which ``fn`` raises a data error (see :meth:`Pipeline.map`).
     """
 
-    __slots__ = ("_backend", "_buffer_size", "_fn", "_ordered", "_workers")
+    __slots__ = ("_backend", "_buffer_size", "_fn", "_ordered", "_policy", "_workers")
 
     def __init__(
         self,
@@ -47,33 +76,40 @@ class ParallelMap(Stage):
         backend: str = "thread",
         ordered: bool = True,
         buffer_size: int | None = None,
+        on_error: object = "raise",
     ) -> None:
         self._fn = check_callable("fn", fn)
         self._backend = check_backend(backend)
         self._workers, self._ordered, self._buffer_size = pool_options(
             workers, ordered, buffer_size, minimum_workers=1
         )
+        self._policy = ErrorPolicy(on_error)
 
     @property
     def name(self) -> str:
         extra = "" if self._backend == "thread" else f", backend={self._backend!r}"
         if not self._ordered:
             extra += ", ordered=False"
+        if self._policy.mode != "raise":
+            extra += f", on_error={self._policy!r}"
         return f"map({describe_callable(self._fn)}, workers={self._workers}{extra})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return run_pool(
+        guarded = self._policy.mode != "raise"
+        call = Plain(self._fn)
+        results = run_pool(
             self._backend,
             upstream,
-            Plain(self._fn),
+            Guarded(call) if guarded else call,
             self._workers,
             self._buffer_size,
             ctx,
             ordered=self._ordered,
         )
+        return screen(results, self._policy, ctx) if guarded else results
 
     def length(self, upstream: Length) -> Length:
-        return upstream
+        return upstream if self._policy.mode == "raise" else None
 
 
 def run_pool(

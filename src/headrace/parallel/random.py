@@ -20,19 +20,19 @@ False
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from headrace._checks import check_callable, check_int
-from headrace.errors import annotate, describe_callable
+from headrace.errors import describe_callable
 from headrace.parallel._protocol import Seeded, element_rng
+from headrace.parallel._rejects import Guarded, inline, screen
 from headrace.parallel.pool import run_pool
 from headrace.parallel.threads import check_backend, pool_options
+from headrace.policy import ErrorPolicy
 from headrace.stages._base import Length, Stage, StageContext
-from headrace.stages._guard import close_iterator
 
 __all__ = ["RandomMap", "element_rng"]
 
@@ -40,7 +40,7 @@ __all__ = ["RandomMap", "element_rng"]
 class RandomMap(Stage):
     """Applies ``fn(element, rng)`` with a per-element generator, inline or on workers."""
 
-    __slots__ = ("_backend", "_buffer_size", "_fn", "_ordered", "_seed", "_workers")
+    __slots__ = ("_backend", "_buffer_size", "_fn", "_ordered", "_policy", "_seed", "_workers")
 
     def __init__(
         self,
@@ -51,6 +51,7 @@ class RandomMap(Stage):
         backend: str = "thread",
         ordered: bool = True,
         buffer_size: int | None = None,
+        on_error: object = "raise",
     ) -> None:
         self._fn = check_callable("fn", fn)
         self._seed = check_int("seed", seed, minimum=0)
@@ -58,6 +59,7 @@ class RandomMap(Stage):
         self._workers, self._ordered, self._buffer_size = pool_options(
             workers, ordered, buffer_size, minimum_workers=0
         )
+        self._policy = ErrorPolicy(on_error)
 
     @property
     def name(self) -> str:
@@ -66,36 +68,29 @@ class RandomMap(Stage):
             extra += f", backend={self._backend!r}"
         if self._workers and not self._ordered:
             extra += ", ordered=False"
+        if self._policy.mode != "raise":
+            extra += f", on_error={self._policy!r}"
         return f"random_map({describe_callable(self._fn)}, seed={self._seed}{extra})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        call = Seeded(self._fn, self._seed, ctx.epoch)
+        guarded = self._policy.mode != "raise"
+        seeded = Seeded(self._fn, self._seed, ctx.epoch)
+        call: Callable[[int, Any], Any] = Guarded(seeded) if guarded else seeded
         if not self._workers:
-            return _inline(upstream, call, ctx.label)
-        # Positions are assigned on the consumer's thread, before any worker sees the
-        # element: that is what makes the draws independent of scheduling.
-        return run_pool(
-            self._backend,
-            upstream,
-            call,
-            self._workers,
-            self._buffer_size,
-            ctx,
-            ordered=self._ordered,
-        )
+            results = inline(upstream, call, ctx.label)
+        else:
+            # Positions are assigned on the consumer's thread, before any worker sees
+            # the element: that is what makes the draws independent of scheduling.
+            results = run_pool(
+                self._backend,
+                upstream,
+                call,
+                self._workers,
+                self._buffer_size,
+                ctx,
+                ordered=self._ordered,
+            )
+        return screen(results, self._policy, ctx) if guarded else results
 
     def length(self, upstream: Length) -> Length:
-        return upstream
-
-
-def _inline(upstream: Iterator[Any], call: Seeded, label: str) -> Iterator[Any]:
-    try:
-        for index, item in builtins.enumerate(upstream):
-            try:
-                out = call(index, item)
-            except Exception as error:
-                annotate(error, label, index)
-                raise
-            yield out
-    finally:
-        close_iterator(upstream)
+        return upstream if self._policy.mode == "raise" else None

@@ -1,0 +1,89 @@
+"""``on_error=`` for ``map`` and ``random_map``: bad elements counted, not lost.
+
+A guarded call turns a data error (:class:`~headrace.errors.ParseError`, which
+:class:`~headrace.errors.DecodeError` is, or an ``OSError``: a file that cannot be
+opened) into a :class:`Rejected` value. That value travels back like any result,
+from an inline call, a thread or a worker process, and :func:`screen`, on the
+consumer's thread, accounts for it under the stage's error policy. Every other
+exception is a bug, not bad data, and stops the run as it always does.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Iterator
+from typing import Any, Final
+
+from headrace.errors import ParseError, annotate
+from headrace.policy import ErrorPolicy
+from headrace.stages._base import StageContext
+from headrace.stages._guard import close_iterator
+
+__all__ = ["DATA_ERRORS", "Guarded", "Rejected", "inline", "screen"]
+
+#: What a guarded call accounts for instead of raising.
+DATA_ERRORS: Final = (ParseError, OSError)
+
+# A quarantined record shows the element, cut to this many characters: an element
+# can hold a whole image's bytes.
+_RECORD_CHARS: Final = 500
+
+
+class Rejected:
+    """The element at ``index`` was not transformed: ``reason`` says why."""
+
+    __slots__ = ("index", "reason", "record")
+
+    def __init__(self, index: int, reason: str, record: str) -> None:
+        self.index, self.reason, self.record = index, reason, record
+
+    def __reduce__(self) -> tuple[type[Rejected], tuple[int, str, str]]:
+        return Rejected, (self.index, self.reason, self.record)
+
+
+class Guarded:
+    """``call(index, element)``, giving a :class:`Rejected` where it raises bad data."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Callable[[int, Any], Any]) -> None:
+        self.call = call
+
+    def __call__(self, index: int, item: Any) -> Any:
+        try:
+            return self.call(index, item)
+        except DATA_ERRORS as error:
+            shown = item if isinstance(item, str) else repr(item)
+            if len(shown) > _RECORD_CHARS:
+                shown = shown[: _RECORD_CHARS - 3] + "..."
+            return Rejected(index, f"{type(error).__name__}: {error}", shown)
+
+
+def inline(upstream: Iterator[Any], call: Callable[[int, Any], Any], label: str) -> Iterator[Any]:
+    """``call(index, element)`` for each element, on the consumer's thread."""
+    try:
+        for index, item in builtins.enumerate(upstream):
+            try:
+                out = call(index, item)
+            except Exception as error:
+                annotate(error, label, index)
+                raise
+            yield out
+    finally:
+        close_iterator(upstream)
+
+
+def screen(results: Iterator[Any], policy: ErrorPolicy, ctx: StageContext) -> Iterator[Any]:
+    """Yield ``results`` but the :class:`Rejected` ones, which ``policy`` accounts for."""
+    tally = policy.tally(ctx)
+    try:
+        for result in results:
+            tally.read += 1
+            if type(result) is Rejected:
+                # The tally's summary and quarantine entries name the stage already.
+                tally.reject(f"input element {result.index}", result.reason, result.record)
+                continue
+            yield result
+    finally:
+        tally.close()
+        close_iterator(results)
