@@ -42,7 +42,8 @@ class ParseError(HeadraceError, ValueError):
 
 
 class DecodeError(ParseError):
-    """Bytes in a text source could not be decoded; the message names file and line.
+    """Bytes could not be decoded: text in a source (the message names file and line)
+    or an image (it names the file, or ``<bytes>``).
 
     A :class:`ParseError`, and so a ``ValueError``: code that handles
     ``UnicodeDecodeError``-like problems generically keeps working.

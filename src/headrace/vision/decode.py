@@ -1,4 +1,4 @@
-"""Decode an image file or its bytes into an ``H x W x 3`` RGB ``uint8`` array.
+"""Decode an image file, URL or its bytes into an ``H x W x 3`` RGB ``uint8`` array.
 
 Pillow and numpy are imported on the first call, not with the module, so that
 ``import headrace.vision`` stays cheap in processes that never decode.
@@ -57,7 +57,9 @@ def decode(
     animated image gives its first frame.
 
     Args:
-        source: a path, or the encoded bytes of one image.
+        source: a path, an fsspec URL (``s3://``, ``https://``: what
+            :func:`headrace.image_folder` lists from remote storage), or the encoded
+            bytes of one image.
         size: ``(height, width)``, the smallest size the caller will resize to. A JPEG
             much larger than that is decoded by libjpeg at 1/2, 1/4 or 1/8 scale (its
             draft mode), which is several times faster; the result is still at least
@@ -87,10 +89,18 @@ def decode(
     if not isinstance(given, str | os.PathLike):
         msg = f"source must be a path or bytes, not {type(given).__name__}"
         raise TypeError(msg)
+    from headrace.sources._files import is_url, local_path, open_binary
+
     name = os.fsdecode(given)
     # Opened here, not by Pillow, so that a missing or unreadable file raises its own
     # OSError and every error raised inside Pillow is about the image data.
-    with open(name, "rb") as stream:
+    if is_url(name):
+        # Read whole: Pillow seeks about in a file, which costs a request each remotely.
+        with open_binary(name) as remote:
+            data = remote.read()
+        with io.BytesIO(data) as stream:
+            return _decode_stream(stream, name, size, max_pixels)
+    with open(local_path(name), "rb") as stream:
         return _decode_stream(stream, name, size, max_pixels)
 
 
