@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from headrace.demo import build_pipeline, parse_line, run_demo, write_logs
+from headrace.demo import build_pipeline, parse_line, run_demo, run_image_demo, write_logs
 
 
 def headrace(*args: str) -> subprocess.CompletedProcess[str]:
@@ -37,6 +37,20 @@ def test_demo_runs_and_reports_every_stage(tmp_path: Path) -> None:
                   "shuffle(2048, seed=0)", "batch(256)"):  # fmt: skip
         assert stage in out
     assert len(list(tmp_path.glob("access-*.log.gz"))) == 3
+    # Then the image pipeline, over files it wrote: 600 images and one damaged file.
+    assert "600 images in" in out
+    for stage in ("image_folder(", "map(partial(load_image), workers=2, on_error='skip')",
+                  "random_map(augment, seed=0)", "batch(32)"):  # fmt: skip
+        assert stage in out
+    assert re.search(r"damaged images skipped by .*: 1; input element \d+: DecodeError", out)
+    assert len(list((tmp_path / "images").rglob("*.*"))) == 601
+
+
+def test_demo_images_can_be_left_out(tmp_path: Path) -> None:
+    done = headrace("demo", "--lines", "500", "--images", "0", "--data-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "image_folder(" not in done.stdout
+    assert not (tmp_path / "images").exists()
 
 
 def test_help_lists_demo() -> None:
@@ -93,3 +107,13 @@ def test_run_demo_returns_stats(tmp_path: Path) -> None:
     assert [row["name"] for row in result.stats][-1] == "batch(100)"
     assert result.stats[-1]["items_out"] == result.batches
     assert any("records/s" in line for line in lines)
+
+
+def test_run_image_demo_skips_only_the_damaged_file(tmp_path: Path) -> None:
+    lines: list[str] = []
+    result = run_image_demo(tmp_path, images=60, batch_size=16, echo=lines.append)
+    assert (result.inputs, result.records, result.batches) == (61, 60, 4)
+    decode_row = next(row for row in result.stats if "load_image" in row["name"])
+    assert (decode_row["read"], decode_row["rejected"]) == (61, 1)
+    assert "damaged-000.jpg" in decode_row["examples"][0]
+    assert any("images/s" in line for line in lines)

@@ -44,3 +44,13 @@ def test_seed_001_generators() -> None:
     out = run_example("seed_001_generators.py")
     assert "94 batches per epoch" in out
     assert "seed 001: all outputs match" in out
+
+
+@pytest.mark.timeout(150)
+def test_image_classifier_trains_on_real_files() -> None:
+    out = run_example("image_classifier.py", "--per-class", "24", "--epochs", "6")
+    assert "wrote 73 images (1 damaged)" in out
+    assert "images skipped 1" in out  # the damaged file, counted by on_error="skip"
+    final = out.split("final training accuracy ")[1]
+    assert float(final.split()[0]) > 1 / 3 + 0.3
+    assert "image classifier: trained" in out

@@ -31,17 +31,22 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="stream built-in log data through a multi-stage pipeline and report",
+        help="stream built-in logs and images through multi-stage pipelines and report",
         description=(
             "Write gzip-compressed web-server logs, stream them through "
             "files -> interleave(text_lines) -> parse -> filter -> features -> shuffle -> "
-            "batch, and print throughput and what each stage did."
+            "batch; then write a folder of labelled JPEG and PNG images and stream it "
+            "through image_folder -> decode/resize on 2 threads -> augment -> shuffle -> "
+            "batch. Print throughput and what each stage did."
         ),
     )
     demo.add_argument("--lines", type=_positive, default=200_000, help="log lines (200000)")
     demo.add_argument("--shards", type=_positive, default=8, help="gzip files (8)")
     demo.add_argument("--batch-size", type=_positive, default=256, help="batch size (256)")
     demo.add_argument("--epochs", type=_positive, default=1, help="epochs to run (1)")
+    demo.add_argument(
+        "--images", type=_count, default=600, help="images to write; 0 leaves them out (600)"
+    )
     demo.add_argument("--seed", type=int, default=0, help="seed for data and shuffling (0)")
     demo.add_argument(
         "--data-dir",
@@ -52,31 +57,46 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _positive(text: str) -> int:
+    return _integer(text, 1)
+
+
+def _count(text: str) -> int:
+    return _integer(text, 0)
+
+
+def _integer(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
     return value
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from headrace.demo import run_demo
-
-    options = {
-        "lines": args.lines,
-        "shards": args.shards,
-        "batch_size": args.batch_size,
-        "epochs": args.epochs,
-        "seed": args.seed,
-    }
     if args.data_dir is not None:
-        run_demo(args.data_dir, **options)
+        _run_demos(args, args.data_dir)
     else:
         with tempfile.TemporaryDirectory(prefix="headrace-demo-") as folder:
-            run_demo(Path(folder), **options)
+            _run_demos(args, Path(folder))
     return 0
+
+
+def _run_demos(args: argparse.Namespace, folder: Path) -> None:
+    from headrace.demo import run_demo, run_image_demo
+
+    run_demo(
+        folder,
+        lines=args.lines,
+        shards=args.shards,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        seed=args.seed,
+    )
+    if args.images:
+        print()
+        run_image_demo(folder / "images", images=args.images, seed=args.seed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

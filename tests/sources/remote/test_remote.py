@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from headrace import ParseError, files, read_jsonl, text_lines
@@ -245,3 +246,19 @@ def test_remote_image_bytes_are_the_local_ones(s3_folder):
         with Image.open(local) as image:
             assert image.size == (8, 6)
         assert url.split("/")[4] == ("cat", "dog", "emu")[label]
+
+
+def test_decode_reads_remote_images_as_it_reads_local_ones(remote_folder):
+    from headrace.vision import decode
+
+    write_images(remote_folder.local)
+    remote_folder.sync()
+    prefix = remote_folder.url + "/"
+    decoded = image_folder(prefix).map(lambda sample: decode(sample[0]), workers=2)
+
+    for (url, _), array in zip(image_folder(prefix), decoded, strict=True):
+        local = remote_folder.local / url[len(prefix) :]
+        assert np.array_equal(array, decode(local)), url
+        assert array.shape == (6, 8, 3)
+    with pytest.raises(FileNotFoundError):
+        decode(prefix + "cat/missing.png")
