@@ -23,6 +23,7 @@ crops and rotations return views of their input where numpy can, without copying
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -83,7 +84,8 @@ def resize(image: Array, size: Size, *, interpolation: str = "bilinear") -> Arra
     """
     _check_image("resize", image)
     height, width = image.shape[:2]
-    if isinstance(size, int) and not isinstance(size, bool):
+    if _is_int(size):
+        size = int(size)
         if size < 1:
             raise ValueError(f"resize: size must be positive, got {size}")
         if height <= width:
@@ -150,8 +152,8 @@ def random_resized_crop(
     """
     _check_image("random_resized_crop", image)
     out = _pair("random_resized_crop", "size", size)
-    low, high = _range("random_resized_crop", "scale", scale, 0.0, 1.0)
-    ratio_low, ratio_high = _range("random_resized_crop", "ratio", ratio, 0.0, math.inf)
+    low, high = _range("random_resized_crop", "scale", scale, high=1.0)
+    ratio_low, ratio_high = _range("random_resized_crop", "ratio", ratio, positive=True)
     height, width = image.shape[:2]
     area = height * width
     log_ratios = (math.log(ratio_low), math.log(ratio_high))
@@ -172,6 +174,8 @@ def random_resized_crop(
             crop_width, crop_height = round(height * ratio_high), height
         else:
             crop_width, crop_height = width, height
+        # A ratio range far from the image's own can round a side to nothing.
+        crop_width, crop_height = max(1, crop_width), max(1, crop_height)
         top, left = (height - crop_height) // 2, (width - crop_width) // 2
     box = (left, top, left + crop_width, top + crop_height)
     return _resample(image, out, box, _filter("random_resized_crop", interpolation))
@@ -239,7 +243,7 @@ def random_rotate90(
     the shape.
     """
     _check_image("random_rotate90", image)
-    choices = tuple(multiples)
+    choices = tuple(int(k) if _is_int(k) else k for k in multiples)
     if not choices or not all(isinstance(k, int) for k in choices):
         raise ValueError(
             f"random_rotate90: multiples must be a non-empty list of ints, got {multiples!r}"
@@ -264,6 +268,8 @@ def random_jitter(
     0..255); floats stay floats, unclipped.
     """
     _check_image("random_jitter", image)
+    if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
+        raise TypeError(f"random_jitter: expected a uint8 or float image, got {image.dtype}")
     for name, amount in (("brightness", brightness), ("contrast", contrast)):
         if not 0 <= amount <= 1:
             raise ValueError(f"random_jitter: {name} must be between 0 and 1, got {amount}")
@@ -284,13 +290,13 @@ def random_jitter(
 def rescale(
     image: Array, scale: float = 1 / 255, offset: float = 0.0, *, dtype: Any = np.float32
 ) -> Array:
-    """``image * scale + offset`` as floats: ``rescale(x)`` maps 0..255 to 0..1.
+    """``image * scale + offset`` as floats: ``rescale(x)`` maps 0..255 to 0..1 (batches too).
 
     >>> import numpy as np
     >>> rescale(np.array([[[0, 255]]], np.uint8), 2 / 255, -1).tolist()
     [[[-1.0, 1.0]]]
     """
-    _check_image("rescale", image)
+    _check_image("rescale", image, batched=True)
     out = np.multiply(image, scale, dtype=dtype)
     if offset:
         out += offset
@@ -371,19 +377,19 @@ def channels_last(image: Array) -> Array:
 def _check_image(name: str, image: object, *, batched: bool = False) -> None:
     if not isinstance(image, np.ndarray):
         raise TypeError(f"{name}: expected a numpy array image, got {type(image).__name__}")
-    if image.ndim == 3 or (batched and image.ndim == 4):
+    if (image.ndim == 3 or (batched and image.ndim == 4)) and image.shape[-1] > 0:
         return
     wanted = "H x W x C (or N x H x W x C)" if batched else "H x W x C"
     raise ValueError(f"{name}: expected an {wanted} array, got shape {image.shape}")
 
 
 def _pair(name: str, what: str, size: object) -> tuple[int, int]:
-    if isinstance(size, int) and not isinstance(size, bool):
+    if _is_int(size):
         size = (size, size)
     if (
         isinstance(size, tuple | list)
         and len(size) == 2
-        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in size)
+        and all(_is_int(n) and n > 0 for n in size)
     ):
         return int(size[0]), int(size[1])
     raise ValueError(f"{name}: {what} must be a positive int or (height, width), got {size!r}")
@@ -399,12 +405,24 @@ def _fitting(name: str, image: Array, size: Size) -> tuple[int, int]:
     return height, width
 
 
-def _range(name: str, what: str, pair: object, low: float, high: float) -> tuple[float, float]:
+def _is_int(value: object) -> bool:
+    """An int, numpy's included, but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
+def _range(
+    name: str, what: str, pair: object, *, high: float = math.inf, positive: bool = False
+) -> tuple[float, float]:
+    """A ``(low, high)`` pair with ``0 <= low <= high <= high`` (``0 < low`` if positive)."""
     if isinstance(pair, tuple | list) and len(pair) == 2:
         first, second = (float(value) for value in pair)
-        if low < second and first <= second and low <= first and second <= high:
+        if (0 < first if positive else 0 <= first) and first <= second and 0 < second <= high:
             return first, second
-    raise ValueError(f"{name}: {what} must be an increasing (low, high) pair, got {pair!r}")
+    bounds = "0 < low" if positive else "0 <= low"
+    raise ValueError(
+        f"{name}: {what} must be a (low, high) pair with {bounds} <= high"
+        f"{f' <= {high:g}' if high != math.inf else ''}, got {pair!r}"
+    )
 
 
 def _check_probability(name: str, p: float) -> None:
@@ -451,25 +469,32 @@ def _resample(
     from PIL import Image
 
     height, width = size
-    channels = image.shape[2]
-    if image.dtype == np.uint8 and channels in (1, 3, 4):
-        # Pillow's own modes: one call, in C, with the GIL released.
-        source = Image.fromarray(image[:, :, 0] if channels == 1 else image)
+    if image.dtype == np.uint8 and image.shape[2] == 3:
+        # Pillow's RGB mode: one call, in C, with the GIL released. (Not RGBA for four
+        # channels: Pillow premultiplies by the fourth, which is not always alpha.)
         # np.array, not asarray: an array over Pillow's bytes would be read-only.
-        out = np.array(source.resize((width, height), resample, box=box))
-        return out[:, :, np.newaxis] if channels == 1 else out
-    if image.dtype == np.uint8 or np.issubdtype(image.dtype, np.floating):
-        # Any other layout goes channel by channel through Pillow's 32-bit float mode.
+        return np.array(Image.fromarray(image).resize((width, height), resample, box=box))
+    if image.dtype == np.uint8:
+        # Other channel counts go one 8-bit plane at a time, exactly as RGB would.
         planes = [
+            np.asarray(
+                Image.fromarray(np.ascontiguousarray(image[:, :, c])).resize(
+                    (width, height), resample, box=box
+                )
+            )
+            for c in range(image.shape[2])
+        ]
+        return np.stack(planes, axis=2)
+    if np.issubdtype(image.dtype, np.floating):
+        # Floats go one plane at a time through Pillow's 32-bit float mode.
+        floats = [
             np.asarray(
                 Image.fromarray(np.ascontiguousarray(image[:, :, c], dtype=np.float32)).resize(
                     (width, height), resample, box=box
                 )
             )
-            for c in range(channels)
+            for c in range(image.shape[2])
         ]
-        stacked: Array = np.stack(planes, axis=2)
-        if image.dtype == np.uint8:
-            return np.clip(np.rint(stacked), 0, 255).astype(np.uint8)
+        stacked: Array = np.stack(floats, axis=2)
         return stacked.astype(image.dtype, copy=False)
     raise TypeError(f"cannot resize a {image.dtype} image: use uint8 or a float dtype")
