@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -405,8 +405,8 @@ def _fitting(name: str, image: Array, size: Size) -> tuple[int, int]:
     return height, width
 
 
-def _is_int(value: object) -> bool:
-    """An int, numpy's included, but not a bool."""
+def _is_int(value: object) -> TypeGuard[int]:
+    """An int, numpy's included (``int()`` takes both), but not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
 
 
@@ -416,7 +416,7 @@ def _range(
     """A ``(low, high)`` pair with ``0 <= low <= high <= high`` (``0 < low`` if positive)."""
     if isinstance(pair, tuple | list) and len(pair) == 2:
         first, second = (float(value) for value in pair)
-        if (0 < first if positive else 0 <= first) and first <= second and 0 < second <= high:
+        if (first > 0 if positive else first >= 0) and first <= second and 0 < second <= high:
             return first, second
     bounds = "0 < low" if positive else "0 <= low"
     raise ValueError(
