@@ -111,12 +111,16 @@ class Tally:
         """Account for a record that was not yielded; raise ``error`` under "raise"."""
         if self.policy.mode == "raise":
             raise error(f"{where}: {reason}")
+        if self.policy.quarantine is not None and self._file is None:
+            try:
+                self._file = open(self.policy.quarantine, "a", encoding="utf-8")  # noqa: SIM115
+            except OSError as failure:
+                failure.add_note(f"headrace: {self.label} cannot open its quarantine file")
+                raise
         self.rejected += 1
         if len(self.examples) < EXAMPLES:
             self.examples.append(f"{where}: {reason}")
-        if self.policy.quarantine is not None:
-            if self._file is None:
-                self._file = open(self.policy.quarantine, "a", encoding="utf-8")  # noqa: SIM115
+        if self._file is not None:
             if isinstance(record, bytes):
                 record = record.decode("utf-8", "backslashreplace")
             entry = {"stage": str(self.label), "where": where, "reason": reason, "record": record}
