@@ -39,8 +39,8 @@ MEAN = [103.939, 116.779, 123.68]  # seed 000's rescale_images(mean=...)
 def read(sample, encoder, size=SIZE):
     """Read and resize one image; one-hot its label (the seed's LabelBinarizer step)."""
     path, label = sample
-    image = hv.decode(path, size=(size, size))  # JPEG draft mode when much larger
-    return hv.resize(image, (size, size)), encoder.one_hot([encoder.classes[label]])[0]
+    image = hv.decode(path, resize=(size, size))  # decoded and resized in one step
+    return image, encoder.one_hot([encoder.classes[label]])[0]
 
 
 def augment(sample, rng):

@@ -175,12 +175,11 @@ IMAGE_MEAN = (103.939, 116.779, 123.68)
 
 
 def load_image(sample: tuple[str, int], size: int) -> tuple[np.ndarray, int]:
-    """Decode one image (JPEG draft mode when it is much larger) and resize it."""
+    """Decode and resize one image in one step (JPEG draft mode when it is much larger)."""
     import headrace.vision as hv
 
     path, label = sample
-    image = hv.decode(path, size=(size, size))
-    return hv.resize(image, (size, size)), label
+    return hv.decode(path, resize=(size, size)), label
 
 
 def augment(sample: tuple[np.ndarray, int], rng: np.random.Generator) -> tuple[np.ndarray, int]:

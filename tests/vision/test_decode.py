@@ -10,11 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from headrace import DecodeError, ParseError
-from headrace.vision import DEFAULT_MAX_PIXELS, decode
-
-Image = pytest.importorskip("PIL.Image")
+from headrace.vision import DEFAULT_MAX_PIXELS, decode, resize
 
 RED = (255, 0, 0)
 
@@ -318,3 +317,58 @@ def test_a_buffer_of_another_format_is_read() -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (3, 3), RED).save(buffer, format="BMP")
     assert np.all(decode(buffer.getvalue()) == RED)
+
+
+def odd_files(tmp_path: Path) -> list[Path]:
+    """One file for each path through decode: JPEG (drafted), palette, 16-bit, EXIF."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return [
+        save(tmp_path, gradient(640, 480), "big.jpg", quality=90),
+        save(tmp_path, gradient(300, 200).quantize(colors=16), "p.png"),
+        save(tmp_path, Image.fromarray(np.full((90, 120), 40000, np.uint16)), "i16.png"),
+        save(tmp_path, gradient(400, 200), "rot.jpg", exif=exif),
+        save(tmp_path, gradient(100, 80).convert("CMYK"), "cmyk.jpg"),
+    ]
+
+
+@pytest.mark.parametrize("target", [(64, 48), (224, 224), 50, 500])
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest", "bicubic"])
+def test_resize_equals_decoding_then_resizing(
+    tmp_path: Path, target: int | tuple[int, int], interpolation: str
+) -> None:
+    draft = (target, target) if isinstance(target, int) else target
+    for path in odd_files(tmp_path):
+        once = decode(path, resize=target, interpolation=interpolation)
+        twice = resize(decode(path, size=draft), target, interpolation=interpolation)
+        np.testing.assert_array_equal(once, twice, err_msg=str(path))
+        assert_rgb(once, *twice.shape[:2])
+
+
+def test_resize_to_a_shorter_side_keeps_the_aspect_ratio(tmp_path: Path) -> None:
+    big, palette, sixteen, rotated, _ = odd_files(tmp_path)
+    assert decode(big, resize=60).shape == (60, 80, 3)
+    assert decode(palette, resize=(10, 7)).shape == (10, 7, 3)
+    assert decode(sixteen, resize=30).shape == (30, 40, 3)
+    assert decode(rotated, resize=100).shape == (200, 100, 3)  # displayed 400 high, 200 wide
+
+
+def test_resize_drafts_a_jpeg_only_as_far_as_the_target_allows(tmp_path: Path) -> None:
+    big = odd_files(tmp_path)[0]
+    with Image.open(big) as stored:
+        stored.draft("RGB", (160, 120))  # what resize=(120, 160) may use: 1/4 scale
+        assert stored.size == (160, 120)
+        expected = np.asarray(stored.convert("RGB").resize((160, 120)))
+    np.testing.assert_array_equal(decode(big, resize=(120, 160)), expected)
+    # An explicit size asks for more pixels before the resize.
+    finer = decode(big, size=(480, 640), resize=(120, 160))
+    assert np.abs(finer.astype(int) - expected.astype(int)).mean() < 3
+
+
+def test_bad_resize_arguments_name_themselves() -> None:
+    with pytest.raises(ValueError, match="decode: resize must be positive, got 0"):
+        decode(b"x", resize=0)
+    with pytest.raises(ValueError, match=r"decode: resize must be a positive int or"):
+        decode(b"x", resize=(3, 0))
+    with pytest.raises(ValueError, match="decode: interpolation must be one of"):
+        decode(b"x", resize=3, interpolation="cubic")

@@ -2,8 +2,9 @@
 
 - :func:`decode` turns a path, URL or the bytes of one image (a sample from
   :func:`headrace.read_tar_shards`, say) into an ``H x W x 3`` RGB ``uint8`` array,
-  with JPEG draft-mode decoding for callers that will shrink the image and a pixel
-  limit against decompression bombs.
+  resized on the way with ``resize=`` (the fast path to a training image), with JPEG
+  draft-mode decoding when the image will shrink and a pixel limit against
+  decompression bombs.
 - Transforms on ``H x W x C`` arrays (:mod:`headrace.vision.transforms`):
   :func:`resize`, :func:`center_crop`, :func:`flip`, :func:`rotate90`,
   :func:`rescale`, :func:`normalize`, :func:`to_float`, :func:`channels_first`,

@@ -84,17 +84,8 @@ def resize(image: Array, size: Size, *, interpolation: str = "bilinear") -> Arra
     """
     _check_image("resize", image)
     height, width = image.shape[:2]
-    if _is_int(size):
-        size = int(size)
-        if size < 1:
-            raise ValueError(f"resize: size must be positive, got {size}")
-        if height <= width:
-            new = (size, max(1, round(width * size / height)))
-        else:
-            new = (max(1, round(height * size / width)), size)
-    else:
-        new = _pair("resize", "size", size)
-    return _resample(image, new, None, _filter("resize", interpolation))
+    new = resized_shape(height, width, check_size("resize", "size", size, shorter=True))
+    return _resample(image, new, None, pillow_filter("resize", interpolation))
 
 
 def center_crop(image: Array, size: Size) -> Array:
@@ -178,7 +169,7 @@ def random_resized_crop(
         crop_width, crop_height = max(1, crop_width), max(1, crop_height)
         top, left = (height - crop_height) // 2, (width - crop_width) // 2
     box = (left, top, left + crop_width, top + crop_height)
-    return _resample(image, out, box, _filter("random_resized_crop", interpolation))
+    return _resample(image, out, box, pillow_filter("random_resized_crop", interpolation))
 
 
 def flip(image: Array, direction: str = "horizontal") -> Array:
@@ -383,6 +374,24 @@ def _check_image(name: str, image: object, *, batched: bool = False) -> None:
     raise ValueError(f"{name}: expected an {wanted} array, got shape {image.shape}")
 
 
+def check_size(name: str, what: str, size: object, *, shorter: bool = False) -> Size:
+    """``size`` as a checked ``(height, width)``, or (if ``shorter``) a positive int."""
+    if shorter and _is_int(size):
+        if size < 1:
+            raise ValueError(f"{name}: {what} must be positive, got {size}")
+        return int(size)
+    return _pair(name, what, size)
+
+
+def resized_shape(height: int, width: int, size: Size) -> tuple[int, int]:
+    """The ``(height, width)`` :func:`resize` makes of a ``height x width`` image."""
+    if isinstance(size, tuple):
+        return size
+    if height <= width:
+        return size, max(1, round(width * size / height))
+    return max(1, round(height * size / width)), size
+
+
 def _pair(name: str, what: str, size: object) -> tuple[int, int]:
     if _is_int(size):
         size = (size, size)
@@ -441,7 +450,8 @@ def _per_channel(
     )
 
 
-def _filter(name: str, interpolation: str) -> Image.Resampling:
+def pillow_filter(name: str, interpolation: str) -> Image.Resampling:
+    """The Pillow filter for an ``interpolation=`` name; ``name`` is who asks."""
     from PIL import Image
 
     filters = {
