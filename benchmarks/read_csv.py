@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from _machine import machine_busy
 from headrace.sources.csv import read_csv
 
 BATCH = 250
@@ -116,16 +117,6 @@ def checksum(batches: Iterator[tuple[np.ndarray, np.ndarray]]) -> tuple[int, flo
         sum_x += float(X.sum(dtype=np.float64))
         sum_y += float(y.sum(dtype=np.float64))
     return count, sum_x, sum_y
-
-
-def machine_busy() -> float:
-    """CPU seconds the whole machine has spent busy (Linux; 0 elsewhere)."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return 0.0
-    ticks = [int(field) for field in fields]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
 
 
 def timed(make: Callable[[], Iterator[Any]]) -> tuple[float, float, float, int]:

@@ -51,6 +51,7 @@ from PIL import Image, ImageDraw
 
 import headrace as hr
 import headrace.vision as hv
+from _machine import machine_busy
 
 SIZE = (224, 224)  # (height, width)
 BATCH = 32
@@ -184,16 +185,6 @@ def two_stage(root: Path, workers: int, p: float = 0.5) -> hr.Pipeline[Any]:
 
 
 # -- measuring ------------------------------------------------------------------------
-
-
-def machine_busy() -> float:
-    """CPU seconds the whole machine has spent busy (Linux; 0 elsewhere)."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return 0.0
-    ticks = [int(field) for field in fields]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
 
 
 def own_cpu() -> float:

@@ -21,9 +21,7 @@ import logging
 import os
 import re
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,7 @@ import headrace.vision as hv
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("nothing_left_running")]
 
 #: The decoder of every pipeline here; the limit makes a 200x200 image a "bomb".
 decode = functools.partial(hv.decode, max_pixels=10_000)
@@ -132,35 +130,6 @@ def map_row(run: hr.Run[Any]) -> dict[str, Any]:
 
 def stage_notes(error: BaseException) -> list[str]:
     return [n for n in getattr(error, "__notes__", []) if n.startswith("headrace: raised in")]
-
-
-# -- nothing left running ----------------------------------------------------------------
-
-
-def _started() -> list[str]:
-    """headrace's threads and this process's child processes that are still alive."""
-    found = [t.name for t in threading.enumerate() if t.name.startswith("headrace-")]
-    if sys.platform.startswith("linux"):
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/status") as status:
-                    fields = dict(line.split(":", 1) for line in status if ":" in line)
-            except OSError:
-                continue
-            if int(fields.get("PPid", "0")) == os.getpid():
-                found.append(f"process {entry}")
-    return found
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_running() -> Iterator[None]:
-    yield
-    deadline = time.monotonic() + 2.0
-    while (left := _started()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert left == [], "a run left threads or worker processes behind"
 
 
 # -- the bad files are bad ---------------------------------------------------------------

@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -959,40 +956,6 @@ def augment(image: Array, generator: np.random.Generator) -> Array:
     image = hv.random_flip(image, generator, vertical=True)
     image = hv.random_rotate90(image, generator, multiples=(0, 2))
     return hv.random_jitter(image, generator)
-
-
-def _children() -> list[int]:
-    """The processes whose parent is this one (Linux; elsewhere none are listed)."""
-    if not sys.platform.startswith("linux"):
-        return []
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent == os.getpid():
-            found.append(int(entry))
-    return found
-
-
-def _eventually_none(listing: Callable[[], list[Any]], timeout: float = 5.0) -> list[Any]:
-    deadline = time.monotonic() + timeout
-    while (left := listing()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return left
-
-
-def _headrace_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("headrace-")]
-
-
-@pytest.fixture
-def nothing_left_running() -> Iterator[None]:
-    yield
-    assert _eventually_none(_headrace_threads) == []
-    assert _eventually_none(_children) == []
 
 
 def augmented(paths: list[Path], workers: int, backend: str, epoch: int) -> list[Array]:
