@@ -7,8 +7,9 @@ rescale (per-channel means) -> shuffle -> ``model.train_on_batch``. The seed's u
 code runs unchanged on ``headrace.GeneratorPipeline``; the same steps then run as a
 re-runnable ``headrace.Pipeline`` for several epochs.
 
-Images are in-memory numpy arrays here (the vision capability reads real files), so
-``read_images`` looks paths up in an in-memory store and resizes with numpy.
+Images are in-memory numpy arrays here, so ``read_images`` looks paths up in an
+in-memory store and resizes with numpy; ``examples/image_classifier.py`` runs the same
+steps on real JPEG and PNG files with ``headrace.vision``.
 
     python examples/seed_000_generator_pipeline.py [--per-class 40] [--epochs 5]
 """
