@@ -25,6 +25,11 @@ from typing import Any
 
 import pytest
 
+# Keras tests run on the torch backend (set before any test imports keras); TensorFlow
+# keeps its C++ start-up chatter to itself.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 PREFIX = "headrace-"
 
 #: The segments of this process's runs: ``hr{pid}_``, six hex digits and ``_`` name the
