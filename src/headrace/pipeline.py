@@ -558,6 +558,68 @@ class Pipeline(Generic[T]):
             )
         return self._then(Cache(path))
 
+    # -- sharing and training ------------------------------------------------------
+
+    def shard(self, num_shards: int, index: int) -> Pipeline[T]:
+        """Share ``index`` of ``num_shards``: the shares together yield every element once.
+
+        Each share runs as little of the others' work as the pipeline allows: a file
+        source with enough files reads only its files, any other source is shared out
+        element by element right after it (or after the last stage that needs the
+        whole stream, such as ``take`` or ``enumerate``). Stages before that point
+        must give the same order in every share: an unseeded ``shuffle`` there is an
+        error. See :func:`headrace.sharding.shard`.
+
+        >>> import headrace as hr
+        >>> [list(hr.range(7).shard(3, i)) for i in range(3)]
+        [[0, 3, 6], [1, 4], [2, 5]]
+        """
+        from headrace.sharding import shard
+
+        return shard(self, num_shards, index)
+
+    def to_torch(self, *, device: Any = None, pin_memory: bool = False) -> Any:
+        """This pipeline as a PyTorch ``IterableDataset`` of tensors; needs torch.
+
+        See :func:`headrace.torch.to_torch`: tensors share memory with the numpy
+        batches, every ``iter()`` is a fresh run, and inside a ``DataLoader`` with
+        ``num_workers=N`` each worker runs its own share.
+        """
+        from headrace.torch import to_torch
+
+        return to_torch(self, device=device, pin_memory=pin_memory)
+
+    def to_keras(self) -> Any:
+        """This pipeline of batches as input for Keras 3's ``fit``, ``evaluate``, ``predict``.
+
+        ``model.fit(train.to_keras(), validation_data=val.to_keras(), epochs=5)``: steps
+        per epoch come from ``len()`` when it is known, every epoch is a fresh run. See
+        :func:`headrace.keras.to_keras`.
+        """
+        from headrace.keras import to_keras
+
+        return to_keras(self)
+
+    def to_jax(self, *, prefetch: int = 1, device: Any = None) -> Any:
+        """An iterable of this pipeline's batches with their arrays on a JAX device.
+
+        The next ``prefetch`` batches are put on the device ahead of use. See
+        :func:`headrace.jax.to_jax`.
+        """
+        from headrace.jax import to_jax
+
+        return to_jax(self, prefetch=prefetch, device=device)
+
+    def to_tf_dataset(self, *, output_signature: Any = None) -> Any:
+        """This pipeline as a ``tf.data.Dataset``, its signature read from the first elements.
+
+        No ``set_shape`` needed; tf.data's own operations compose with it. See
+        :func:`headrace.tf.to_tf_dataset`.
+        """
+        from headrace.tf import to_tf_dataset
+
+        return to_tf_dataset(self, output_signature=output_signature)
+
 
 class _Epochs:
     """The next epoch number of a pipeline; pickles with its position.

@@ -1,0 +1,199 @@
+"""Feeding JAX from a pipeline: batches put on a device, the next ones already on their way.
+
+:func:`to_jax` wraps a pipeline of numpy batches (tuples, dicts, any JAX pytree of
+arrays) in an iterable whose batches have their array leaves placed on a device with
+``jax.device_put``. The transfer is dispatched asynchronously, so keeping the next
+``prefetch`` batches already put overlaps moving data with the step that computes on the
+current one::
+
+    import jax
+    import headrace as hr
+    import headrace.jax as hrj
+
+    pipeline = hr.from_iterable(examples).shuffle(1024, seed=0).batch(128)
+    for epoch in range(3):
+        for x, y in hrj.to_jax(pipeline, prefetch=2):
+            params = train_step(params, x, y)
+
+Every ``iter()`` of the result is a fresh run of the pipeline (the next epoch), and that
+run is closed when the loop ends, breaks or fails: workers of parallel stages stop.
+
+Leaves that are numbers (numpy arrays of a numeric or bool dtype, numpy scalars, Python
+``bool``, ``int``, ``float`` and ``complex``, JAX arrays) are put on the device; others
+(strings, bytes, ``None``, arrays of strings or objects) are passed through as they are,
+so a batch can carry file names or ids next to its arrays. Dtypes follow JAX's rules:
+unless 64-bit mode is on (``jax_enable_x64``), ``int64`` and ``float64`` arrays arrive as
+``int32`` and ``float32``.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import jax
+import numpy as np
+
+from headrace._checks import check_int
+from headrace.pipeline import Pipeline, as_pipeline
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from headrace.run import Run
+
+__all__ = ["JaxIterable", "JaxIterator", "Placement", "put", "to_jax"]
+
+#: What ``device=`` accepts: a device, a sharding, or ``None`` for JAX's default device.
+Placement: TypeAlias = jax.Device | jax.sharding.Sharding | None
+
+_NUMERIC_KINDS = frozenset("biufc")  # bool, int, unsigned, float, complex
+
+
+def to_jax(pipeline: Iterable[Any], *, prefetch: int = 1, device: Placement = None) -> JaxIterable:
+    """An iterable of ``pipeline``'s batches with their array leaves on a JAX device.
+
+    Args:
+        pipeline: a :class:`headrace.Pipeline` (any other iterable is wrapped in one,
+            which iterates it again on every pass).
+        prefetch: how many batches beyond the one just returned are already put on the
+            device (and so taken from the pipeline ahead of need); ``0`` puts each
+            batch when it is asked for, with nothing taken ahead.
+        device: a ``jax.Device`` or ``jax.sharding.Sharding`` to place leaves on;
+            ``None`` uses JAX's default device (the leaves stay uncommitted, free to
+            follow the computation that uses them).
+
+    >>> import jax
+    >>> import headrace as hr
+    >>> import headrace.jax as hrj
+    >>> x, y = next(iter(hrj.to_jax(hr.range(6).map(lambda i: (i, 2 * i)).batch(3))))
+    >>> isinstance(x, jax.Array), y.tolist()
+    (True, [0, 2, 4])
+    """
+    check_int("prefetch", prefetch, minimum=0)
+    placement: object = device  # checked at run time too: callers may be untyped
+    if placement is not None and not isinstance(placement, jax.Device | jax.sharding.Sharding):
+        raise TypeError(
+            f"device must be a jax.Device, a jax.sharding.Sharding or None, not {device!r}"
+        )
+    return JaxIterable(as_pipeline(pipeline), prefetch, device)
+
+
+class JaxIterable:
+    """A pipeline seen through :func:`to_jax`: every ``iter()`` starts a fresh run."""
+
+    __slots__ = ("_device", "_pipeline", "_prefetch")
+
+    def __init__(self, pipeline: Pipeline[Any], prefetch: int, device: Placement) -> None:
+        self._pipeline = pipeline
+        self._prefetch = prefetch
+        self._device = device
+
+    @property
+    def pipeline(self) -> Pipeline[Any]:
+        """The pipeline whose runs feed the iterators."""
+        return self._pipeline
+
+    def iter(self, *, epoch: int | None = None) -> JaxIterator:
+        """Start a run (see :meth:`headrace.Pipeline.iter` for ``epoch``)."""
+        return JaxIterator(self._pipeline.iter(epoch=epoch), self._prefetch, self._device)
+
+    def __iter__(self) -> JaxIterator:
+        return self.iter()
+
+    def __len__(self) -> int:
+        """The number of batches, where the pipeline's length is known."""
+        return len(self._pipeline)
+
+    def __repr__(self) -> str:
+        return f"to_jax({self._pipeline!r}, prefetch={self._prefetch}, device={self._device!r})"
+
+
+class JaxIterator(Iterator[Any]):
+    """One run of a pipeline, its batches put on a device ``prefetch`` batches ahead.
+
+    A context manager: leaving the ``with`` block, :meth:`close`, exhausting it, an error
+    from the pipeline or (as a backstop) garbage collection closes the run.
+    """
+
+    __slots__ = ("_device", "_prefetch", "_queue", "_run")
+
+    def __init__(self, run: Run[Any], prefetch: int, device: Placement) -> None:
+        self._run = run
+        self._prefetch = prefetch
+        self._device = device
+        self._queue: collections.deque[Any] = collections.deque()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the underlying run has released what it holds."""
+        return self._run.closed
+
+    def __iter__(self) -> JaxIterator:
+        return self
+
+    def __next__(self) -> Any:
+        # Top the queue up to the batch to return plus ``prefetch`` more, so those are
+        # in flight to the device while the caller computes on this one.
+        while len(self._queue) <= self._prefetch and not self._run.closed:
+            try:
+                batch = next(self._run)
+            except StopIteration:
+                break
+            except BaseException:
+                self.close()
+                raise
+            self._queue.append(put(batch, self._device))
+        if not self._queue:
+            self.close()
+            raise StopIteration
+        return self._queue.popleft()
+
+    def close(self) -> None:
+        """Stop the run and drop the batches put ahead. Safe to call more than once."""
+        self._queue.clear()
+        self._run.close()
+
+    def __enter__(self) -> JaxIterator:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<headrace.jax iterator ({state}), prefetch={self._prefetch}>"
+
+
+def put(batch: Any, device: Placement = None) -> Any:
+    """``batch`` with its numeric leaves put on ``device`` (one ``jax.device_put`` call).
+
+    The structure (tuples, lists, dicts, named tuples, any registered pytree) is kept;
+    leaves that JAX cannot hold (strings, bytes, ``None``, object arrays) are kept as
+    they are.
+
+    >>> import jax
+    >>> import numpy as np
+    >>> batch = put({"x": np.arange(3), "name": "a"})
+    >>> isinstance(batch["x"], jax.Array), batch["name"]
+    (True, 'a')
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(batch)
+    chosen = [index for index, leaf in enumerate(leaves) if _puttable(leaf)]
+    if chosen:
+        placed = jax.device_put([leaves[index] for index in chosen], device)
+        for index, value in zip(chosen, placed, strict=True):
+            leaves[index] = value
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _puttable(leaf: Any) -> bool:
+    if isinstance(leaf, np.ndarray | np.generic):
+        return leaf.dtype.kind in _NUMERIC_KINDS
+    return isinstance(leaf, bool | int | float | complex | jax.Array)

@@ -1,0 +1,358 @@
+"""headrace.keras: Keras 3 trains, validates, evaluates and predicts from pipelines.
+
+The tests run on the torch backend (tests/conftest.py sets it before Keras is imported);
+one test runs the same checks in fresh interpreters on the jax and tensorflow backends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+
+import headrace as hr
+import headrace.keras as hrk
+from headrace.keras import PipelineAdapter, to_keras
+
+#: Keras' torch backend turns tensors into numpy arrays with np.array(tensor), which
+#: numpy 2 flags for torch's __array__ (no copy keyword): in fit's logs and in predict,
+#: whatever the input. (Made an error, it even leaves fit's history as torch tensors.)
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.filterwarnings(
+        "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+    ),
+]
+
+N, BATCH = 256, 32
+WEIGHTS = np.array([1.0, -2.0, 0.5], dtype=np.float32)
+
+
+def arrays(n: int = N, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    return x, (x @ WEIGHTS)[:, None]
+
+
+def batches(x: np.ndarray, y: np.ndarray, *, keep: Callable[[int], bool] | None = None,
+            seen: list[int] | None = None, workers: int = 1) -> hr.Pipeline[Any]:  # fmt: skip
+    """``(x, y)`` batches of BATCH rows; ``keep`` filters rows (the length becomes
+    unknown), ``seen`` records the index of every row that the pipeline reads."""
+
+    def row(i: int) -> tuple[np.ndarray, np.ndarray]:
+        if seen is not None:
+            seen.append(i)
+        return x[i], y[i]
+
+    pipeline = hr.range(len(x))
+    if keep is not None:
+        pipeline = pipeline.filter(keep)
+    return pipeline.map(row, workers=workers).batch(BATCH)
+
+
+def model() -> Any:
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)]
+    )
+    net.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+    return net
+
+
+class Steps(keras.callbacks.Callback):  # type: ignore[misc]
+    """The steps Keras plans per epoch at the start, and the batches each epoch took."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.planned: int | str | None = "not started"
+        self.per_epoch: list[int] = []
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        self.planned = self.params["steps"]
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.per_epoch.append(0)
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.per_epoch[-1] += 1
+
+
+def runs(seen: list[int], first: int = 0) -> list[list[int]]:
+    """Split the row indices a pipeline read into its runs (each starts at ``first``)."""
+    found: list[list[int]] = []
+    for i in seen:
+        if i == first or not found:
+            found.append([])
+        found[-1].append(i)
+    return found
+
+
+def ran_out_filters() -> list[Any]:
+    return [f for f in warnings.filters if f[1] is not None and "ran out" in f[1].pattern]
+
+
+# -- fit -------------------------------------------------------------------------------
+
+
+def test_keras_takes_the_adapter_as_it_is() -> None:
+    from keras.src.trainers.data_adapters import get_data_adapter
+    from keras.src.trainers.data_adapters.data_adapter import DataAdapter
+
+    adapter = to_keras(batches(*arrays()))
+    assert isinstance(adapter, DataAdapter)
+    assert isinstance(adapter, PipelineAdapter)
+    assert get_data_adapter(adapter) is adapter
+    assert type(PipelineAdapter(batches(*arrays()))) is type(adapter)
+    assert adapter.num_batches == N // BATCH
+    assert to_keras(batches(*arrays(), keep=lambda i: i % 2 == 0)).num_batches is None
+    assert to_keras(hr.range(3).map(lambda i: np.zeros((2, 1))).repeat()).num_batches is None
+
+
+def test_fit_infers_the_steps_of_a_pipeline_of_known_length() -> None:
+    x, y = arrays()
+    seen: list[int] = []
+    pipeline = batches(x, y, seen=seen)
+    steps = Steps()
+    history = model().fit(to_keras(pipeline), epochs=3, callbacks=[steps], verbose=0)
+    assert steps.planned == len(pipeline) == N // BATCH
+    assert steps.per_epoch == [len(pipeline)] * 3
+    losses = history.history["loss"]
+    assert losses[-1] < 0.2 * losses[0]
+    # Every epoch is a run of its own, over every row once; before them, Keras read
+    # one batch to build the model, and left that run (which is closed).
+    build, *epochs = runs(seen)
+    assert epochs == [list(range(N))] * 3
+    assert build == list(range(len(build)))
+    assert BATCH <= len(build) <= BATCH + 1
+
+
+def test_fit_on_a_pipeline_of_unknown_length_counts_the_steps_itself() -> None:
+    x, y = arrays()
+    seen: list[int] = []
+    pipeline = batches(x, y, keep=lambda i: i % 3 != 0, seen=seen)
+    kept = [i for i in range(N) if i % 3 != 0]
+    expected = -(-len(kept) // BATCH)
+    steps = Steps()
+    filters = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model().fit(to_keras(pipeline), epochs=3, callbacks=[steps], verbose=0)
+    assert steps.planned is None  # not known ahead
+    assert steps.per_epoch == [expected] * 3
+    assert history.history["loss"][-1] < 0.2 * history.history["loss"][0]
+    build, *epochs = runs(seen, first=kept[0])
+    assert epochs == [kept] * 3
+    assert build == kept[: len(build)]
+    assert BATCH <= len(build) <= BATCH + 1
+    # Keras' "Your input ran out of data" at the end of each run stayed quiet, and the
+    # filter that kept it quiet is gone again.
+    assert [str(w.message) for w in caught if "ran out of data" in str(w.message)] == []
+    assert warnings.filters == filters
+    assert ran_out_filters() == []
+
+
+def test_keras_still_warns_when_steps_per_epoch_asks_for_more_than_a_run_has() -> None:
+    # 8 batches a run, 3 per epoch: the third epoch gets 2 before the run ends.
+    with pytest.warns(UserWarning, match="ran out of data"):
+        model().fit(to_keras(batches(*arrays())), epochs=3, steps_per_epoch=3, verbose=0)
+    assert ran_out_filters() == []
+
+
+def test_validation_runs_its_own_pipeline_every_epoch() -> None:
+    x, y = arrays()
+    val_x, val_y = arrays(96, seed=1)
+    val_seen: list[int] = []
+    validation = batches(val_x, val_y, keep=lambda i: i != 5, seen=val_seen)
+    net = model()
+    history = net.fit(
+        to_keras(batches(x, y)), epochs=4, validation_data=to_keras(validation), verbose=0
+    )
+    val_losses = history.history["val_loss"]
+    assert len(val_losses) == 4
+    assert val_losses[-1] < 0.2 * val_losses[0]
+    # Each validation pass read every validation row once (the model was built).
+    assert Counter(val_seen) == {i: 4 for i in range(96) if i != 5}
+    keep = np.arange(96) != 5
+    expected = net.evaluate(val_x[keep], val_y[keep], batch_size=BATCH, verbose=0)
+    assert val_losses[-1] == pytest.approx(expected, rel=1e-5)
+
+
+def test_evaluate_and_predict_take_pipelines() -> None:
+    x, y = arrays()
+    net = model()
+    net.fit(x, y, batch_size=BATCH, epochs=2, verbose=0)
+    known, unknown = batches(x, y), batches(x, y, keep=lambda i: i < 200)
+    assert net.evaluate(to_keras(known), verbose=0) == pytest.approx(
+        net.evaluate(x, y, batch_size=BATCH, verbose=0), rel=1e-5
+    )
+    assert net.evaluate(to_keras(unknown), verbose=0) == pytest.approx(
+        net.evaluate(x[:200], y[:200], batch_size=BATCH, verbose=0), rel=1e-5
+    )
+    expected = net.predict(x, batch_size=BATCH, verbose=0)
+    # Batches of x alone, (x,) and (x, y): predict uses x.
+    for pipeline in (hr.from_iterable(np.split(x, 8)), known.map(lambda b: (b[0],)), known):
+        assert np.allclose(net.predict(to_keras(pipeline), verbose=0), expected, atol=1e-6)
+    assert np.allclose(net.predict(to_keras(unknown), verbose=0), expected[:200], atol=1e-6)
+    assert ran_out_filters() == []
+
+
+# -- runs that Keras leaves ------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("nothing_left_running")
+def test_runs_cut_short_by_steps_per_epoch_are_closed(
+    live_threads: Callable[[], list[str]],
+) -> None:
+    pipeline = batches(*arrays(), workers=2)
+    names: list[list[str]] = []
+    probe = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: names.append(live_threads()))
+    # 3 batches of 8 per epoch: the run goes on into the next epoch and is left
+    # unfinished when fit returns (as is the run Keras reads to build the model).
+    model().fit(to_keras(pipeline), epochs=2, steps_per_epoch=3, callbacks=[probe], verbose=0)
+    assert len(names) == 2
+    assert all(names)
+    model().evaluate(to_keras(pipeline), steps=2, verbose=0)
+
+
+class StopAt(keras.callbacks.Callback):  # type: ignore[misc]
+    def __init__(self, batch: int) -> None:
+        super().__init__()
+        self.batch = batch
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        if batch == self.batch:
+            self.model.stop_training = True
+
+
+@pytest.mark.usefixtures("nothing_left_running")
+def test_close_ends_a_run_that_keras_keeps_after_stopping_mid_epoch() -> None:
+    x, y = arrays()
+    # Stopped in the middle of an epoch, Keras keeps the run in a reference cycle that
+    # only the garbage collector frees; the with block closes it at once.
+    with to_keras(batches(x, y, workers=2)) as data:
+        model().fit(data, epochs=2, callbacks=[StopAt(2)], verbose=0)
+    adapter = to_keras(batches(x, y, workers=2))
+    iterator = iter(adapter.get_numpy_iterator())
+    assert next(iterator)[0].shape == (BATCH, 3)
+    adapter.close()
+    assert list(iterator) == []
+
+
+def test_every_pass_keras_asks_for_is_a_new_run() -> None:
+    x, y = arrays()
+    adapter = to_keras(batches(x, y, keep=lambda i: i < 100))
+    numpy_passes = [list(adapter.get_numpy_iterator()) for _ in range(2)]
+    loader = adapter.get_torch_dataloader()
+    torch_passes = [list(loader) for _ in range(2)]
+    for one in (*numpy_passes, *torch_passes):
+        assert [len(b[0]) for b in one] == [32, 32, 32, 4]
+        assert np.array_equal(np.concatenate([np.asarray(b[0]) for b in one]), x[:100])
+    assert type(torch_passes[0][0][0]).__module__.startswith("torch")
+    # The end of a run of unknown length quiets Keras' warning until Keras' next
+    # on_epoch_end (which follows that warning), the next run, or close().
+    assert len(ran_out_filters()) == 1
+    adapter.on_epoch_end()
+    assert ran_out_filters() == []
+    iterator = iter(adapter.get_numpy_iterator())
+    list(iterator)
+    assert len(ran_out_filters()) == 1
+    next(iter(adapter.get_numpy_iterator()))
+    assert ran_out_filters() == []
+
+
+# -- errors ----------------------------------------------------------------------------
+
+
+def test_an_element_that_is_not_a_batch_fails_clearly() -> None:
+    x, y = arrays()
+    with pytest.raises(ValueError, match=r"as a batch.*\(\), \(\)\].*\.batch\(n\)"):
+        model().fit(to_keras(hr.zip(x[:, 0], y[:, 0])), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"\[\(32, 3\), \(16, 1\)\]"):
+        model().fit(to_keras(batches(x, y).map(lambda b: (b[0], b[1][:16]))), verbose=0)
+
+
+def test_a_keras_without_the_adapter_class_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    hrk._keras_class.cache_clear()
+    monkeypatch.setitem(sys.modules, "keras.src.trainers.data_adapters.data_adapter", None)
+    try:
+        with pytest.raises(ImportError, match=r"data_adapter\.DataAdapter, which Keras 3\."):
+            to_keras(batches(*arrays()))
+    finally:
+        hrk._keras_class.cache_clear()
+
+
+def test_a_keras_whose_fit_refuses_adapters_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from keras.src.trainers import data_adapters
+
+    def older(x: Any, **kwargs: Any) -> Any:
+        raise ValueError(f"Unrecognized data type: x={x}")
+
+    hrk._keras_class.cache_clear()
+    monkeypatch.setattr(data_adapters, "get_data_adapter", older)
+    try:
+        with pytest.raises(ImportError, match=r"does not take data adapters.*3\.7 or later"):
+            to_keras(batches(*arrays()))
+    finally:
+        hrk._keras_class.cache_clear()
+
+
+# -- the other backends, and the seed's example ----------------------------------------
+
+OTHER_BACKEND = """
+import json, os, sys, warnings
+warnings.simplefilter("error", UserWarning)
+import keras, numpy as np
+import headrace as hr
+from headrace.keras import to_keras
+rng = np.random.default_rng(0)
+x = rng.normal(size=(256, 3)).astype("float32")
+y = (x @ np.array([1.0, -2.0, 0.5], "float32"))[:, None]
+known = hr.zip(x, y).batch(32)
+unknown = hr.zip(x, y).filter(lambda e: float(e[1][0]) < 1.5).batch(32)
+keras.utils.set_random_seed(0)
+net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"),
+                        keras.layers.Dense(1)])
+net.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+first = net.evaluate(to_keras(unknown), verbose=0)
+history = net.fit(to_keras(known), epochs=3, validation_data=to_keras(unknown), verbose=0)
+history2 = net.fit(to_keras(unknown), epochs=2, verbose=0)
+predicted = net.predict(to_keras(known), verbose=0)
+print(json.dumps({
+    "backend": keras.backend.backend(), "before": first,
+    "val_loss": [float(v) for v in history.history["val_loss"]],
+    "loss": [float(v) for v in history2.history["loss"]],
+    "evaluate": net.evaluate(to_keras(unknown), verbose=0),
+    "predict": bool(np.allclose(predicted, net.predict(x, batch_size=32, verbose=0),
+                                atol=1e-5)),
+}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_fit_evaluate_predict_on_the_other_backends(backend: str) -> None:
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    completed = subprocess.run(
+        [sys.executable, "-c", OTHER_BACKEND],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env=env,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    found = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert found["backend"] == backend
+    assert len(found["val_loss"]) == 3
+    assert found["val_loss"][-1] < 0.2 * found["before"]
+    assert found["loss"][-1] < found["loss"][0]
+    assert found["evaluate"] < 0.2 * found["before"]
+    assert found["predict"] is True
