@@ -22,7 +22,7 @@ from headrace.stages._guard import close_iterator
 from headrace.stages.basic import FlatMap, FusedStage
 from headrace.stages.batching import Batch, Unbatch
 from headrace.stages.caching import Cache
-from headrace.stages.combine import Concat, Interleave, Repeat, Zip
+from headrace.stages.combine import Interleave, Repeat
 from headrace.stages.parsing import Parse
 from headrace.stages.shuffling import Shuffle
 
@@ -87,7 +87,7 @@ def shard(pipeline: Pipeline[Any], num_shards: int, index: int) -> Pipeline[Any]
         default=0,
     )
     for position, stage in enumerate(stages[:point]):
-        problem = _unfixed_order(stage)
+        problem = stage.unfixed_order()
         if problem is not None:
             after = f", or after {stages[point - 1].name!r}" if point > 1 else ""
             raise ValueError(
@@ -109,30 +109,15 @@ def shard(pipeline: Pipeline[Any], num_shards: int, index: int) -> Pipeline[Any]
     return Pipeline((*stages[:point], _Share(num_shards, index), *rest))
 
 
-def _unfixed_order(stage: Stage) -> str | None:
-    """What makes ``stage`` yield in a different order in each run, if anything."""
-    if isinstance(stage, Shuffle) and stage._seed is None:
-        return "a shuffle without a seed"
-    if isinstance(stage, ParallelMap | RandomMap) and stage._workers and not stage._ordered:
-        return "a parallel map with ordered=False"
-    if isinstance(stage, Zip | Concat):
-        for part in stage._parts:
-            for inner in part.stages:
-                problem = _unfixed_order(inner)
-                if problem is not None:
-                    return f"{problem} (in {part!r})"
-    return None
-
-
 def _own_share(stage: Stage, pipeline: Pipeline[Any]) -> Stage:
     """``stage`` for a share; a memory cache starts empty, to hold that share alone."""
     if not isinstance(stage, Cache):
         return stage
     if stage._path is not None:
         raise ValueError(
-            f"cannot share {pipeline!r} among workers: each worker would cache its share "
-            f"in the one file of {stage.name!r}; cache before the data is shared out (right "
-            "after the source), or use a memory cache"
+            f"cannot share {pipeline!r} among workers: every share would write its part "
+            f"to the one file of {stage.name!r}; use a memory cache (each share keeps its "
+            "own part), or cache the whole pipeline where it is not shared"
         )
     return Cache()
 

@@ -43,14 +43,13 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import tensorflow as tf
 
 from headrace.pipeline import Pipeline, as_pipeline
 from headrace.stages._base import INFINITE
-from headrace.stages.batching import Batch, Unbatch
 
 if TYPE_CHECKING:
     from headrace.run import Run
@@ -190,14 +189,14 @@ def _peek(run: Run[Any], count: int) -> list[Any]:
 
 
 def _batching(pipeline: Pipeline[Any]) -> Batching:
-    """How the pipeline's last grouping stage shapes its elements."""
+    """How the pipeline's last grouping stage (a ``batch``, or a source reading in
+    batches, such as ``read_csv(batch_size=...)``) shapes its elements."""
     for stage in reversed(pipeline.stages):
-        if isinstance(stage, Unbatch):
+        batching = stage.batching
+        if batching == "unbatch":
             return None
-        if isinstance(stage, Batch):
-            if stage._pad is not None:
-                return "padded"
-            return "fixed" if stage._drop_remainder else "batch"
+        if batching in ("batch", "fixed", "padded"):
+            return cast("Batching", batching)
     return None
 
 

@@ -390,3 +390,14 @@ def test_a_known_length_is_the_datasets_cardinality() -> None:
     assert int(hrtf.to_tf_dataset(endless).cardinality()) == int(tf.data.INFINITE_CARDINALITY)
     filtered = hr.range(10).filter(lambda i: i % 2).map(float)
     assert int(hrtf.to_tf_dataset(filtered).cardinality()) == int(tf.data.UNKNOWN_CARDINALITY)
+
+
+def test_a_source_reading_in_batches_may_end_with_a_short_batch(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{2 * i}\n" for i in range(5)))
+    rows = hr.read_csv(path, dtype="float32", batch_size=2).map(lambda b: (b["x"], b["y"]))
+    dataset = hrtf.to_tf_dataset(rows)
+    assert [spec.shape.as_list() for spec in dataset.element_spec] == [[None], [None]]
+    assert [x.numpy().tolist() for x, _ in dataset] == [[0, 1], [2, 3], [4]]
+    # Taken apart again, the rows have no batch dimension.
+    assert hrtf.to_tf_dataset(rows.unbatch()).element_spec[0].shape.as_list() == []

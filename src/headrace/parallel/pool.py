@@ -111,6 +111,11 @@ class ParallelMap(Stage):
     def length(self, upstream: Length) -> Length:
         return upstream if self._policy.mode == "raise" else None
 
+    def unfixed_order(self) -> str | None:
+        if self._workers and not self._ordered:
+            return "a parallel map with ordered=False"
+        return None
+
 
 def run_pool(
     backend: str,

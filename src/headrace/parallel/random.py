@@ -94,3 +94,8 @@ class RandomMap(Stage):
 
     def length(self, upstream: Length) -> Length:
         return upstream if self._policy.mode == "raise" else None
+
+    def unfixed_order(self) -> str | None:
+        if self._workers and not self._ordered:
+            return "a parallel map with ordered=False"
+        return None

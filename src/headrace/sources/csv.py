@@ -263,6 +263,10 @@ class ReadCsv(FileSource):
             raise ValueError(f"columns must be non-empty and without repeats, got {list(columns)}")
         return tuple(columns)
 
+    @property
+    def batching(self) -> str | None:
+        return None if self._batch_size is None else "batch"
+
     def options(self) -> str:
         extra = ""
         if self._columns is not None:

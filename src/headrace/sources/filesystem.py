@@ -75,6 +75,11 @@ class Files(Stage):
         # for one), and the files present may change before the run starts anyway.
         return None
 
+    def unfixed_order(self) -> str | None:
+        if self._shuffle and self._seed is None:
+            return "shuffle=True without a seed"
+        return None
+
 
 _DECODING = ("strict", "replace")
 

@@ -120,6 +120,11 @@ class ImageFiles(FileSource):
                 "to shuffle the files reproducibly, or drop the seed"
             )
 
+    def unfixed_order(self) -> str | None:
+        if self._shuffle and self._seed is None:
+            return "shuffle=True without a seed"
+        return None
+
     def options(self) -> str:
         extra = ""
         if self._extensions != IMAGE_EXTENSIONS:

@@ -66,6 +66,10 @@ class ReadParquet(FileSource):
         self._columns = _check_columns(columns)
         self._batch_size = check_optional_int("batch_size", batch_size, minimum=1)
 
+    @property
+    def batching(self) -> str | None:
+        return None if self._batch_size is None else "batch"
+
     def options(self) -> str:
         extra = "" if self._columns is None else f", columns={list(self._columns)!r}"
         return extra + ("" if self._batch_size is None else f", batch_size={self._batch_size}")

@@ -104,6 +104,10 @@ class ReadSql(Stage):
         self._policy = ErrorPolicy(on_error)
 
     @property
+    def batching(self) -> str | None:
+        return None if self._batch_size is None else "batch"
+
+    @property
     def name(self) -> str:
         extra = "" if self._batch_size is None else f", batch_size={self._batch_size}"
         if self._policy.mode != "raise":

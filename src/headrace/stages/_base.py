@@ -111,6 +111,21 @@ class Stage:
         """Number of elements out, given the upstream's (``None`` when unknown)."""
         return None
 
+    def unfixed_order(self) -> str | None:
+        """Why two runs of the same epoch may yield different orders (``"a shuffle
+        without a seed"``), or ``None`` when the order is fixed; sharding needs it fixed.
+        """
+        return None
+
+    @property
+    def batching(self) -> str | None:
+        """How this stage leaves the first dimension of its elements' arrays: ``"batch"``
+        (it makes batches, the last one maybe short), ``"fixed"`` (batches of one size),
+        ``"padded"`` (every dimension may vary), ``"unbatch"`` (it takes batches apart),
+        or ``None`` (it does not batch: as its upstream left them).
+        """
+        return None
+
     @property
     def fn(self) -> Callable[[Any], Any]:
         """The user function of a fusible stage."""

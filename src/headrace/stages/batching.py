@@ -286,6 +286,12 @@ class Batch(Stage):
             )
         return _batch(upstream, self._size, self._drop_remainder, self._collate, ctx.label)
 
+    @property
+    def batching(self) -> str | None:
+        if self._pad is not None:
+            return "padded"
+        return "fixed" if self._drop_remainder else "batch"
+
     def length(self, upstream: Length) -> Length:
         if upstream is None or upstream == INFINITE:
             return upstream
@@ -393,6 +399,10 @@ class Unbatch(Stage):
     @property
     def name(self) -> str:
         return "unbatch()"
+
+    @property
+    def batching(self) -> str | None:
+        return "unbatch"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         return _unbatch(upstream, ctx.label)

@@ -52,6 +52,9 @@ class Zip(Stage):
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         return _zip(self._parts, self._strict, ctx)
 
+    def unfixed_order(self) -> str | None:
+        return _unfixed_order(self._parts)
+
     def length(self, upstream: Length) -> Length:
         lengths = [p.known_length() for p in self._parts]
         if any(n is None for n in lengths):
@@ -100,6 +103,9 @@ class Concat(Stage):
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         return _concat(self._parts, ctx)
 
+    def unfixed_order(self) -> str | None:
+        return _unfixed_order(self._parts)
+
     def length(self, upstream: Length) -> Length:
         lengths = [p.known_length() for p in self._parts]
         if any(n is None for n in lengths):
@@ -114,6 +120,16 @@ def _concat(parts: Sequence[Pipeline[Any]], ctx: StageContext) -> Iterator[Any]:
             yield from chain.iterator
         finally:
             chain.close()
+
+
+def _unfixed_order(parts: Sequence[Pipeline[Any]]) -> str | None:
+    """The first reason any stage of ``parts`` has to change its order between runs."""
+    for part in parts:
+        for stage in part.stages:
+            problem = stage.unfixed_order()
+            if problem is not None:
+                return f"{problem} (in {part!r})"
+    return None
 
 
 class Interleave(Stage):

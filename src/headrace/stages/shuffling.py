@@ -37,6 +37,9 @@ class Shuffle(Stage):
     def length(self, upstream: Length) -> Length:
         return upstream
 
+    def unfixed_order(self) -> str | None:
+        return "a shuffle without a seed" if self._seed is None else None
+
 
 def _shuffle(
     upstream: Iterator[Any], buffer_size: int, seed: int | None, epoch: tuple[int, ...]
