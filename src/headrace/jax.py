@@ -17,6 +17,10 @@ current one::
 
 Every ``iter()`` of the result is a fresh run of the pipeline (the next epoch), and that
 run is closed when the loop ends, breaks or fails: workers of parallel stages stop.
+An error while taking a batch ahead (from the pipeline, or from ``jax.device_put``)
+closes the run at once, but reaches the loop only after the batches already put ahead
+of it: the loop sees every batch that came before the error, as it would iterating the
+pipeline itself, then the error, notes and all.
 
 Leaves that are numbers (numpy arrays of a numeric or bool dtype, numpy scalars, Python
 ``bool``, ``int``, ``float`` and ``complex``, JAX arrays) are put on the device; others
@@ -37,6 +41,7 @@ import numpy as np
 
 from headrace._checks import check_int
 from headrace.pipeline import Pipeline, as_pipeline
+from headrace.stages.batching import _NUMERIC_KINDS
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -47,8 +52,6 @@ __all__ = ["JaxIterable", "JaxIterator", "Placement", "put", "to_jax"]
 
 #: What ``device=`` accepts: a device, a sharding, or ``None`` for JAX's default device.
 Placement: TypeAlias = jax.Device | jax.sharding.Sharding | None
-
-_NUMERIC_KINDS = frozenset("biufc")  # bool, int, unsigned, float, complex
 
 
 def to_jax(pipeline: Iterable[Any], *, prefetch: int = 1, device: Placement = None) -> JaxIterable:
@@ -114,16 +117,20 @@ class JaxIterator(Iterator[Any]):
     """One run of a pipeline, its batches put on a device ``prefetch`` batches ahead.
 
     A context manager: leaving the ``with`` block, :meth:`close`, exhausting it, an error
-    from the pipeline or (as a backstop) garbage collection closes the run.
+    (from the pipeline or from putting a batch on the device) or (as a backstop) garbage
+    collection closes the run. An error met while taking batches ahead is raised once the
+    batches put before it have been returned.
     """
 
-    __slots__ = ("_device", "_prefetch", "_queue", "_run")
+    __slots__ = ("_device", "_error", "_prefetch", "_queue", "_run")
 
     def __init__(self, run: Run[Any], prefetch: int, device: Placement) -> None:
         self._run = run
         self._prefetch = prefetch
         self._device = device
         self._queue: collections.deque[Any] = collections.deque()
+        #: An error met while topping the queue up, raised once the queue is empty.
+        self._error: Exception | None = None
 
     @property
     def closed(self) -> bool:
@@ -136,23 +143,34 @@ class JaxIterator(Iterator[Any]):
     def __next__(self) -> Any:
         # Top the queue up to the batch to return plus ``prefetch`` more, so those are
         # in flight to the device while the caller computes on this one.
-        while len(self._queue) <= self._prefetch and not self._run.closed:
+        while len(self._queue) <= self._prefetch and self._error is None and not self._run.closed:
             try:
                 batch = next(self._run)
+                self._queue.append(put(batch, self._device))
             except StopIteration:
                 break
-            except BaseException:
+            except Exception as error:
+                # The batches before it are good: the loop gets them first.
+                self._error = error
+                self._run.close()
+            except BaseException:  # KeyboardInterrupt and the like: at once
                 self.close()
                 raise
-            self._queue.append(put(batch, self._device))
-        if not self._queue:
-            self.close()
-            raise StopIteration
-        return self._queue.popleft()
+        if self._queue:
+            return self._queue.popleft()
+        failure, self._error = self._error, None
+        self.close()
+        if failure is not None:
+            raise failure
+        raise StopIteration
 
     def close(self) -> None:
-        """Stop the run and drop the batches put ahead. Safe to call more than once."""
+        """Stop the run and drop the batches put ahead (and an error met after them).
+
+        Safe to call more than once.
+        """
         self._queue.clear()
+        self._error = None
         self._run.close()
 
     def __enter__(self) -> JaxIterator:

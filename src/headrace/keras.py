@@ -27,9 +27,10 @@ such batches from ``(x, y)`` examples.
   steps from the start. When it is not (after ``filter``, or with ``read_csv``), Keras
   counts the batches of the first epoch and uses that count for the later epochs of the
   same ``fit``. Keras 3 warns "Your input ran out of data" when an input of unknown
-  length ends, although that end is how such an epoch ends: the adapter keeps that one
-  warning quiet, for the end of its own runs only (with ``steps_per_epoch`` too, where
-  an epoch that a run's end cuts short then passes without it).
+  length ends, although that end is how such an epoch ends: for pipelines of unknown
+  length only, the adapter keeps that one warning quiet at the end of its own runs.
+  Keras still warns when ``steps_per_epoch`` asks for more batches than a run of a
+  pipeline of known length has.
 - ``steps_per_epoch`` still works (an endless pipeline needs it): Keras then takes that
   many batches per epoch, going on with the same run in the next epoch and starting a
   new run when one ends.
@@ -57,11 +58,14 @@ import threading
 import warnings
 import weakref
 from collections.abc import Generator, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from headrace.pipeline import Pipeline, as_pipeline
+
+if TYPE_CHECKING:
+    from headrace.run import Run
 
 __all__ = ["PipelineAdapter", "to_keras"]
 
@@ -143,6 +147,8 @@ class PipelineAdapter:
         # Endless (math.inf) counts as unknown: Keras then needs steps_per_epoch.
         self._num_batches = length if isinstance(length, int) else None
         self._streams: weakref.WeakSet[Generator[Any, None, None]] = weakref.WeakSet()
+        #: The sources of get_tf_dataset's datasets, each holding a run until it is used.
+        self._sources: weakref.WeakSet[_TfSource] = weakref.WeakSet()
         self._quiet = False
 
     # -- what Keras calls ---------------------------------------------------------------
@@ -177,27 +183,31 @@ class PipelineAdapter:
     def get_tf_dataset(self) -> Any:
         """A ``tf.data.Dataset`` over the batches; every iteration is a new run.
 
-        Its signature comes from the first two batches of a run of epoch 0 (started and
-        closed here): the batch dimension is left open, and so is any other that
-        differs between them.
+        Its signature (see :func:`headrace.tf.infer_signature`) comes from the first two
+        batches of a run started here: the batch dimension is left open, and so is any
+        other that differs between them. That run is the dataset's first iteration,
+        which goes on from its first batch, so no batch is read twice.
         """
         import tensorflow as tf
-        from keras import tree
 
-        with self._pipeline.iter(epoch=0) as run:
+        from headrace.tf import infer_signature
+
+        run = self._pipeline.iter()
+        try:
             first = list(itertools.islice(run, 2))
-        if not first:
-            raise ValueError(f"{self._pipeline!r} has no batches for Keras")
-
-        def spec(*leaves: Any) -> Any:
-            arrays = [np.asarray(leaf) for leaf in leaves]
-            dims = [set(sizes) for sizes in zip(*(a.shape for a in arrays), strict=True)]
-            shape = [None] + [d.pop() if len(d) == 1 else None for d in dims[1:]]
-            return tf.TensorSpec(shape=shape, dtype=tf.as_dtype(arrays[0].dtype))
-
-        signature = tree.map_structure(spec, *first)
-        batches = _Batches(self)
-        dataset = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=signature)
+            if not first:
+                raise ValueError(f"{self._pipeline!r} has no batches for Keras")
+            _check_batch(first[0], self._pipeline)
+            # Lists of inputs are structure to Keras, and tuples to tf.data.
+            signature = infer_signature([_tuples(batch) for batch in first], batched="batch")
+        except BaseException:
+            run.close()
+            raise
+        source = _TfSource(self, run, first)
+        self._sources.add(source)
+        dataset = tf.data.Dataset.from_generator(source, output_signature=signature)
+        # A dataset that is never iterated releases the run its signature came from.
+        weakref.finalize(dataset, source.release)
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     @property
@@ -236,6 +246,8 @@ class PipelineAdapter:
         Like :meth:`headrace.Run.close`, raises ``ValueError`` for a run that is making
         a batch in another thread at that moment.
         """
+        for source in list(self._sources):
+            source.release()
         for stream in list(self._streams):
             stream.close()
         self._hush(False)
@@ -246,12 +258,15 @@ class PipelineAdapter:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _stream(self) -> Generator[Any, None, None]:
-        """One run of the pipeline, started when its first batch is asked for."""
+    def _stream(self, source: _TfSource | None = None) -> Generator[Any, None, None]:
+        """One run of the pipeline, started when its first batch is asked for; or the
+        run that ``source`` still holds then, going on after the batches taken from it."""
         self._hush(False)
-        with self._pipeline.iter() as run:
+        held = None if source is None else source.take()
+        run, taken = held if held is not None else (self._pipeline.iter(), [])
+        with run:
             checked = False
-            for batch in run:
+            for batch in itertools.chain(taken, run):
                 if not checked:
                     _check_batch(batch, self._pipeline)
                     checked = True
@@ -289,6 +304,47 @@ class _Batches:
         stream = adapter._stream()
         adapter._streams.add(stream)
         return stream
+
+
+class _TfSource:
+    """The generator function of :meth:`PipelineAdapter.get_tf_dataset`'s dataset: its
+    first call goes on with the run the signature came from, later calls start runs."""
+
+    __slots__ = ("__weakref__", "_adapter", "_held", "_lock")
+
+    def __init__(self, adapter: PipelineAdapter, run: Run[Any], taken: list[Any]) -> None:
+        self._adapter = adapter
+        self._held: tuple[Run[Any], list[Any]] | None = (run, taken)
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[Run[Any], list[Any]] | None:
+        """The held run and the batches taken from it, or ``None`` once taken."""
+        with self._lock:
+            held, self._held = self._held, None
+        return held
+
+    def __call__(self) -> Iterator[Any]:
+        adapter = self._adapter
+        # The run is taken when the stream starts: until then release() can close it.
+        stream = adapter._stream(self)
+        adapter._streams.add(stream)
+        return map(_tuples, stream)
+
+    def release(self) -> None:
+        """Close the held run, if no iteration has taken it."""
+        held = self.take()
+        if held is not None:
+            held[0].close()
+
+
+def _tuples(batch: Any) -> Any:
+    """``batch`` with its lists as tuples: tf.data takes a list for one tensor."""
+    if isinstance(batch, list | tuple):
+        items = [_tuples(item) for item in batch]
+        return type(batch)(*items) if hasattr(batch, "_fields") else tuple(items)
+    if type(batch) is dict:
+        return {key: _tuples(item) for key, item in batch.items()}
+    return batch
 
 
 def _check_batch(batch: Any, pipeline: Pipeline[Any]) -> None:

@@ -37,7 +37,7 @@ loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any
 
 import cloudpickle
@@ -46,21 +46,24 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from headrace._checks import check_bool, check_int
-from headrace.pipeline import Pipeline
+from headrace.pipeline import Pipeline, as_pipeline
 from headrace.sharding import shard
+from headrace.stages.batching import _NUMERIC_KINDS
 
 __all__ = ["TorchDataset", "to_tensors", "to_torch"]
 
 Device = str | torch.device
 
-_NUMERIC_KINDS = frozenset("biufc")
 _NUMBERS = (bool, int, float, complex, np.generic)
 
 
 def to_torch(
-    pipeline: Pipeline[Any], *, device: Device | None = None, pin_memory: bool = False
+    pipeline: Iterable[Any], *, device: Device | None = None, pin_memory: bool = False
 ) -> TorchDataset:
     """``pipeline`` as a PyTorch ``IterableDataset`` of tensors (see :class:`TorchDataset`).
+
+    ``pipeline`` is a :class:`headrace.Pipeline`; any other iterable is wrapped in one,
+    which iterates it again on every pass.
 
     >>> import headrace as hr
     >>> [t.item() for t in to_torch(hr.range(3))]
@@ -71,6 +74,9 @@ def to_torch(
 
 class TorchDataset(IterableDataset[Any]):
     """A pipeline as an ``IterableDataset``: every ``iter()`` is a fresh run, in tensors.
+
+    Any other iterable than a :class:`headrace.Pipeline` is wrapped in one (see
+    :func:`headrace.pipeline.as_pipeline`), which iterates it again on every pass.
 
     Iterated in the main process (directly, or by a DataLoader with ``num_workers=0``),
     each ``iter()`` is the pipeline's next epoch, as ``iter(pipeline)`` is. In a
@@ -95,14 +101,12 @@ class TorchDataset(IterableDataset[Any]):
 
     def __init__(
         self,
-        pipeline: Pipeline[Any],
+        pipeline: Iterable[Any],
         *,
         device: Device | None = None,
         pin_memory: bool = False,
     ) -> None:
-        if not isinstance(pipeline, Pipeline):
-            raise TypeError(f"pipeline must be a headrace Pipeline, got {type(pipeline).__name__}")
-        self._pipeline = pipeline
+        self._pipeline = as_pipeline(pipeline)
         self._device = None if device is None else torch.device(device)
         self._pin_memory = check_bool("pin_memory", pin_memory)
         self._epoch: int | None = None

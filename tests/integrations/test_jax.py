@@ -141,6 +141,52 @@ def test_an_error_in_the_pipeline_reaches_the_loop_and_closes_the_run(
     assert threads_left() == []
 
 
+def drain(values: Any, into: list[int]) -> None:
+    """Append ``int(value)`` for every value, up to the error that ends them."""
+    for value in values:
+        into.append(int(value))
+
+
+def fail_at_four(i: int) -> int:
+    if i == 4:
+        raise RuntimeError("bad example 4")
+    return i
+
+
+@pytest.mark.parametrize("prefetch", [0, 2, 6])
+def test_an_error_taking_batches_ahead_comes_after_the_batches_before_it(
+    prefetch: int, threads_left: Callable[..., list[str]]
+) -> None:
+    pipeline = hr.range(10).map(fail_at_four)
+    plain: list[int] = []
+    with pytest.raises(RuntimeError, match="bad example 4") as expected:
+        drain(pipeline, plain)
+    assert plain == [0, 1, 2, 3]
+
+    iterator = iter(hrj.to_jax(pipeline, prefetch=prefetch))
+    got: list[int] = []
+    with pytest.raises(RuntimeError, match="bad example 4") as raised:
+        drain(iterator, got)
+    assert got == plain
+    assert raised.value.__notes__ == expected.value.__notes__  # where it was raised
+    assert iterator.closed
+    assert threads_left() == []
+    with pytest.raises(StopIteration):  # raised once, then the run is over
+        next(iterator)
+
+
+@pytest.mark.usefixtures("nothing_left_running")
+def test_an_error_putting_a_batch_on_the_device_closes_the_run() -> None:
+    assert not jax.config.jax_enable_x64  # so that 2**40 does not fit in an int32
+    pipeline = hr.range(40).map(lambda i: i if i < 3 else 2**40 + i, workers=2)
+    iterator = iter(hrj.to_jax(pipeline, prefetch=2))
+    got: list[int] = []
+    with pytest.raises(OverflowError):
+        drain(iterator, got)
+    assert got == [0, 1, 2]  # those put before the error still reach the loop
+    assert iterator.closed
+
+
 def test_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="prefetch"):
         hrj.to_jax(hr.range(3), prefetch=-1)

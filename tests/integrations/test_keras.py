@@ -269,6 +269,38 @@ def test_every_pass_keras_asks_for_is_a_new_run() -> None:
     assert ran_out_filters() == []
 
 
+@pytest.mark.usefixtures("nothing_left_running")
+def test_the_tf_dataset_reads_its_signature_from_its_first_run(
+    live_threads: Callable[[], list[str]], threads_left: Callable[..., list[str]]
+) -> None:
+    x, y = arrays()
+    seen: list[int] = []
+    adapter = to_keras(batches(x, y, seen=seen, workers=2))
+    dataset = adapter.get_tf_dataset()
+    assert [spec.shape.as_list() for spec in dataset.element_spec] == [[None, 3], [None, 1]]
+    assert live_threads()  # the first run is open, its first batches read
+    for _ in range(2):
+        got = np.concatenate([np.asarray(bx) for bx, _ in dataset])
+        np.testing.assert_array_equal(got, x)
+    # Two passes, two runs, each reading every row once: the batches the signature
+    # came from are the first pass's own.
+    assert Counter(seen) == dict.fromkeys(range(N), 2)
+    # A dataset made and never iterated holds a run until it is dropped, or until
+    # close() releases it.
+    unused = adapter.get_tf_dataset()
+    assert live_threads()
+    del unused
+    assert threads_left() == []
+    unused = adapter.get_tf_dataset()
+    assert live_threads()
+    adapter.close()
+    assert threads_left() == []
+    del unused
+    with pytest.raises(ValueError, match="no batches for Keras"):
+        to_keras(hr.from_iterable([])).get_tf_dataset()
+    assert ran_out_filters() == []
+
+
 # -- errors ----------------------------------------------------------------------------
 
 
@@ -309,6 +341,7 @@ def test_a_keras_whose_fit_refuses_adapters_fails_clearly(monkeypatch: pytest.Mo
 
 OTHER_BACKEND = """
 import json, os, sys, warnings
+from collections import Counter
 warnings.simplefilter("error", UserWarning)
 import keras, numpy as np
 import headrace as hr
@@ -318,14 +351,28 @@ x = rng.normal(size=(256, 3)).astype("float32")
 y = (x @ np.array([1.0, -2.0, 0.5], "float32"))[:, None]
 known = hr.zip(x, y).batch(32)
 unknown = hr.zip(x, y).filter(lambda e: float(e[1][0]) < 1.5).batch(32)
+reads = {"train": Counter(), "val": Counter(), "train2": Counter()}
+def counted(name, keep=None):
+    rows = hr.range(256).tap(lambda i: reads[name].update([i])).map(lambda i: (x[i], y[i]))
+    return (rows if keep is None else rows.filter(keep)).batch(32)
 keras.utils.set_random_seed(0)
 net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"),
                         keras.layers.Dense(1)])
 net.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
 first = net.evaluate(to_keras(unknown), verbose=0)
-history = net.fit(to_keras(known), epochs=3, validation_data=to_keras(unknown), verbose=0)
-history2 = net.fit(to_keras(unknown), epochs=2, verbose=0)
+history = net.fit(to_keras(counted("train")), epochs=3,
+                  validation_data=to_keras(counted("val", lambda e: float(e[1][0]) < 1.5)),
+                  verbose=0)
+history2 = net.fit(to_keras(counted("train2", lambda e: float(e[1][0]) < 1.5)), epochs=2,
+                   verbose=0)
 predicted = net.predict(to_keras(known), verbose=0)
+# Two inputs, as the list that Keras takes for them.
+a, b = x[:, :1], x[:, 1:]
+two = hr.from_iterable([([a[i:i + 32], b[i:i + 32]], y[i:i + 32]) for i in range(0, 256, 32)])
+inputs = [keras.Input((1,)), keras.Input((2,))]
+net2 = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Concatenate()(inputs)))
+net2.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+history3 = net2.fit(to_keras(two), epochs=3, verbose=0)
 print(json.dumps({
     "backend": keras.backend.backend(), "before": first,
     "val_loss": [float(v) for v in history.history["val_loss"]],
@@ -333,6 +380,8 @@ print(json.dumps({
     "evaluate": net.evaluate(to_keras(unknown), verbose=0),
     "predict": bool(np.allclose(predicted, net.predict(x, batch_size=32, verbose=0),
                                 atol=1e-5)),
+    "reads": {name: dict(Counter(counter.values())) for name, counter in reads.items()},
+    "two_inputs": [float(v) for v in history3.history["loss"]],
 }))
 """
 
@@ -356,3 +405,8 @@ def test_fit_evaluate_predict_on_the_other_backends(backend: str) -> None:
     assert found["loss"][-1] < found["loss"][0]
     assert found["evaluate"] < 0.2 * found["before"]
     assert found["predict"] is True
+    # Every run reads each row once: 3 epochs of training and of validation, then 2;
+    # nothing reads rows on the side (the signature of a tf.data dataset comes from
+    # the first run itself).
+    assert found["reads"] == {"train": {"3": 256}, "val": {"3": 256}, "train2": {"2": 256}}
+    assert found["two_inputs"][-1] < 0.5 * found["two_inputs"][0]

@@ -207,8 +207,8 @@ def test_pin_memory_without_cuda_does_nothing_and_device_moves_tensors() -> None
         hrt.to_torch(hr.range(3), device="no-such-device")
     with pytest.raises(TypeError, match="pin_memory"):
         hrt.to_torch(hr.range(3), pin_memory="yes")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="Pipeline"):
-        hrt.to_torch([1, 2, 3])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="must be iterable"):
+        hrt.to_torch(5)  # type: ignore[arg-type]
 
 
 # -- the dataset --------------------------------------------------------------------
@@ -229,6 +229,20 @@ def test_the_dataset_is_an_iterable_dataset_whose_every_iteration_is_a_new_epoch
     assert items(dataset) == items(dataset) == list(pipeline.iter(epoch=7))
     dataset.set_epoch(None)
     assert items(dataset) == list(pipeline.iter(epoch=3))
+
+
+def test_any_other_iterable_is_wrapped_in_a_pipeline_run_again_every_pass() -> None:
+    batches = [(np.full((2, 3), i, np.float32), np.array([i, i])) for i in range(3)]
+    for dataset in (hrt.to_torch(batches), hrt.TorchDataset(batches)):
+        assert isinstance(dataset.pipeline, hr.Pipeline)
+        assert len(dataset) == 3
+        for _ in range(2):  # every pass iterates the list again
+            got = list(dataset)
+            assert [y.tolist() for _, y in got] == [[0, 0], [1, 1], [2, 2]]
+            assert all(x.dtype == torch.float32 and x.shape == (2, 3) for x, _ in got)
+        # DataLoader workers share it out as they do any pipeline.
+        assert sorted(int(y[0]) for _, y in loader(dataset, 2)) == [0, 1, 2]
+    assert items(hrt.to_torch(range(5))) == [0, 1, 2, 3, 4]
 
 
 def test_len_is_the_pipelines_length_when_it_is_known() -> None:
