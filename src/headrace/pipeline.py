@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeGuard, TypeVar, overload
 
 import numpy as np
@@ -29,7 +29,7 @@ from headrace.parallel import ParallelMap, Prefetch, RandomMap
 from headrace.parallel.pool import GuardedMap
 from headrace.parallel.threads import check_backend, pool_options
 from headrace.policy import ErrorPolicy, OnError
-from headrace.run import Run
+from headrace.run import STATE_FORMAT, Run, fingerprint
 from headrace.stages._base import INFINITE, RUN_LOCK, Length, Stage
 from headrace.stages.basic import (
     Enumerate,
@@ -90,7 +90,13 @@ class Pipeline(Generic[T]):
 
     # -- running --------------------------------------------------------------------
 
-    def iter(self, *, epoch: int | None = None, stats: bool = False) -> Run[T]:
+    def iter(
+        self,
+        *,
+        epoch: int | None = None,
+        stats: bool = False,
+        state: Mapping[str, Any] | None = None,
+    ) -> Run[T]:
         """Start a run: an iterator over one epoch that can be closed early.
 
         Args:
@@ -99,14 +105,45 @@ class Pipeline(Generic[T]):
                 to peek at an element shifts later epochs; pass ``epoch`` to pin it).
             stats: count and time every stage (see :meth:`Run.stats`); off by
                 default, and free when off.
+            state: what :meth:`Run.state` gave (a JSON round trip is fine): the run
+                goes on right after the last element the saved run handed out, in the
+                saved run's epoch, and later plain ``iter()`` calls take the epochs
+                after it. It replays the epoch up to that point, so the stages must
+                give the same elements again: seeded, and user functions deterministic.
 
         >>> import headrace as hr
         >>> with hr.range(5).iter() as run:
         ...     next(run), next(run)
         (0, 1)
         """
+        if state is not None:
+            if epoch is not None:
+                raise ValueError("pass epoch= or state=, not both: the state has its epoch")
+            number, start = self._resume_point(state)
+            self._epochs.move_past(number)
+            return Run(self, epoch=number, stats=stats, start=start)
         number = self._epochs.take() if epoch is None else check_int("epoch", epoch, minimum=0)
         return Run(self, epoch=number, stats=stats)
+
+    def _resume_point(self, state: Mapping[str, Any]) -> tuple[int, int]:
+        """The epoch and position a state names, checked against this pipeline."""
+        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
+            raise ValueError(
+                f"state must be what Run.state() returns (format {STATE_FORMAT!r}), "
+                f"got {state!r:.200}"
+            )
+        if state.get("pipeline") != fingerprint(self):
+            raise ValueError(
+                f"the state was taken from another pipeline than {self!r} (its stages "
+                "or their arguments differ), so it cannot say where this one stands"
+            )
+        numbers = []
+        for name in ("epoch", "position"):
+            value = state.get(name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"state[{name!r}] must be a non-negative int, got {value!r}")
+            numbers.append(value)
+        return numbers[0], numbers[1]
 
     def __iter__(self) -> Run[T]:
         return self.iter()
@@ -639,6 +676,11 @@ class _Epochs:
             number = self._next
             self._next += 1
         return number
+
+    def move_past(self, number: int) -> None:
+        """Make ``number + 1`` the next epoch: a run resumed in epoch ``number``."""
+        with RUN_LOCK:
+            self._next = number + 1
 
     def __reduce__(self) -> tuple[type[_Epochs], tuple[int]]:
         return (_Epochs, (self._next,))

@@ -9,7 +9,9 @@ from outside reaches them all, downstream first, even nodes that never started.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
+import operator
 import types
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
@@ -24,7 +26,10 @@ if TYPE_CHECKING:
 
     from headrace.pipeline import Pipeline
 
-__all__ = ["Chain", "Run", "open_chain"]
+__all__ = ["STATE_FORMAT", "Chain", "Run", "fingerprint", "open_chain"]
+
+#: The ``"format"`` of the states :meth:`Run.state` gives.
+STATE_FORMAT = "headrace.run-state/1"
 
 
 class Chain:
@@ -134,6 +139,17 @@ def _open(
     return iterator
 
 
+def _skip(iterator: Iterator[Any], count: int, pipeline: Pipeline[Any], epoch: int) -> None:
+    """Take ``count`` elements from ``iterator`` and drop them: a resumed run's replay."""
+    skipped = sum(1 for _ in itertools.islice(iterator, count))
+    if skipped < count:
+        raise ValueError(
+            f"cannot resume {pipeline!r} at element {count} of epoch {epoch}: this run "
+            f"of it yields only {skipped} (was the state taken from another pipeline, "
+            "or have its files changed?)"
+        )
+
+
 def _closing(chain: Chain) -> Iterator[Any]:
     """Yield from ``chain`` and close all of it however the consumer stops."""
     try:
@@ -149,14 +165,30 @@ class _EndOfRun:
     a free end-of-run hook: closing there costs nothing per element.
     """
 
-    __slots__ = ("_chain",)
+    __slots__ = ("_chain", "reached")
 
     def __init__(self, chain: Chain) -> None:
         self._chain = chain
+        self.reached = False
 
     def __iter__(self) -> Iterator[Any]:
+        self.reached = True
         self._chain.close()
         return iter(())
+
+
+def fingerprint(pipeline: Pipeline[Any]) -> str:
+    """A short digest of the pipeline's stages, to tell a state from another pipeline's."""
+    return hashlib.sha256(repr(pipeline).encode()).hexdigest()[:16]
+
+
+def _replay_problem(pipeline: Pipeline[Any]) -> str | None:
+    """Why replaying an epoch of ``pipeline`` may not give the same elements, if so."""
+    for index, stage in enumerate(pipeline.stages):
+        problem = stage.unfixed_order()
+        if problem is not None:
+            return f"stage {index} {stage.name!r} has {problem}"
+    return None
 
 
 T = TypeVar("T")
@@ -180,13 +212,19 @@ class Run(itertools.chain[T], Generic[T]):
     ([0, 1, 2], True)
     """
 
-    __slots__ = ("_chain", "_description", "_stats")
+    __slots__ = ("_chain", "_counter", "_description", "_end", "_epoch", "_pipeline", "_stats")
 
     _chain: Chain
+    _counter: itertools.count[int]
     _description: str
+    _end: _EndOfRun
+    _epoch: int
+    _pipeline: Pipeline[T]
     _stats: StageStats | None
 
-    def __new__(cls, pipeline: Pipeline[T], *, epoch: int, stats: bool = False) -> Run[T]:
+    def __new__(
+        cls, pipeline: Pipeline[T], *, epoch: int, stats: bool = False, start: int = 0
+    ) -> Run[T]:
         collector = StageStats() if stats else None
         chain = open_chain(pipeline.stages, (epoch,), collector)
         if not isinstance(chain.iterator, types.GeneratorType):
@@ -194,11 +232,76 @@ class Run(itertools.chain[T], Generic[T]):
             # iterator) would go on yielding, and a file would raise on its next read.
             chain.iterator = _closing(Chain(chain.iterator, []))
             chain.nodes.append(chain.iterator)
-        self = super().__new__(cls, chain.iterator, _EndOfRun(chain))
+        if start:
+            try:
+                _skip(chain.iterator, start, pipeline, epoch)
+            except BaseException:
+                chain.close()
+                raise
+        # Counting in C (zip with a count), so that state() knows how many elements
+        # the consumer has received, for some tens of nanoseconds an element. The
+        # count comes second, so an element that fails or never comes is not counted.
+        counter = itertools.count(start)
+        counted = map(operator.itemgetter(0), zip(chain.iterator, counter, strict=False))
+        end = _EndOfRun(chain)
+        self = super().__new__(cls, counted, end)
         self._chain = chain
+        self._counter = counter
         self._description = repr(pipeline)
+        self._end = end
+        self._epoch = epoch
+        self._pipeline = pipeline
         self._stats = collector
         return self
+
+    @property
+    def epoch(self) -> int:
+        """The epoch number this run was started with."""
+        return self._epoch
+
+    def state(self) -> dict[str, Any]:
+        """Where this run stands, as plain JSON-safe data for :meth:`Pipeline.iter`.
+
+        ``pipeline.iter(state=run.state())`` goes on right after the last element this
+        run handed out: the rest is what this run would have yielded. A state taken
+        once the run is exhausted resumes at the start of the next epoch. Today a run
+        resumes by replaying its epoch up to that element (the elements are computed
+        again and dropped), so a pipeline whose stages give another order on another
+        run (an unseeded shuffle, a parallel map with ``ordered=False``) has no state:
+        this raises ``ValueError`` naming the stage. What the stages cannot see stays
+        the caller's to keep fixed: user functions, generators, and the pipelines an
+        ``interleave`` or ``flat_map`` function builds (seed their shuffles). The
+        state names its pipeline by a digest of its description (``repr``), which
+        tells a changed stage or argument, not a changed function body or list.
+
+        >>> import headrace as hr
+        >>> pipeline = hr.range(6).shuffle(4, seed=1)
+        >>> run = pipeline.iter()
+        >>> first = [next(run), next(run)]
+        >>> saved = run.state()
+        >>> rest = list(pipeline.iter(state=saved))
+        >>> first + rest == list(pipeline.iter(epoch=0))
+        True
+        """
+        problem = _replay_problem(self._pipeline)
+        if problem is not None:
+            raise ValueError(
+                f"cannot take the state of a run of {self._description}: {problem}, so "
+                "a resumed run would not replay the same elements; give it a seed (or "
+                "ordered=True)"
+            )
+        if self._end.reached:
+            epoch, position = self._epoch + 1, 0
+        else:
+            # repr, not __reduce__: the count's value, without the pickling API that
+            # Python 3.12 deprecates for itertools.
+            epoch, position = self._epoch, int(repr(self._counter)[6:-1])
+        return {
+            "format": STATE_FORMAT,
+            "pipeline": fingerprint(self._pipeline),
+            "epoch": epoch,
+            "position": position,
+        }
 
     @classmethod
     def from_iterable(cls, iterables: Any) -> NoReturn:

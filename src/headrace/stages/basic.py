@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import copy
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -135,16 +136,30 @@ class FlatMap(Stage):
         return f"flat_map({describe_callable(self._fn)})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return _flat_map(upstream, self._fn, ctx.label)
+        return _flat_map(upstream, self._fn, ctx)
 
 
 def _flat_map(
-    upstream: Iterator[Any], fn: Callable[[Any], Iterable[Any]], label: str
+    upstream: Iterator[Any], fn: Callable[[Any], Iterable[Any]], ctx: StageContext
 ) -> Iterator[Any]:
+    from headrace.pipeline import Pipeline
+    from headrace.run import open_chain
+
+    label = ctx.label
     try:
         for index, item in builtins.enumerate(upstream):
             try:
-                inner = iter(fn(item))
+                produced = fn(item)
+                if isinstance(produced, Pipeline):
+                    # Opened in this run's epoch, as interleave opens its pipelines, not
+                    # in the pipeline's own next epoch: the run replays the same way.
+                    where = ctx.inner_path(f"for input element {index}")
+                    chain = open_chain(produced.stages, ctx.epoch, None, where)
+                    inner: Iterator[Any] = chain.iterator
+                    closer: Callable[[], object] = chain.close
+                else:
+                    inner = iter(produced)
+                    closer = functools.partial(close_iterator, inner)
             except Exception as error:
                 annotate(error, label, index)
                 raise
@@ -159,7 +174,7 @@ def _flat_map(
                         raise
                     yield out
             finally:
-                close_iterator(inner)
+                closer()
     finally:
         close_iterator(upstream)
 
