@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeGuard, TypeVar, overload
 
 import numpy as np
 
-from headrace._checks import check_int
+from headrace._checks import check_int, check_seed
 from headrace.parallel import ParallelMap, Prefetch, RandomMap
 from headrace.parallel.pool import GuardedMap
 from headrace.parallel.threads import check_backend, pool_options
@@ -67,14 +67,15 @@ class Pipeline(Generic[T]):
     stages, and raises ``TypeError`` when it cannot be known without running.
     """
 
-    __slots__ = ("_epochs", "_stages")
+    __slots__ = ("_epochs", "_seed", "_stages")
 
-    def __init__(self, stages: tuple[Stage, ...]) -> None:
+    def __init__(self, stages: tuple[Stage, ...], *, seed: int | None = None) -> None:
         if not stages or not stages[0].is_source:
             raise ValueError("a pipeline starts with a source stage")
         if any(stage.is_source for stage in stages[1:]):
             raise ValueError("only the first stage of a pipeline may be a source")
         self._stages = stages
+        self._seed = check_seed(seed)
         # Each iteration is the next epoch: a seeded shuffle reshuffles every epoch,
         # reproducibly. Runs change a description only through this counter and
         # stages' once-per-run records (a filled cache, a spent one-shot source).
@@ -85,8 +86,33 @@ class Pipeline(Generic[T]):
         """The source and stages, in order."""
         return self._stages
 
+    @property
+    def seed(self) -> int | None:
+        """The pipeline's seed (:meth:`with_seed`), or ``None``."""
+        return self._seed
+
+    def with_seed(self, seed: int) -> Pipeline[T]:
+        """This pipeline with one seed from which every stage without its own derives one.
+
+        Shuffles, ``files``/``image_folder`` with ``shuffle=True`` and ``random_map``
+        given no ``seed=`` take a seed derived from this one and their place in the
+        pipeline (nested pipelines included), so one number makes the whole pipeline
+        reproducible: the same output on every run of an epoch, with any worker count,
+        on any machine. Stages given a seed of their own keep it. Stages added after
+        this call derive theirs too.
+
+        >>> import headrace as hr
+        >>> noisy = hr.range(6).shuffle(4).random_map(lambda x, rng: x + rng.random() // 1)
+        >>> a = noisy.with_seed(3)
+        >>> list(a.iter(epoch=0)) == list(a.iter(epoch=0)) != list(a.iter(epoch=1))
+        True
+        """
+        if check_seed(seed) is None:
+            raise ValueError("with_seed needs a non-negative int seed, not None")
+        return Pipeline(self._stages, seed=seed)
+
     def _then(self, stage: Stage) -> Pipeline[Any]:
-        return Pipeline((*self._stages, stage))
+        return Pipeline((*self._stages, stage), seed=self._seed)
 
     # -- running --------------------------------------------------------------------
 
@@ -175,7 +201,8 @@ class Pipeline(Generic[T]):
         return int(length)
 
     def __repr__(self) -> str:
-        return f"Pipeline({' -> '.join(stage.name for stage in self._stages)})"
+        seed = "" if self._seed is None else f", seed={self._seed}"
+        return f"Pipeline({' -> '.join(stage.name for stage in self._stages)}{seed})"
 
     # -- element-wise ---------------------------------------------------------------
 
@@ -250,7 +277,7 @@ class Pipeline(Generic[T]):
         self,
         fn: Callable[[T, np.random.Generator], U],
         *,
-        seed: int,
+        seed: int | None = None,
         workers: int = 0,
         backend: str = "thread",
         ordered: bool = True,
@@ -267,7 +294,9 @@ class Pipeline(Generic[T]):
 
         Args:
             fn: called as ``fn(element, rng)``.
-            seed: non-negative int; the stage's draws follow from it.
+            seed: non-negative int; the stage's draws follow from it. ``None``: the
+                seed :meth:`with_seed` derives for it (a run of a pipeline with no
+                seed then raises ``ValueError``).
             workers, backend, ordered, buffer_size, on_error: as for :meth:`map`.
 
         >>> import headrace as hr

@@ -16,6 +16,7 @@ import types
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
+from headrace._seeds import derive_seed
 from headrace.errors import StageLabel
 from headrace.stages._base import Stage, StageContext
 from headrace.stages.fusion import fuse
@@ -75,6 +76,7 @@ def open_chain(
     epoch: tuple[int, ...],
     stats: StageStats | None,
     path: str = "",
+    seed: int | None = None,
 ) -> Chain:
     """Open ``stages`` (a source first) for one run of the given epoch path.
 
@@ -84,7 +86,7 @@ def open_chain(
     nodes: list[Any] = []
     scope = object()  # tells this chain's error notes from those of nested chains
     try:
-        iterator = _open(stages, len(stages), epoch, stats, nodes, path, scope)
+        iterator = _open(stages, len(stages), epoch, stats, nodes, path, scope, seed)
     except BaseException:
         Chain(iter(()), nodes).close()
         raise
@@ -99,6 +101,7 @@ def _open(
     nodes: list[Any],
     path: str,
     scope: object,
+    seed: int | None,
 ) -> Iterator[Any]:
     """The iterator of ``stages[:end]``, registering closeable nodes in ``nodes``."""
     index = end - 1
@@ -112,7 +115,7 @@ def _open(
         while stages[start - 1].fuse_kind is not None:  # a source never fuses: stops at 1
             start -= 1
         run = stages[start:end]
-        upstream = _open(stages, start, epoch, stats, nodes, path, scope)
+        upstream = _open(stages, start, epoch, stats, nodes, path, scope, seed)
         iterator = fuse(
             upstream,
             [s.fuse_kind or "" for s in run],
@@ -120,17 +123,18 @@ def _open(
             [label(start + k) for k in range(len(run))],
         )
     else:
-        ctx = StageContext(index, label(index), epoch, stats, path, stage.name)
+        own = None if seed is None else derive_seed(seed, f"{path}{index}")
+        ctx = StageContext(index, label(index), epoch, stats, path, stage.name, own)
         if stage.is_source:
             iterator = stage.open(iter(()), ctx)
         elif stage.lazy_upstream:
 
             def open_upstream(epoch: tuple[int, ...]) -> Iterator[Any]:
-                return _closing(open_chain(stages[:index], epoch, stats, path))
+                return _closing(open_chain(stages[:index], epoch, stats, path, seed))
 
             iterator = stage.open_lazy(open_upstream, ctx)
         else:
-            upstream = _open(stages, index, epoch, stats, nodes, path, scope)
+            upstream = _open(stages, index, epoch, stats, nodes, path, scope, seed)
             iterator = stage.open(upstream, ctx)
         if stats is not None:
             iterator = stats.wrap(index, stage.name, iterator)
@@ -185,7 +189,7 @@ def fingerprint(pipeline: Pipeline[Any]) -> str:
 def _replay_problem(pipeline: Pipeline[Any]) -> str | None:
     """Why replaying an epoch of ``pipeline`` may not give the same elements, if so."""
     for index, stage in enumerate(pipeline.stages):
-        problem = stage.unfixed_order()
+        problem = stage.unfixed_order(seeded=pipeline.seed is not None)
         if problem is not None:
             return f"stage {index} {stage.name!r} has {problem}"
     return None
@@ -226,7 +230,7 @@ class Run(itertools.chain[T], Generic[T]):
         cls, pipeline: Pipeline[T], *, epoch: int, stats: bool = False, start: int = 0
     ) -> Run[T]:
         collector = StageStats() if stats else None
-        chain = open_chain(pipeline.stages, (epoch,), collector)
+        chain = open_chain(pipeline.stages, (epoch,), collector, seed=pipeline.seed)
         if not isinstance(chain.iterator, types.GeneratorType):
             # Only a generator stops cleanly once closed: a C iterator (range, a list's
             # iterator) would go on yielding, and a file would raise on its next read.

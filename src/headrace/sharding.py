@@ -87,7 +87,7 @@ def shard(pipeline: Pipeline[Any], num_shards: int, index: int) -> Pipeline[Any]
         default=0,
     )
     for position, stage in enumerate(stages[:point]):
-        problem = stage.unfixed_order()
+        problem = stage.unfixed_order(seeded=pipeline.seed is not None)
         if problem is not None:
             after = f", or after {stages[point - 1].name!r}" if point > 1 else ""
             raise ValueError(
@@ -105,8 +105,8 @@ def shard(pipeline: Pipeline[Any], num_shards: int, index: int) -> Pipeline[Any]
         except ValueError:  # fewer files than shares: share the elements instead
             pass
         else:
-            return Pipeline((twin, *rest))
-    return Pipeline((*stages[:point], _Share(num_shards, index), *rest))
+            return Pipeline((twin, *rest), seed=pipeline.seed)
+    return Pipeline((*stages[:point], _Share(num_shards, index), *rest), seed=pipeline.seed)
 
 
 def _own_share(stage: Stage, pipeline: Pipeline[Any]) -> Stage:

@@ -111,7 +111,7 @@ class ParallelMap(Stage):
     def length(self, upstream: Length) -> Length:
         return upstream if self._policy.mode == "raise" else None
 
-    def unfixed_order(self) -> str | None:
+    def unfixed_order(self, *, seeded: bool = False) -> str | None:
         if self._workers and not self._ordered:
             return "a parallel map with ordered=False"
         return None

@@ -46,7 +46,7 @@ class RandomMap(Stage):
         self,
         fn: Callable[[Any, np.random.Generator], Any],
         *,
-        seed: int,
+        seed: int | None = None,
         workers: int = 0,
         backend: str = "thread",
         ordered: bool = True,
@@ -54,7 +54,7 @@ class RandomMap(Stage):
         on_error: object = "raise",
     ) -> None:
         self._fn = check_callable("fn", fn)
-        self._seed = check_int("seed", seed, minimum=0)
+        self._seed = None if seed is None else check_int("seed", seed, minimum=0)
         self._backend = check_backend(backend)
         self._workers, self._ordered, self._buffer_size = pool_options(
             workers, ordered, buffer_size, minimum_workers=0
@@ -70,11 +70,18 @@ class RandomMap(Stage):
             extra += ", ordered=False"
         if self._policy.mode != "raise":
             extra += f", on_error={self._policy!r}"
-        return f"random_map({describe_callable(self._fn)}, seed={self._seed}{extra})"
+        seed = "" if self._seed is None else f", seed={self._seed}"
+        return f"random_map({describe_callable(self._fn)}{seed}{extra})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         guarded = self._policy.mode != "raise"
-        seeded = Seeded(self._fn, self._seed, ctx.epoch)
+        seed = self._seed if self._seed is not None else ctx.seed
+        if seed is None:
+            raise ValueError(
+                f"{ctx.label} has no seed: pass random_map(..., seed=...), or give the "
+                "pipeline one with with_seed(...)"
+            )
+        seeded = Seeded(self._fn, seed, ctx.epoch)
         call: Callable[[int, Any], Any] = Guarded(seeded) if guarded else seeded
         if not self._workers:
             results = inline(upstream, call, ctx.label)
@@ -95,7 +102,7 @@ class RandomMap(Stage):
     def length(self, upstream: Length) -> Length:
         return upstream if self._policy.mode == "raise" else None
 
-    def unfixed_order(self) -> str | None:
+    def unfixed_order(self, *, seeded: bool = False) -> str | None:
         if self._workers and not self._ordered:
             return "a parallel map with ordered=False"
         return None

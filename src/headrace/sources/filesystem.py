@@ -67,7 +67,8 @@ class Files(Stage):
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         paths = find_files(self._patterns)
         if self._shuffle:
-            python_rng(self._seed, ctx.epoch).shuffle(paths)
+            seed = self._seed if self._seed is not None else ctx.seed
+            python_rng(seed, ctx.epoch).shuffle(paths)
         return iter(paths)
 
     def length(self, upstream: Length) -> Length:
@@ -75,8 +76,8 @@ class Files(Stage):
         # for one), and the files present may change before the run starts anyway.
         return None
 
-    def unfixed_order(self) -> str | None:
-        if self._shuffle and self._seed is None:
+    def unfixed_order(self, *, seeded: bool = False) -> str | None:
+        if self._shuffle and self._seed is None and not seeded:
             return "shuffle=True without a seed"
         return None
 

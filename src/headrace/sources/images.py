@@ -120,8 +120,8 @@ class ImageFiles(FileSource):
                 "to shuffle the files reproducibly, or drop the seed"
             )
 
-    def unfixed_order(self) -> str | None:
-        if self._shuffle and self._seed is None:
+    def unfixed_order(self, *, seeded: bool = False) -> str | None:
+        if self._shuffle and self._seed is None and not seeded:
             return "shuffle=True without a seed"
         return None
 
@@ -283,14 +283,15 @@ class ImageFiles(FileSource):
         self, ctx: StageContext, position: ReadPosition | None = None
     ) -> tuple[Iterator[Any], ReadPosition]:
         start = ReadPosition() if position is None else copy.copy(position)
-        if self._shuffle and self._seed is None and (start.file or start.records):
+        seed = self._seed if self._seed is not None else ctx.seed
+        if self._shuffle and seed is None and (start.file or start.records):
             raise ValueError(
                 f"{ctx.label}: a shuffled image_folder resumes only with a seed: without "
                 "one, every run draws a new order and the saved position means nothing"
             )
         items = self._shard()
         if self._shuffle:
-            python_rng(self._seed, ctx.epoch).shuffle(items)
+            python_rng(seed, ctx.epoch).shuffle(items)
         paths = [path for path, _ in items]
         if start.path and start.file < len(paths) and paths[start.file] != start.path:
             raise ValueError(

@@ -49,6 +49,9 @@ class StageContext:
     path: str = ""
     #: The stage's own name, as in ``repr`` (``"zip(...)"``).
     name: str = ""
+    #: The seed this stage takes when it was given none, derived from the pipeline's
+    #: seed (``Pipeline.with_seed``) and the stage's place; ``None`` if it has none.
+    seed: int | None = None
 
     def inner_path(self, what: str) -> str:
         """The path for a pipeline this stage opens inside itself, such as an input."""
@@ -111,9 +114,10 @@ class Stage:
         """Number of elements out, given the upstream's (``None`` when unknown)."""
         return None
 
-    def unfixed_order(self) -> str | None:
+    def unfixed_order(self, *, seeded: bool = False) -> str | None:
         """Why two runs of the same epoch may yield different orders (``"a shuffle
         without a seed"``), or ``None`` when the order is fixed; sharding needs it fixed.
+        ``seeded``: the pipeline has a seed, which stages without their own take.
         """
         return None
 

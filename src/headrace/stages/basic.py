@@ -154,7 +154,8 @@ def _flat_map(
                     # Opened in this run's epoch, as interleave opens its pipelines, not
                     # in the pipeline's own next epoch: the run replays the same way.
                     where = ctx.inner_path(f"for input element {index}")
-                    chain = open_chain(produced.stages, ctx.epoch, None, where)
+                    seed = produced.seed if produced.seed is not None else ctx.seed
+                    chain = open_chain(produced.stages, ctx.epoch, None, where, seed)
                     inner: Iterator[Any] = chain.iterator
                     closer: Callable[[], object] = chain.close
                 else:

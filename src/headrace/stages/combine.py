@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 __all__ = ["Concat", "Interleave", "Repeat", "Zip", "concat", "interleave", "repeat", "zip"]
 
 
-def _open_sub(pipeline: Pipeline[Any], epoch: tuple[int, ...], path: str) -> Chain:
+def _open_sub(pipeline: Pipeline[Any], ctx: StageContext, path: str) -> Chain:
+    """Open a pipeline nested in the stage of ``ctx``: its own seed, or the stage's."""
     from headrace.run import open_chain
 
-    return open_chain(pipeline.stages, epoch, None, path)
+    seed = pipeline.seed if pipeline.seed is not None else ctx.seed
+    return open_chain(pipeline.stages, ctx.epoch, None, path, seed)
 
 
 class Zip(Stage):
@@ -52,8 +54,8 @@ class Zip(Stage):
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         return _zip(self._parts, self._strict, ctx)
 
-    def unfixed_order(self) -> str | None:
-        return _unfixed_order(self._parts)
+    def unfixed_order(self, *, seeded: bool = False) -> str | None:
+        return _unfixed_order(self._parts, seeded)
 
     def length(self, upstream: Length) -> Length:
         lengths = [p.known_length() for p in self._parts]
@@ -66,7 +68,7 @@ def _zip(parts: Sequence[Pipeline[Any]], strict: bool, ctx: StageContext) -> Ite
     chains: list[Chain] = []
     try:
         for i, part in builtins.enumerate(parts):
-            chains.append(_open_sub(part, ctx.epoch, ctx.inner_path(f"input {i}")))
+            chains.append(_open_sub(part, ctx, ctx.inner_path(f"input {i}")))
         joined = builtins.zip(*(c.iterator for c in chains), strict=strict)
         while True:
             try:
@@ -103,8 +105,8 @@ class Concat(Stage):
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         return _concat(self._parts, ctx)
 
-    def unfixed_order(self) -> str | None:
-        return _unfixed_order(self._parts)
+    def unfixed_order(self, *, seeded: bool = False) -> str | None:
+        return _unfixed_order(self._parts, seeded)
 
     def length(self, upstream: Length) -> Length:
         lengths = [p.known_length() for p in self._parts]
@@ -115,18 +117,18 @@ class Concat(Stage):
 
 def _concat(parts: Sequence[Pipeline[Any]], ctx: StageContext) -> Iterator[Any]:
     for i, part in builtins.enumerate(parts):
-        chain = _open_sub(part, ctx.epoch, ctx.inner_path(f"input {i}"))
+        chain = _open_sub(part, ctx, ctx.inner_path(f"input {i}"))
         try:
             yield from chain.iterator
         finally:
             chain.close()
 
 
-def _unfixed_order(parts: Sequence[Pipeline[Any]]) -> str | None:
+def _unfixed_order(parts: Sequence[Pipeline[Any]], seeded: bool) -> str | None:
     """The first reason any stage of ``parts`` has to change its order between runs."""
     for part in parts:
         for stage in part.stages:
-            problem = stage.unfixed_order()
+            problem = stage.unfixed_order(seeded=seeded or part.seed is not None)
             if problem is not None:
                 return f"{problem} (in {part!r})"
     return None
@@ -163,7 +165,7 @@ class _Inner:
 
         self.index = index
         self.chain = (
-            _open_sub(produced, ctx.epoch, ctx.inner_path(f"for input element {index}"))
+            _open_sub(produced, ctx, ctx.inner_path(f"for input element {index}"))
             if isinstance(produced, Pipeline)
             else None
         )

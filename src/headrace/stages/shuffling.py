@@ -32,13 +32,14 @@ class Shuffle(Stage):
         return f"shuffle({self._buffer_size}{seed})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return _shuffle(upstream, self._buffer_size, self._seed, ctx.epoch)
+        seed = self._seed if self._seed is not None else ctx.seed
+        return _shuffle(upstream, self._buffer_size, seed, ctx.epoch)
 
     def length(self, upstream: Length) -> Length:
         return upstream
 
-    def unfixed_order(self) -> str | None:
-        return "a shuffle without a seed" if self._seed is None else None
+    def unfixed_order(self, *, seeded: bool = False) -> str | None:
+        return None if self._seed is not None or seeded else "a shuffle without a seed"
 
 
 def _shuffle(
