@@ -513,6 +513,29 @@ class Pipeline(Generic[T]):
 
     # -- order ----------------------------------------------------------------------
 
+    def global_shuffle(self, *, seed: int | None = None) -> Pipeline[T]:
+        """Read a random-access source in a new pseudo-random order every epoch, no buffer.
+
+        Call it right after ``range(...)`` or ``from_iterable(x)``, where ``x`` is a
+        sequence (list, tuple, range, ...) or a numpy array; add other stages after it.
+        Every element comes once per epoch, in the order of a permutation drawn from
+        ``seed`` and the epoch (and the repetition, inside ``repeat()``). Unlike
+        ``shuffle(buffer_size)``, any element can come at any position, memory does not
+        grow with the length, and the first element comes at once. ``seed=None`` takes
+        the pipeline's seed (:meth:`with_seed`), else draws fresh entropy every run.
+        Raises ``ValueError`` if stages come before it or the source cannot be read by
+        index, and ``TypeError`` for a seed that is not an int.
+
+        >>> import headrace as hr
+        >>> shuffled = hr.range(10).global_shuffle(seed=0)
+        >>> first, second = list(shuffled), list(shuffled)
+        >>> sorted(first) == list(range(10)), first != second
+        (True, True)
+        """
+        from headrace.stages.permute import global_shuffle
+
+        return global_shuffle(self, seed=seed)
+
     def shuffle(self, buffer_size: int, *, seed: int | None = None) -> Pipeline[T]:
         """Shuffle through a buffer of ``buffer_size`` elements, anew every epoch.
 
