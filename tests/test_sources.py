@@ -652,3 +652,13 @@ def test_text_lines_accepts_os_pathlike(tmp_path):
 
     assert list(hr.text_lines(Path(path))) == ["a"]
     assert list(hr.text_lines(os.fspath(path))) == ["a"]
+
+
+def test_a_zero_dimensional_array_has_a_description_and_no_length() -> None:
+    import numpy as np
+
+    scalar = hr.from_iterable(np.array(5))
+    assert repr(scalar) == "Pipeline(from_iterable(<ndarray>))"
+    assert scalar.known_length() is None
+    with pytest.raises(TypeError, match="iteration over a 0-d array"):
+        list(scalar)

@@ -49,7 +49,13 @@ class FromIterable(Stage):
         return f"from_iterable(<{kind}{size}>)"
 
     def _sized(self) -> bool:
-        return not self._one_shot and hasattr(self._iterable, "__len__")
+        if self._one_shot or not hasattr(self._iterable, "__len__"):
+            return False
+        try:  # a 0-d numpy array has __len__, and len() of it raises
+            len(self._iterable)  # type: ignore[arg-type]
+        except TypeError:
+            return False
+        return True
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         if self._one_shot:
