@@ -649,8 +649,22 @@ class Pipeline(Generic[T]):
 
     # -- sharing and training ------------------------------------------------------
 
-    def shard(self, num_shards: int, index: int) -> Pipeline[T]:
+    def shard(
+        self,
+        num_shards: int | None = None,
+        index: int | None = None,
+        *,
+        equal: str | None = None,
+    ) -> Pipeline[T]:
         """Share ``index`` of ``num_shards``: the shares together yield every element once.
+
+        Without the numbers, the share is this process's, read at every run: the rank
+        (``torch.distributed`` when torch is in use, else ``RANK``/``WORLD_SIZE``) times
+        the DataLoader worker, when inside one. ``equal="drop"`` or ``"pad"`` gives every
+        share the same number of elements (of batches, when batching follows), so that
+        distributed ranks take equal steps: ``"drop"`` stops each at the shortest
+        share's count, ``"pad"`` repeats a shorter share's first elements; both need
+        lengths known without running.
 
         Each share runs as little of the others' work as the pipeline allows: a file
         source with enough files reads only its files, any other source is shared out
@@ -665,7 +679,7 @@ class Pipeline(Generic[T]):
         """
         from headrace.sharding import shard
 
-        return shard(self, num_shards, index)
+        return shard(self, num_shards, index, equal=equal)
 
     def to_torch(self, *, device: Any = None, pin_memory: bool = False) -> Any:
         """This pipeline as a PyTorch ``IterableDataset`` of tensors; needs torch.

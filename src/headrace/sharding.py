@@ -3,12 +3,19 @@
 Together the shares of a pipeline yield each of its elements exactly once; each share
 does as little of the others' work as the pipeline allows. ``Pipeline.shard`` and the
 PyTorch integration's DataLoader workers use it.
+
+Without ``num_shards`` and ``index``, :func:`shard` takes this process's share, read
+at every run: one per rank of a distributed job times one per DataLoader worker. With
+``equal=``, every share yields as many elements (or batches) as every other, so
+that ranks which must take the same number of steps never wait on each other.
 """
 
 from __future__ import annotations
 
 import builtins
 import itertools
+import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,8 +33,7 @@ from headrace.stages.combine import Interleave, Repeat
 from headrace.stages.parsing import Parse
 from headrace.stages.shuffling import Shuffle
 
-__all__ = ["shard"]
-
+__all__ = ["current_share", "shard"]
 #: Stages whose output for an element does not depend on the elements around it (or,
 #: for shuffle and batch, only regroups them): a worker can run them on its share
 #: alone. Any other stage (take, skip, enumerate, scan, window, pipe, coroutine, and
@@ -49,9 +55,20 @@ _PER_ELEMENT: tuple[type[Stage], ...] = (
 )
 
 
-def shard(pipeline: Pipeline[Any], num_shards: int, index: int) -> Pipeline[Any]:
-    """Share ``index`` of ``num_shards``: together the shares yield every element of
-    ``pipeline`` exactly once, and each does as little of the others' work as it can.
+#: What ``equal=`` accepts besides ``None``.
+_EQUAL_MODES = ("drop", "pad")
+
+
+def shard(
+    pipeline: Pipeline[Any],
+    num_shards: int | None = None,
+    index: int | None = None,
+    *,
+    equal: str | None = None,
+) -> Pipeline[Any]:
+    """Share ``index`` of ``num_shards`` (by default this process's share): together the
+    shares yield every element of ``pipeline`` exactly once, and each does as little of
+    the others' work as it can.
 
     The share is taken as close to the source as the pipeline allows: right after the
     last stage that needs the whole stream (``take``, ``skip``, ``take_while``,
@@ -69,33 +86,129 @@ def shard(pipeline: Pipeline[Any], num_shards: int, index: int) -> Pipeline[Any]
     A memory ``cache()`` after that point caches its own share; a file cache there
     raises ``ValueError`` (all shares would write one file).
 
+    **This process's share.** Without ``num_shards`` and ``index``, every run of the
+    returned pipeline picks its share from what the process is at that moment:
+
+    - its rank among ``R`` processes: from ``torch.distributed`` when its default
+      process group is initialized (looked up only where torch is already imported;
+      headrace never imports it), else from the environment variables ``RANK`` and
+      ``WORLD_SIZE`` that ``torchrun`` and most launchers set, else rank 0 of 1.
+      ``LOCAL_RANK`` is never read as the rank: it counts the processes of one machine
+      only. A variable without the other, a value that is not an integer, a
+      ``RANK`` not below ``WORLD_SIZE``, or ``LOCAL_RANK`` set without them, raise
+      ``ValueError`` naming the variable;
+    - inside a PyTorch DataLoader worker process, its worker id among ``W`` workers
+      (``torch.utils.data.get_worker_info()``), else worker 0 of 1.
+
+    Rank ``r``, worker ``w`` runs share ``r * W + w`` of ``R * W``: together, all
+    workers of all ranks yield every element once. Picking at run time, not when the
+    pipeline is built, lets one pipeline built before ``init_process_group``, or sent
+    to worker processes, run the right share wherever it runs. A DataLoader worker
+    started by ``spawn`` or ``forkserver`` has no process group of its own: it takes
+    the rank of the process that pickled the pipeline, if that process had one.
+    :func:`current_share` says which share a process runs now, and ``len()`` of the
+    returned pipeline is that share's length. Sharing the returned pipeline again with
+    numbers (``.shard(n, i)``, as the PyTorch integration does in each DataLoader
+    worker) splits each rank's share ``n`` ways in place of the DataLoader workers.
+
+    **Equal shares.** ``equal="drop"`` or ``"pad"`` makes every share yield the same
+    number of elements, counted at the end of the pipeline: a pipeline that batches
+    after the share point yields the same number of batches in every share, so ranks
+    that must take the same number of steps (``DistributedDataParallel``) never wait
+    for one that ran out. ``"drop"`` stops every share at the shortest share's count:
+    the elements past it are left out of the epoch. ``"pad"`` makes every shorter
+    share yield its own first elements again (the same objects) up to the longest
+    share's count: every element comes, a few twice. Shared element by element, the
+    shares differ by one element at most (one batch, after ``batch``), so each share
+    drops or repeats at most one (unless a ``repeat`` follows the share point). Both
+    need every share's length before running: a pipeline whose length is unknown
+    (``filter``, ``flat_map``, and every file source, whether shared by file or by
+    element) raises ``ValueError``. A share with no element cannot be padded (more
+    shares than elements): use ``"drop"``. ``equal=None``, the default, leaves the
+    shares as they fall.
+
     >>> import headrace as hr
     >>> [list(shard(hr.range(7), 3, i)) for i in range(3)]
     [[0, 3, 6], [1, 4], [2, 5]]
     >>> list(shard(hr.range(10).take(5).map(str), 2, 1))
     ['1', '3']
+    >>> [list(shard(hr.range(7), 3, i, equal="drop")) for i in range(3)]
+    [[0, 3], [1, 4], [2, 5]]
+    >>> [list(shard(hr.range(7), 3, i, equal="pad")) for i in range(3)]
+    [[0, 3, 6], [1, 4, 1], [2, 5, 2]]
     """
+    if equal is not None and equal not in _EQUAL_MODES:
+        raise ValueError(f"equal must be 'drop', 'pad' or None, got {equal!r}")
+    source = pipeline.stages[0]
+    if num_shards is None and index is None:
+        if isinstance(source, _ProcessShare):
+            raise ValueError(f"{pipeline!r} is this process's share already")
+        _check_process_share(pipeline, equal)
+        return Pipeline((_ProcessShare(pipeline, equal),), seed=pipeline.seed)
+    if num_shards is None or index is None:
+        raise ValueError(
+            "pass num_shards and index together, or neither for this process's share "
+            f"(by rank and DataLoader worker); got num_shards={num_shards!r}, index={index!r}"
+        )
     num_shards = check_int("num_shards", num_shards, minimum=1)
     index = check_int("index", index, minimum=0)
     if index >= num_shards:
         raise ValueError(f"index must be below num_shards ({num_shards}), got {index}")
-    if num_shards == 1:
-        return pipeline
-    stages = pipeline.stages
-    point = 1 + max(
+    if isinstance(source, _ProcessShare):
+        if equal is not None:
+            raise ValueError(
+                f"{pipeline!r} is this process's share already: give equal= to the "
+                "shard() that made it, which sees every share"
+            )
+        rest = (_own_share(stage, pipeline) for stage in pipeline.stages[1:])
+        return Pipeline((source.within(num_shards, index), *rest), seed=pipeline.seed)
+    share = _share(pipeline, num_shards, index)
+    if equal is None or num_shards == 1:
+        return share
+    return _equalised(pipeline, share, num_shards, index, equal)
+
+
+def current_share() -> tuple[int, int]:
+    """``(num_shards, index)``: the share that :func:`shard` without numbers runs in this
+    process now, from its rank and DataLoader worker (see :func:`shard`).
+
+    Raises ``ValueError`` naming the environment variable that is missing or wrong.
+    """
+    world, rank = _rank(None)
+    workers, worker = _dataloader_worker()
+    return world * workers, rank * workers + worker
+
+
+def _share_point(stages: tuple[Stage, ...]) -> int:
+    """Where the shares part: after the last stage that needs the whole stream."""
+    return 1 + max(
         (i for i, stage in enumerate(stages[1:], 1) if not isinstance(stage, _PER_ELEMENT)),
         default=0,
     )
+
+
+def _check_order(pipeline: Pipeline[Any], point: int, among: str) -> None:
+    """Refuse a stage before ``point`` whose order may differ from run to run."""
+    stages = pipeline.stages
     for position, stage in enumerate(stages[:point]):
         problem = stage.unfixed_order(seeded=pipeline.seed is not None)
         if problem is not None:
             after = f", or after {stages[point - 1].name!r}" if point > 1 else ""
             raise ValueError(
-                f"cannot share {pipeline!r} among {num_shards} workers: every worker runs "
+                f"cannot share {pipeline!r} among {among}: every worker runs "
                 f"stage {position} {stage.name!r} in full, and {problem} gives each a "
                 f"different order (fix the order{after}, so that the elements can be "
                 "shared out)"
             )
+
+
+def _share(pipeline: Pipeline[Any], num_shards: int, index: int) -> Pipeline[Any]:
+    """Share ``index`` of ``num_shards``, its length left as it falls."""
+    if num_shards == 1:
+        return pipeline
+    stages = pipeline.stages
+    point = _share_point(stages)
+    _check_order(pipeline, point, f"{num_shards} workers")
     rest = tuple(_own_share(stage, pipeline) for stage in stages[point:])
     source = stages[0]
     if point == 1 and isinstance(source, FileSource):
@@ -107,6 +220,57 @@ def shard(pipeline: Pipeline[Any], num_shards: int, index: int) -> Pipeline[Any]
         else:
             return Pipeline((twin, *rest), seed=pipeline.seed)
     return Pipeline((*stages[:point], _Share(num_shards, index), *rest), seed=pipeline.seed)
+
+
+def _check_process_share(pipeline: Pipeline[Any], equal: str | None) -> None:
+    """What can be refused before knowing the number of shares."""
+    if equal is not None and pipeline.known_length() is None:
+        raise _unknown_length(pipeline, equal)
+    point = _share_point(pipeline.stages)
+    if point > 1 or not isinstance(pipeline.stages[0], FileSource):
+        # A file source alone is shared by file when it has enough files: checked at
+        # the run, when the number of shares is known.
+        _check_order(pipeline, point, "workers")
+
+
+def _unknown_length(pipeline: Pipeline[Any], equal: str) -> ValueError:
+    return ValueError(
+        f"equal={equal!r} needs the length of every share before running, and the length "
+        f"of {pipeline!r} is not known (a file source, or a stage such as filter or "
+        "flat_map, decides it by the data); share it with equal=None, or make its "
+        "length known (an in-memory source, no filtering)"
+    )
+
+
+def _equalised(
+    pipeline: Pipeline[Any], share: Pipeline[Any], num_shards: int, index: int, mode: str
+) -> Pipeline[Any]:
+    """``share`` yielding as many elements as every other share, by ``mode``."""
+    if pipeline.known_length() is None:
+        raise _unknown_length(pipeline, mode)
+    lengths = [
+        share.known_length() if k == index else _share(pipeline, num_shards, k).known_length()
+        for k in range(num_shards)
+    ]
+    known = [n for n in lengths if n is not None]
+    if len(known) < num_shards:
+        raise _unknown_length(pipeline, mode)
+    target = builtins.min(known) if mode == "drop" else builtins.max(known)
+    own = known[index]
+    if target == INFINITE:
+        if own == INFINITE:
+            return share  # every share is endless (pad) or the shortest is (drop)
+        raise ValueError(
+            f"cannot pad share {index} of {num_shards} of {pipeline!r} ({int(own)} "
+            "elements) to the length of an endless share; use equal='drop'"
+        )
+    if mode == "pad" and own == 0 and target > 0:
+        raise ValueError(
+            f"cannot pad share {index} of {num_shards} of {pipeline!r}: it has no element "
+            f"to repeat (the longest share has {int(target)}); use equal='drop', or fewer "
+            "shares"
+        )
+    return Pipeline((*share.stages, _Equal(int(target), own, mode)), seed=share.seed)
 
 
 def _own_share(stage: Stage, pipeline: Pipeline[Any]) -> Stage:
@@ -149,3 +313,216 @@ def _every(upstream: Iterator[Any], count: int, index: int) -> Iterator[Any]:
         yield from itertools.islice(upstream, index, None, count)
     finally:
         close_iterator(upstream)
+
+
+class _Equal(Stage):
+    """The first ``count`` elements of a share of ``own``, padded with its first ones."""
+
+    __slots__ = ("_count", "_mode", "_own")
+
+    def __init__(self, count: int, own: int | float, mode: str) -> None:
+        self._count = count
+        self._own = own
+        self._mode = mode
+
+    @property
+    def name(self) -> str:
+        return f"equal({self._mode!r}, {self._count})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return _equal(upstream, self._count, self._own, ctx)
+
+    def length(self, upstream: Length) -> Length:
+        return self._count
+
+
+def _equal(
+    upstream: Iterator[Any], count: int, own: int | float, ctx: StageContext
+) -> Iterator[Any]:
+    expected = int(builtins.min(own, count))
+    missing = count - expected
+    first: list[Any] = []
+    got = 0
+    try:
+        for element in itertools.islice(upstream, count):
+            if got < missing:
+                first.append(element)
+            got += 1
+            yield element
+    finally:
+        close_iterator(upstream)
+    if got != expected:
+        # Every share counts on the others' lengths: one that came out otherwise
+        # would leave the shares unequal after all.
+        raise ValueError(
+            f"{ctx.label}: the share yielded {got} element(s) where its stages promised "
+            f"{expected}, so the shares are not equal; its length must not change between "
+            "building the shares and running them (a list the source reads changed?)"
+        )
+    yield from itertools.islice(itertools.cycle(first), missing)
+
+
+class _ProcessShare(Stage):
+    """Source: the share of ``pipeline`` this process runs, picked again at every run.
+
+    ``within``: ``(count, index)`` standing in for the DataLoader worker's; ``sender``:
+    ``(world size, rank)`` of the process that pickled it, for spawned workers.
+    """
+
+    __slots__ = ("_equal", "_pipeline", "_sender", "_shares", "_within")
+    is_source = True
+
+    def __init__(
+        self,
+        pipeline: Pipeline[Any],
+        equal: str | None,
+        within: tuple[int, int] | None = None,
+        sender: tuple[int, int] | None = None,
+    ) -> None:
+        self._pipeline = pipeline
+        self._equal = equal
+        self._within = within
+        self._sender = sender
+        #: The share of each placement met so far (its memory caches fill once).
+        self._shares: dict[tuple[int, int], Pipeline[Any]] = {}
+
+    @property
+    def name(self) -> str:
+        if self._within is None:
+            how = "by rank and worker"
+        else:
+            how = f"by rank, then {self._within[1]} of {self._within[0]}"
+        equal = "" if self._equal is None else f", equal={self._equal!r}"
+        return f"shard({self._pipeline!r}, {how}{equal})"
+
+    def within(self, num_shards: int, index: int) -> _ProcessShare:
+        """Each rank's share split ``num_shards`` ways, in place of DataLoader workers."""
+        if self._within is not None:
+            count, first = self._within
+            num_shards, index = count * num_shards, first + index * count
+        return _ProcessShare(self._pipeline, self._equal, (num_shards, index), self._sender)
+
+    def placement(self) -> tuple[int, int]:
+        """``(num_shards, index)`` for a run starting now."""
+        world, rank = _rank(self._sender)
+        workers, worker = _dataloader_worker() if self._within is None else self._within
+        return world * workers, rank * workers + worker
+
+    def share(self) -> Pipeline[Any]:
+        """The share a run starting now runs."""
+        placement = self.placement()
+        found = self._shares.get(placement)
+        if found is None:
+            made = shard(self._pipeline, *placement, equal=self._equal)
+            found = self._shares.setdefault(placement, made)
+        return found
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return _run_share(self.share(), ctx)
+
+    def length(self, upstream: Length) -> Length:
+        return self.share().known_length()
+
+    def unfixed_order(self, *, seeded: bool = False) -> str | None:
+        seeded = seeded or self._pipeline.seed is not None
+        for stage in self._pipeline.stages:
+            problem = stage.unfixed_order(seeded=seeded)
+            if problem is not None:
+                return f"{problem} (in {self._pipeline!r})"
+        return None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A spawned DataLoader worker has no process group: it gets this one's rank.
+        sender = _torch_rank() or self._sender
+        return (_ProcessShare, (self._pipeline, self._equal, self._within, sender))
+
+
+def _run_share(share: Pipeline[Any], ctx: StageContext) -> Iterator[Any]:
+    from headrace.run import open_chain
+
+    # The share's stages take the places they have in the share itself (in error notes
+    # and in the seeds they derive), so that this run is that of the share.
+    seed = share.seed if share.seed is not None else ctx.seed
+    chain = open_chain(share.stages, ctx.epoch, None, ctx.path, seed)
+    try:
+        yield from chain.iterator
+    finally:
+        chain.close()
+
+
+# -- where this process stands ------------------------------------------------------
+
+
+def _rank(sender: tuple[int, int] | None) -> tuple[int, int]:
+    """``(world size, rank)`` of this process."""
+    found = _torch_rank()
+    if found is not None:
+        return found
+    if sender is not None and _worker_info() is not None:
+        return sender
+    return _environment_rank()
+
+
+def _torch_rank() -> tuple[int, int] | None:
+    """``(world size, rank)`` from torch.distributed, if torch is imported and it is set up."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    return int(dist.get_world_size()), int(dist.get_rank())
+
+
+def _environment_rank() -> tuple[int, int]:
+    """``(world size, rank)`` from ``WORLD_SIZE`` and ``RANK``; ``(1, 0)`` without them."""
+    world_text = os.environ.get("WORLD_SIZE")
+    rank_text = os.environ.get("RANK")
+    local = os.environ.get("LOCAL_RANK")
+    if world_text is None and rank_text is None:
+        if local is not None:
+            raise ValueError(
+                f"the environment variable LOCAL_RANK is set ({local!r}) but RANK and "
+                "WORLD_SIZE are not: LOCAL_RANK counts the processes of one machine "
+                "only, so it cannot tell this process's share of the data; set RANK and "
+                "WORLD_SIZE (torchrun does), or pass num_shards and index"
+            )
+        return 1, 0
+    for name, text in (("RANK", rank_text), ("WORLD_SIZE", world_text)):
+        if text is None:
+            other = "WORLD_SIZE" if name == "RANK" else "RANK"
+            raise ValueError(
+                f"the environment variable {other} is set but {name} is not: set both "
+                "(torchrun does; LOCAL_RANK, the rank within one machine, is not the "
+                "rank), or neither for a single process"
+            )
+    world = _environment_int("WORLD_SIZE", world_text, 1)
+    rank = _environment_int("RANK", rank_text, 0)
+    if rank >= world:
+        raise ValueError(
+            f"the environment variable RANK ({rank}) must be below WORLD_SIZE ({world})"
+        )
+    return world, rank
+
+
+def _environment_int(name: str, text: str | None, minimum: int) -> int:
+    try:
+        value = int(text or "")
+    except ValueError:
+        raise ValueError(
+            f"the environment variable {name} must be an integer, got {text!r}"
+        ) from None
+    if value < minimum:
+        raise ValueError(
+            f"the environment variable {name} must be at least {minimum}, got {text!r}"
+        )
+    return value
+
+
+def _worker_info() -> Any:
+    """torch's ``get_worker_info()`` if torch's data loading is imported, else ``None``."""
+    data = sys.modules.get("torch.utils.data")
+    return None if data is None else data.get_worker_info()
+
+
+def _dataloader_worker() -> tuple[int, int]:
+    """``(number of workers, worker id)`` inside a DataLoader worker, else ``(1, 0)``."""
+    info = _worker_info()
+    return (1, 0) if info is None else (int(info.num_workers), int(info.id))
