@@ -77,6 +77,7 @@ def open_chain(
     stats: StageStats | None,
     path: str = "",
     seed: int | None = None,
+    starts: Sequence[int] | None = None,
 ) -> Chain:
     """Open ``stages`` (a source first) for one run of the given epoch path.
 
@@ -86,7 +87,7 @@ def open_chain(
     nodes: list[Any] = []
     scope = object()  # tells this chain's error notes from those of nested chains
     try:
-        iterator = _open(stages, len(stages), epoch, stats, nodes, path, scope, seed)
+        iterator = _open(stages, len(stages), epoch, stats, nodes, path, scope, seed, starts)
     except BaseException:
         Chain(iter(()), nodes).close()
         raise
@@ -102,6 +103,7 @@ def _open(
     path: str,
     scope: object,
     seed: int | None,
+    starts: Sequence[int] | None = None,
 ) -> Iterator[Any]:
     """The iterator of ``stages[:end]``, registering closeable nodes in ``nodes``."""
     index = end - 1
@@ -115,7 +117,7 @@ def _open(
         while stages[start - 1].fuse_kind is not None:  # a source never fuses: stops at 1
             start -= 1
         run = stages[start:end]
-        upstream = _open(stages, start, epoch, stats, nodes, path, scope, seed)
+        upstream = _open(stages, start, epoch, stats, nodes, path, scope, seed, starts)
         iterator = fuse(
             upstream,
             [s.fuse_kind or "" for s in run],
@@ -124,7 +126,8 @@ def _open(
         )
     else:
         own = None if seed is None else derive_seed(seed, f"{path}{index}")
-        ctx = StageContext(index, label(index), epoch, stats, path, stage.name, own)
+        skip = 0 if starts is None else starts[index]
+        ctx = StageContext(index, label(index), epoch, stats, path, stage.name, own, skip)
         if stage.is_source:
             iterator = stage.open(iter(()), ctx)
         elif stage.lazy_upstream:
@@ -134,13 +137,32 @@ def _open(
 
             iterator = stage.open_lazy(open_upstream, ctx)
         else:
-            upstream = _open(stages, index, epoch, stats, nodes, path, scope, seed)
+            upstream = _open(stages, index, epoch, stats, nodes, path, scope, seed, starts)
             iterator = stage.open(upstream, ctx)
         if stats is not None:
             iterator = stats.wrap(index, stage.name, iterator)
     if hasattr(iterator, "close"):
         nodes.append(iterator)
     return iterator
+
+
+def _seek_points(stages: Sequence[Stage], position: int) -> list[int] | None:
+    """What each stage skips for the run to resume after ``position`` outputs without
+    replay, or ``None`` when some stage cannot tell (then the epoch is replayed).
+
+    Entry ``i`` is ``ctx.start`` for stage ``i``: the count of its input passed over
+    (for the source, of its own elements).
+    """
+    if not stages[0].seekable:
+        return None
+    points = [0] * len(stages)
+    for index in range(len(stages) - 1, 0, -1):
+        upstream = stages[index].resume_upstream(position)
+        if upstream is None:
+            return None
+        points[index] = position = upstream
+    points[0] = position
+    return points
 
 
 def _skip(iterator: Iterator[Any], count: int, pipeline: Pipeline[Any], epoch: int) -> None:
@@ -230,13 +252,22 @@ class Run(itertools.chain[T], Generic[T]):
         cls, pipeline: Pipeline[T], *, epoch: int, stats: bool = False, start: int = 0
     ) -> Run[T]:
         collector = StageStats() if stats else None
-        chain = open_chain(pipeline.stages, (epoch,), collector, seed=pipeline.seed)
+        starts = None
+        if start:
+            length = pipeline.known_length()
+            if isinstance(length, int) and start > length:
+                raise ValueError(
+                    f"cannot resume {pipeline!r} at element {start} of epoch {epoch}: it "
+                    f"yields only {length} (was the state taken from another pipeline?)"
+                )
+            starts = _seek_points(pipeline.stages, start)
+        chain = open_chain(pipeline.stages, (epoch,), collector, seed=pipeline.seed, starts=starts)
         if not isinstance(chain.iterator, types.GeneratorType):
             # Only a generator stops cleanly once closed: a C iterator (range, a list's
             # iterator) would go on yielding, and a file would raise on its next read.
             chain.iterator = _closing(Chain(chain.iterator, []))
             chain.nodes.append(chain.iterator)
-        if start:
+        if start and starts is None:
             try:
                 _skip(chain.iterator, start, pipeline, epoch)
             except BaseException:
@@ -268,11 +299,16 @@ class Run(itertools.chain[T], Generic[T]):
 
         ``pipeline.iter(state=run.state())`` goes on right after the last element this
         run handed out: the rest is what this run would have yielded. A state taken
-        once the run is exhausted resumes at the start of the next epoch. Today a run
-        resumes by replaying its epoch up to that element (the elements are computed
-        again and dropped), so a pipeline whose stages give another order on another
-        run (an unseeded shuffle, a parallel map with ``ordered=False``) has no state:
-        this raises ``ValueError`` naming the stage. What the stages cannot see stays
+        once the run is exhausted resumes at the start of the next epoch. A pipeline
+        whose source can start at any element (``range``, ``from_iterable`` of a
+        sequence or array, ``global_shuffle``) and whose stages each tell their input
+        count from their output count (maps, ``random_map`` and ordered parallel maps,
+        ``tap``, ``batch``, ``padded_batch``, ``take``, ``skip``, ``enumerate``,
+        ``prefetch``) resumes at once, at any depth into the epoch. Any other resumes
+        by replaying its epoch up to that element (computed again and dropped), so a
+        pipeline whose stages give another order on another run (an unseeded shuffle,
+        a parallel map with ``ordered=False``) has no state: this raises
+        ``ValueError`` naming the stage. What the stages cannot see stays
         the caller's to keep fixed: user functions, generators, and the pipelines an
         ``interleave`` or ``flat_map`` function builds (seed their shuffles). The
         state names its pipeline by a digest of its description (``repr``), which

@@ -49,12 +49,14 @@ def drive(
     *,
     ordered: bool,
     counters: PoolCounters,
+    first: int = 0,
 ) -> Iterator[Any]:
     """Yield the results of the pool ``start()`` makes for the upstream's elements.
 
     The pool starts on the first ``next()``. ``ordered`` yields in input order;
     otherwise each result as soon as it is there (the earliest input first when
-    several are).
+    several are). Elements are numbered from ``first``: the stage's input position of
+    the first one (a run resumed mid-epoch).
     """
     clock = time.perf_counter
     pool: WorkerPool | None = None
@@ -62,8 +64,8 @@ def drive(
         pool = start()
         done: dict[int, Any] = {}
         running = 0
-        taken = 0
-        turn = 0  # the next index to yield, in ordered mode
+        taken = first
+        turn = first  # the next index to yield, in ordered mode
         more = True
         while True:
             while more and running + len(done) < size:

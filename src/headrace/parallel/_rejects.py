@@ -59,10 +59,13 @@ class Guarded:
             return Rejected(index, f"{type(error).__name__}: {error}", shown)
 
 
-def inline(upstream: Iterator[Any], call: Callable[[int, Any], Any], label: str) -> Iterator[Any]:
-    """``call(index, element)`` for each element, on the consumer's thread."""
+def inline(
+    upstream: Iterator[Any], call: Callable[[int, Any], Any], label: str, first: int = 0
+) -> Iterator[Any]:
+    """``call(index, element)`` for each element, on the consumer's thread; the first
+    element's index is ``first``."""
     try:
-        for index, item in builtins.enumerate(upstream):
+        for index, item in builtins.enumerate(upstream, first):
             try:
                 out = call(index, item)
             except Exception as error:

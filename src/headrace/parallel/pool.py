@@ -111,6 +111,10 @@ class ParallelMap(Stage):
     def length(self, upstream: Length) -> Length:
         return upstream if self._policy.mode == "raise" else None
 
+    def resume_upstream(self, position: int) -> int | None:
+        ordered = self._ordered and self._policy.mode == "raise"
+        return position if ordered else None
+
     def unfixed_order(self, *, seeded: bool = False) -> str | None:
         if self._workers and not self._ordered:
             return "a parallel map with ordered=False"
@@ -138,4 +142,5 @@ def run_pool(
         size,
         ordered=ordered,
         counters=PoolCounters.of(ctx),
+        first=ctx.start,
     )

@@ -52,6 +52,9 @@ class Prefetch(Stage):
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         return _prefetch(upstream, self._buffer_size, ctx.label, PoolCounters.of(ctx))
 
+    def resume_upstream(self, position: int) -> int | None:
+        return position
+
     def length(self, upstream: Length) -> Length:
         return upstream
 

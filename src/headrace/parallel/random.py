@@ -84,7 +84,7 @@ class RandomMap(Stage):
         seeded = Seeded(self._fn, seed, ctx.epoch)
         call: Callable[[int, Any], Any] = Guarded(seeded) if guarded else seeded
         if not self._workers:
-            results = inline(upstream, call, ctx.label)
+            results = inline(upstream, call, ctx.label, ctx.start)
         else:
             # Positions are assigned on the consumer's thread, before any worker sees
             # the element: that is what makes the draws independent of scheduling.
@@ -101,6 +101,11 @@ class RandomMap(Stage):
 
     def length(self, upstream: Length) -> Length:
         return upstream if self._policy.mode == "raise" else None
+
+    def resume_upstream(self, position: int) -> int | None:
+        # The element positions go on from ctx.start, so the draws are the same.
+        ordered = (self._ordered or not self._workers) and self._policy.mode == "raise"
+        return position if ordered else None
 
     def unfixed_order(self, *, seeded: bool = False) -> str | None:
         if self._workers and not self._ordered:

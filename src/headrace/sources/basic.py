@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, cast
+
+import numpy as np
 
 from headrace._checks import check_callable, check_int
 from headrace.errors import describe_callable
@@ -66,7 +68,16 @@ class FromIterable(Stage):
                         "consumed; use from_generator(fn) or a list to run more than once"
                     )
                 self._spent = True
+        if ctx.start:
+            # A resumed run: only sequences are opened at a position (see seekable).
+            data = cast("Sequence[Any]", self._iterable)
+            return map(data.__getitem__, builtins.range(ctx.start, len(data)))
         return iter(self._iterable)
+
+    @property
+    def seekable(self) -> bool:  # type: ignore[override]
+        """Lists, tuples, ranges, strings and arrays: read by index from any element."""
+        return self._sized() and isinstance(self._iterable, Sequence | np.ndarray)
 
     def length(self, upstream: Length) -> Length:
         return len(self._iterable) if self._sized() else None  # type: ignore[arg-type]
@@ -133,8 +144,10 @@ class Range(Stage):
         r = self._range
         return f"range({r.start}, {r.stop}{'' if r.step == 1 else f', {r.step}'})"
 
+    seekable = True
+
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return iter(self._range)
+        return iter(self._range[ctx.start :])
 
     def length(self, upstream: Length) -> Length:
         # Not len(range): it raises OverflowError past sys.maxsize elements, and list()

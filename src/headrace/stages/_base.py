@@ -52,6 +52,9 @@ class StageContext:
     #: The seed this stage takes when it was given none, derived from the pipeline's
     #: seed (``Pipeline.with_seed``) and the stage's place; ``None`` if it has none.
     seed: int | None = None
+    #: How many elements of its input (a source: of its own elements) this opening
+    #: passes over unseen: a run resumed without replay (see ``resume_upstream``).
+    start: int = 0
 
     def inner_path(self, what: str) -> str:
         """The path for a pipeline this stage opens inside itself, such as an input."""
@@ -77,6 +80,8 @@ class Stage:
     #: ``repeat`` opens it once per repetition, ``cache`` not at all when it replays.
     #: They implement :meth:`open_lazy` instead of :meth:`open`.
     lazy_upstream: ClassVar[bool] = False
+    #: True for sources that can start at any element (``ctx.start``) at once.
+    seekable: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -112,6 +117,15 @@ class Stage:
 
     def length(self, upstream: Length) -> Length:
         """Number of elements out, given the upstream's (``None`` when unknown)."""
+        return None
+
+    def resume_upstream(self, position: int) -> int | None:
+        """How many input elements lie behind this stage's first ``position`` outputs,
+        when that follows from the count alone (``map``: as many; ``batch(n)``: ``n``
+        times as many), else ``None``. A run resumes without replay when every stage
+        answers and the source is :attr:`seekable`; each stage is then opened with
+        ``ctx.start`` set to its input's count, and must honour it.
+        """
         return None
 
     def unfixed_order(self, *, seeded: bool = False) -> str | None:

@@ -58,6 +58,10 @@ class FusedStage(Stage):
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         return fuse(upstream, [self.fuse_kind or ""], [self._fn], [ctx.label])
 
+    def resume_upstream(self, position: int) -> int | None:
+        # One output per input, but a filter's outputs do not tell its inputs.
+        return None if self.fuse_kind == "filter" else position
+
 
 class Map(FusedStage):
     __slots__ = ()
@@ -201,7 +205,10 @@ class Take(Stage):
         return f"take({self._count})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return _slice(upstream, self._count, None)
+        return _slice(upstream, builtins.max(0, self._count - ctx.start), None)
+
+    def resume_upstream(self, position: int) -> int | None:
+        return position
 
     def length(self, upstream: Length) -> Length:
         # An unknown upstream may hold fewer than count elements (after a filter, say),
@@ -220,7 +227,10 @@ class Skip(Stage):
         return f"skip({self._count})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return _slice(upstream, self._count, None, skip=True)
+        return _slice(upstream, builtins.max(0, self._count - ctx.start), None, skip=True)
+
+    def resume_upstream(self, position: int) -> int | None:
+        return position + self._count
 
     def length(self, upstream: Length) -> Length:
         return None if upstream is None else builtins.max(upstream - self._count, 0)
@@ -274,7 +284,10 @@ class Enumerate(Stage):
         return "enumerate()" if self._start == 0 else f"enumerate(start={self._start})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return _enumerate(upstream, self._start)
+        return _enumerate(upstream, self._start + ctx.start)
+
+    def resume_upstream(self, position: int) -> int | None:
+        return position
 
     def length(self, upstream: Length) -> Length:
         return upstream

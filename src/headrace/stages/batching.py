@@ -286,6 +286,10 @@ class Batch(Stage):
             )
         return _batch(upstream, self._size, self._drop_remainder, self._collate, ctx.label)
 
+    def resume_upstream(self, position: int) -> int | None:
+        # Every batch before the last is full, so a count of batches is one of inputs.
+        return position * self._size
+
     @property
     def batching(self) -> str | None:
         if self._pad is not None:

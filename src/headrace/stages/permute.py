@@ -219,8 +219,10 @@ class GlobalShuffle(Stage):
         seed = self._seed if self._seed is not None else ctx.seed
         return IndexPermutation(self._size(), python_rng(seed, ctx.epoch))
 
+    seekable = True
+
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return self.open_at(ctx, 0)
+        return self.open_at(ctx, ctx.start)
 
     def open_at(self, ctx: StageContext, start: int, step: int = 1) -> Iterator[Any]:
         """The elements at positions ``start``, ``start + step``, ... of the epoch.
