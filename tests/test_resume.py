@@ -1,24 +1,34 @@
 """Exact resume: ``pipeline.iter(state=run.state())`` goes on right after the last
 element the saved run handed out.
 
-Random pipelines over every kind of source and most stages are interrupted at a random
-element of a random epoch; the elements taken before the interruption and those of the
-resumed run together are the uninterrupted epoch. Then the boundaries (nothing taken,
-everything taken, past the end), the refusals (an order that changes between runs, a
-state of another pipeline, tampered fields), clean shutdown of a resumed run, and a
-PyTorch training process killed mid-epoch that resumes from its checkpoint and ends
-with the weights of an uninterrupted run.
+Random pipelines over every built-in source (in memory, generators, text, JSON Lines,
+CSV, Parquet, tar shards, image folders, SQL, file lists, global shuffles, zip and
+concat) and every built-in stage, seeded stage by stage or by ``with_seed``, and
+shares of them, are interrupted at a random element of a random epoch; the elements
+taken before the interruption and those of the resumed run together are the
+uninterrupted epoch. Every source and every stage is also checked on its own. Then
+the same tails for any worker count, the boundaries (nothing taken, everything
+taken, past the end), the refusals (an order that changes between runs, a state of
+another pipeline, tampered fields), clean shutdown of a resumed run, and a PyTorch
+training process killed mid-epoch that resumes from its checkpoint and ends with the
+weights of an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import inspect
+import io
+import itertools
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
+import tarfile
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +46,12 @@ def weight(x: Any) -> int:
     """A number that follows from every value in ``x``."""
     if isinstance(x, str):
         return sum(map(ord, x)) % 1009
+    if isinstance(x, bytes):
+        return sum(x) % 1009
     if isinstance(x, np.ndarray):
         if np.issubdtype(x.dtype, np.number):
             return int(x.sum())
-        return sum(weight(str(v)) for v in x.flat)
+        return sum(weight(v) for v in x.flat)
     if isinstance(x, tuple | list):
         return sum(weight(v) for v in x)
     if isinstance(x, dict):
@@ -49,7 +61,7 @@ def weight(x: Any) -> int:
 
 def bump(x: Any) -> Any:
     """``x`` with every number one higher, its structure unchanged."""
-    if isinstance(x, str):
+    if isinstance(x, str | bytes):
         return x
     if isinstance(x, np.ndarray):
         return x + 1 if np.issubdtype(x.dtype, np.number) else x
@@ -74,6 +86,11 @@ def around(x: Any) -> hr.Pipeline[Any]:
     return hr.from_iterable([x, bump(x)]).shuffle(2, seed=weight(x) % 5)
 
 
+def around_unseeded(x: Any) -> hr.Pipeline[Any]:
+    """As ``around``, with a shuffle that takes its seed from ``with_seed``."""
+    return hr.from_iterable([x, bump(x), weight(x)]).shuffle(3)
+
+
 def ramp(x: Any) -> np.ndarray:
     """An array whose length varies with ``x``: input for padded_batch."""
     return np.arange(weight(x) % 4, dtype=np.int64)
@@ -90,6 +107,67 @@ def accumulate(total: int, x: Any) -> int:
 def count_up(n: int) -> Any:
     for i in range(n):
         yield (i * 7) % 11
+
+
+def picky(x: Any) -> Any:
+    """``bump(x)``, or a ``ParseError`` for a quarter of the elements: for on_error."""
+    if weight(x) % 4 == 0:
+        raise hr.ParseError(f"no good: {weight(x)}")
+    return bump(x)
+
+
+def choosy(x: Any, rng: np.random.Generator) -> int:
+    """A draw added to ``x``'s weight, or a ``ParseError`` when the draw is 0."""
+    draw = int(rng.integers(0, 4))
+    if draw == 0:
+        raise hr.ParseError("drew 0")
+    return weight(x) + draw
+
+
+def pair(x: Any) -> tuple[int, int]:
+    return weight(x), weight(x) % 7
+
+
+def product(a: int, b: int) -> int:
+    return a * b + b
+
+
+def digits(x: Any) -> str:
+    return str(weight(x))
+
+
+#: Matches the weights that start with 0 to 4 (searched: that hold one); parse drops
+#: the others under on_error="skip".
+DIGITS = r"(?P<lead>[0-4])(?P<rest>\d*)"
+
+
+def short(x: Any) -> bool:
+    return weight(x) % 7 != 6
+
+
+def early(x: Any) -> bool:
+    return weight(x) % 7 < 4
+
+
+def differences(iterable: Iterable[Any]) -> Iterator[int]:
+    """A user generator stage: each element's weight less the previous one's."""
+    previous = 0
+    for x in iterable:
+        yield weight(x) - previous
+        previous = weight(x)
+
+
+def every_other(iterable: Iterable[Any], *, start: int = 0) -> Iterator[Any]:
+    for i, x in enumerate(iterable):
+        if i % 2 == start:
+            yield x
+
+
+def scaled(factor: int) -> Any:
+    """A two-``yield`` coroutine step."""
+    while True:
+        x = yield
+        yield weight(x) * factor
 
 
 def same(a: Any, b: Any) -> bool:
@@ -115,13 +193,34 @@ def same(a: Any, b: Any) -> bool:
 # -- data files, written once for the module --------------------------------------
 
 FILE_SIZES = (0, 1, 5, 12)
+SQL = "SELECT id, v, s FROM t WHERE id >= ? ORDER BY id"
+
+
+def write_tar(path: Path, samples: list[dict[str, Any]]) -> None:
+    """A shard written member by member with ``tarfile``, as ``tar --sort=name`` does."""
+    with tarfile.open(path, "w") as shard:
+        for sample in samples:
+            for field in sorted(field for field in sample if field != "__key__"):
+                member = tarfile.TarInfo(f"{sample['__key__']}.{field}")
+                member.size = len(sample[field])
+                shard.addfile(member, io.BytesIO(sample[field]))
 
 
 @pytest.fixture(scope="module")
 def data_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
-    """Text, JSON Lines and CSV files of each of ``FILE_SIZES`` records."""
+    """Files of each of ``FILE_SIZES`` records for every file source, two image
+    folders, file patterns, and a folder for cache files."""
+    # Imported here: worker processes import this module to find its functions, and
+    # webdataset takes a second to import.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import webdataset
+    from PIL import Image
+
     folder = tmp_path_factory.mktemp("resume")
-    made: dict[str, list[str]] = {"text": [], "jsonl": [], "csv": []}
+    made: dict[str, list[str]] = {
+        kind: [] for kind in ["text", "jsonl", "csv", "parquet", "tar", "sql", "images"]
+    }
     for size in FILE_SIZES:
         text = folder / f"lines-{size}.txt"
         text.write_text("".join(f"line {i * 3 % 7}\n" for i in range(size)))
@@ -132,9 +231,54 @@ def data_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]
             writer = csv.writer(out)
             writer.writerow(["a", "b"])
             writer.writerows([i, (i * 5) % 9] for i in range(size))
+        parquet = folder / f"rows-{size}.parquet"
+        columns = {
+            "v": pa.array([(i * 7) % 10 for i in range(size)], pa.int64()),
+            "name": pa.array([f"r{i}" for i in range(size)], pa.string()),
+            "f": pa.array([i / 4 for i in range(size)], pa.float64()),
+        }
+        pq.write_table(pa.table(columns), parquet, row_group_size=3)
+        samples = [
+            {"__key__": f"s{size}-{i:03d}", "cls": str(i % 3).encode(), "txt": b"ab" * (i % 4)}
+            for i in range(size)
+        ]
+        by_webdataset = folder / f"shard-w{size}.tar"
+        with webdataset.TarWriter(str(by_webdataset)) as sink:
+            for sample in samples:
+                sink.write(sample)
+        by_tarfile = folder / f"shard-t{size}.tar"
+        write_tar(by_tarfile, samples)
+        database = folder / f"rows-{size}.db"
+        with sqlite3.connect(database) as connection:
+            connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER, s TEXT)")
+            connection.executemany(
+                "INSERT INTO t VALUES (?, ?, ?)", [(i, (i * 5) % 11, f"s{i}") for i in range(size)]
+            )
+        connection.close()
         made["text"].append(str(text))
         made["jsonl"].append(str(jsonl))
         made["csv"].append(str(table))
+        made["parquet"].append(str(parquet))
+        made["tar"] += [str(by_webdataset), str(by_tarfile)]
+        made["sql"].append(str(database))
+    colours = [(250, 10, 10), (10, 250, 10), (10, 10, 250), (120, 120, 120)]
+    for root, counts in [("one", {"only": 1}), ("pets", {"cat": 3, "dog": 0, "emu": 5})]:
+        for name, count in counts.items():
+            (folder / root / name).mkdir(parents=True)
+            for i in range(count):
+                image = Image.new("RGB", (4 + i, 3), colours[i % 4])
+                image.save(folder / root / name / f"{i:02d}.{'png' if i % 2 else 'jpg'}")
+        made["images"].append(str(folder / root))
+    (folder / "pets" / "cat" / ".hidden.png").write_bytes(b"")
+    (folder / "pets" / "cat" / "notes.txt").write_text("not an image")
+    made["patterns"] = [
+        str(folder / "lines-*.txt"),
+        str(folder / "*.parquet"),
+        str(folder / "records-{0,5,12}.jsonl"),
+        str(folder / "**" / "*.png"),
+    ]
+    (folder / "caches").mkdir()
+    made["caches"] = [str(folder / "caches")]
     return made
 
 
@@ -146,86 +290,266 @@ def data_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]
 # are not batches.
 Shape = tuple[str, str | None]
 
+SOURCES = [
+    "range",
+    "list",
+    "generator",
+    "text",
+    "jsonl",
+    "csv",
+    "csv_batches",
+    "parquet",
+    "parquet_batches",
+    "tar",
+    "image_folder",
+    "sql",
+    "sql_batches",
+    "files",
+    "global_shuffle",
+    "zip",
+    "concat",
+]
+#: The function each source kind calls (``global_shuffle`` is a method of the source).
+SOURCE_FUNCTIONS = {
+    "range": "range",
+    "list": "from_iterable",
+    "generator": "from_generator",
+    "text": "text_lines",
+    "jsonl": "read_jsonl",
+    "csv": "read_csv",
+    "csv_batches": "read_csv",
+    "parquet": "read_parquet",
+    "parquet_batches": "read_parquet",
+    "tar": "read_tar_shards",
+    "image_folder": "image_folder",
+    "sql": "read_sql",
+    "sql_batches": "read_sql",
+    "files": "files",
+    "global_shuffle": "global_shuffle",
+    "zip": "zip",
+    "concat": "concat",
+}
+#: Sources of records of one structure each, for the pipelines that zip and concat combine.
+PLAIN_SOURCES = [
+    kind for kind in SOURCES if not kind.endswith("_batches") and kind not in ("zip", "concat")
+]
+STAGES = [
+    "map",
+    "map_threads",
+    "map_skip",
+    "random_map",
+    "random_map_threads",
+    "random_map_skip",
+    "starmap",
+    "filter",
+    "tap",
+    "parse",
+    "flat_map",
+    "shuffle",
+    "take",
+    "skip",
+    "take_while",
+    "drop_while",
+    "enumerate",
+    "window",
+    "scan",
+    "repeat",
+    "interleave",
+    "prefetch",
+    "cache",
+    "cache_file",
+    "zip",
+    "concat",
+    "padded_batch",
+    "batch",
+    "unbatch",
+    "pipe",
+    "coroutine",
+    "shard",
+]
+CACHE_NUMBERS = itertools.count()
+#: Examples for each source and each stage checked on its own.
+EXAMPLES = 12
 
-def source(draw: st.DrawFn, files: dict[str, list[str]]) -> hr.Pipeline[Any]:
-    kind = draw(st.sampled_from(["range", "list", "generator", "text", "jsonl", "csv"]))
+
+class Grammar:
+    """Draws pipelines. With ``pipeline_seed``, the pipeline gets ``with_seed`` (at its
+    source or at its end) and any seeded stage may be left without a seed of its own.
+    """
+
+    def __init__(
+        self, draw: Callable[..., Any], files: dict[str, list[str]], *, avoid: Iterable[str] = ()
+    ) -> None:
+        self.draw = draw
+        self.files = files
+        self.pipeline_seed: bool = draw(st.booleans(), label="pipeline_seed")
+        self.seed_at_end = self.pipeline_seed and draw(st.booleans(), label="seed_at_end")
+        # A pipeline is shared once, never after a file cache (every share would write
+        # that file), nor before ``with_seed`` (its unseeded shuffles would be refused).
+        self.avoid = set(avoid) | ({"shard"} if self.seed_at_end else set())
+        self.pipeline_seed_value: int = draw(st.integers(0, 2**16), label="with_seed")
+
+    def reseeded(self, pipeline: hr.Pipeline[Any]) -> hr.Pipeline[Any]:
+        """``pipeline`` with the pipeline seed, where it is given at the source: ``zip``
+        and ``concat`` (the functions and the methods) start a pipeline of their own."""
+        if self.pipeline_seed and not self.seed_at_end:
+            return pipeline.with_seed(self.pipeline_seed_value)
+        return pipeline
+
+    def seed(self) -> int | None:
+        if self.pipeline_seed and self.draw(st.booleans()):
+            return None
+        return int(self.draw(st.integers(0, 2**16)))
+
+    def paths(self, kind: str) -> str | list[str]:
+        """One file of ``kind``, or a list of some (read in sorted order)."""
+        chosen: list[str] = self.draw(
+            st.lists(st.sampled_from(self.files[kind]), min_size=1, max_size=3, unique=True)
+        )
+        return chosen[0] if len(chosen) == 1 else chosen
+
+    def cache_path(self) -> Path:
+        self.avoid.add("shard")
+        return Path(self.files["caches"][0]) / f"cache-{next(CACHE_NUMBERS)}.bin"
+
+
+def source(
+    g: Grammar, kind: str | None = None, *, plain: bool = False
+) -> tuple[hr.Pipeline[Any], Shape]:
+    draw = g.draw
+    if kind is None:
+        kind = draw(st.sampled_from(PLAIN_SOURCES if plain else SOURCES))
+    fixed: Shape = ("fixed", None)
+    batches: Shape = ("ragged", "fixed")  # dicts of columns; a file's last batch is shorter
     if kind == "range":
-        return hr.range(draw(st.integers(0, 12)))
+        return hr.range(draw(st.integers(0, 12))), fixed
     if kind == "list":
-        return hr.from_iterable(draw(st.lists(st.integers(-50, 50), max_size=12)))
+        return hr.from_iterable(draw(st.lists(st.integers(-50, 50), max_size=12))), fixed
     if kind == "generator":
-        return hr.from_generator(count_up, draw(st.integers(0, 12)))
-    path = draw(st.sampled_from(files[kind]))
+        return hr.from_generator(count_up, draw(st.integers(0, 12))), fixed
     if kind == "text":
-        return hr.text_lines(path)
+        return hr.text_lines(g.paths("text")), fixed
     if kind == "jsonl":
-        return hr.read_jsonl(path)
-    return hr.read_csv(path, dtype="int64")
+        return hr.read_jsonl(g.paths("jsonl")), fixed
+    if kind == "csv":
+        return hr.read_csv(g.paths("csv"), dtype="int64"), fixed
+    if kind == "csv_batches":
+        size = draw(st.integers(1, 4))
+        return hr.read_csv(g.paths("csv"), dtype="int64", batch_size=size), batches
+    if kind in ("parquet", "parquet_batches"):
+        columns = draw(st.sampled_from([None, ["f", "v"], ["name"]]))
+        size = draw(st.integers(1, 4)) if kind == "parquet_batches" else None
+        parquet = hr.read_parquet(g.paths("parquet"), columns=columns, batch_size=size)
+        return parquet, fixed if size is None else batches
+    if kind == "tar":
+        return hr.read_tar_shards(g.paths("tar")), fixed
+    if kind == "image_folder":
+        root = draw(st.sampled_from(g.files["images"]))
+        if draw(st.booleans()):
+            return hr.image_folder(root, shuffle=True, seed=g.seed()), fixed
+        return hr.image_folder(root), fixed
+    if kind in ("sql", "sql_batches"):
+        connect = functools.partial(sqlite3.connect, draw(st.sampled_from(g.files["sql"])))
+        size = draw(st.integers(1, 4)) if kind == "sql_batches" else None
+        rows = hr.read_sql(
+            connect,
+            SQL,
+            (draw(st.integers(0, 3)),),
+            batch_size=size,
+            fetch_size=draw(st.integers(1, 4)),
+        )
+        return rows, fixed if size is None else batches
+    if kind == "files":
+        pattern = draw(st.sampled_from(g.files["patterns"]))
+        if draw(st.booleans()):
+            return hr.files(pattern, shuffle=True, seed=g.seed()), fixed
+        return hr.files(pattern), fixed
+    if kind == "global_shuffle":
+        size = draw(st.sampled_from([0, 1, 2, 7, 12, 3000]))
+        data = draw(st.sampled_from(["range", "list", "array"]))
+        if data == "range":
+            readable: hr.Pipeline[Any] = hr.range(size)
+        elif data == "list":
+            readable = hr.from_iterable([(i * 13) % 17 for i in range(size)])
+        else:
+            readable = hr.from_iterable(np.arange(size, dtype=np.int32) * 3)
+        shuffled = readable.global_shuffle(seed=g.seed())
+        # Past 1,024 elements the permutation is a keyed bijection, not a table.
+        return (shuffled.take(12) if size > 12 else shuffled), fixed
+    if kind == "zip":
+        return hr.zip(side_pipeline(g), side_pipeline(g)), fixed
+    assert kind == "concat", kind
+    if draw(st.booleans()):
+        return hr.concat(side_pipeline(g).map(weight), side_pipeline(g).map(weight)), fixed
+    return hr.concat(side_pipeline(g), side_pipeline(g)), ("ragged", None)
 
 
-def side_pipeline(draw: st.DrawFn, files: dict[str, list[str]]) -> hr.Pipeline[Any]:
+def side_pipeline(g: Grammar) -> hr.Pipeline[Any]:
     """A small pipeline of fixed-shape elements, to zip or concatenate with."""
-    pipeline = source(draw, files)
-    for _ in range(draw(st.integers(0, 2))):
-        step = draw(st.sampled_from(["map", "filter", "shuffle"]))
+    pipeline, _ = source(g, plain=True)
+    for _ in range(g.draw(st.integers(0, 2))):
+        step = g.draw(st.sampled_from(["map", "filter", "shuffle"]))
         if step == "map":
             pipeline = pipeline.map(bump)
         elif step == "filter":
             pipeline = pipeline.filter(keep)
         else:
-            pipeline = pipeline.shuffle(draw(st.integers(1, 5)), seed=draw(st.integers(0, 9)))
+            pipeline = pipeline.shuffle(g.draw(st.integers(1, 5)), seed=g.seed())
     return pipeline
 
 
 def stage(
-    draw: st.DrawFn, files: dict[str, list[str]], pipeline: hr.Pipeline[Any], shape: Shape
+    g: Grammar, pipeline: hr.Pipeline[Any], shape: Shape, name: str | None = None
 ) -> tuple[hr.Pipeline[Any], Shape]:
-    """``pipeline`` with one more stage that accepts its elements, and the new shape."""
+    """``pipeline`` with one more stage that accepts its elements (``name``, or one
+    drawn), and the new shape."""
+    draw = g.draw
     form, batched = shape
-    names = [
-        "map",
-        "map_threads",
-        "random_map",
-        "random_map_threads",
-        "filter",
-        "flat_map",
-        "shuffle",
-        "take",
-        "skip",
-        "enumerate",
-        "window",
-        "scan",
-        "repeat",
-        "interleave",
-        "prefetch",
-        "cache",
-        "zip",
-        "concat",
-        "padded_batch",
-    ]
-    if form == "fixed":
-        names.append("batch")
-    unbatch = batched is not None and draw(st.booleans())
-    name = "unbatch" if unbatch else draw(st.sampled_from(names))
-    seed = draw(st.integers(0, 2**16))
+    if name is None:
+        names = [n for n in STAGES if n not in g.avoid and n not in ("batch", "unbatch")]
+        if form == "fixed":
+            names.append("batch")
+        unbatch = batched is not None and draw(st.booleans())
+        name = "unbatch" if unbatch else draw(st.sampled_from(names))
+    elif name == "batch" and form != "fixed":
+        pipeline, form = pipeline.map(weight), "fixed"
+    elif name == "unbatch" and batched is None:
+        pipeline, batched = pipeline.map(weight).batch(draw(st.integers(1, 3))), "fixed"
+    workers = draw(st.sampled_from([0, 2]), label="workers") if name.endswith("_skip") else 0
     if name == "map":
         return pipeline.map(bump), shape
     if name == "map_threads":
         return pipeline.map(bump, workers=2), shape
+    if name == "map_skip":
+        return pipeline.map(picky, workers=workers, on_error="skip"), shape
     if name == "random_map":
-        return pipeline.random_map(jitter, seed=seed), ("fixed", None)
+        return pipeline.random_map(jitter, seed=g.seed()), ("fixed", None)
     if name == "random_map_threads":
-        return pipeline.random_map(jitter, seed=seed, workers=2), ("fixed", None)
+        return pipeline.random_map(jitter, seed=g.seed(), workers=2), ("fixed", None)
+    if name == "random_map_skip":
+        skipping = pipeline.random_map(choosy, seed=g.seed(), workers=workers, on_error="skip")
+        return skipping, ("fixed", None)
+    if name == "starmap":
+        return pipeline.map(pair).starmap(product), ("fixed", None)
     if name == "filter":
         return pipeline.filter(keep), shape
+    if name == "tap":
+        return pipeline.tap(weight), shape
+    if name == "parse":
+        search = draw(st.booleans())
+        return pipeline.map(digits).parse(DIGITS, on_error="skip", search=search), ("fixed", None)
     if name == "flat_map":
         return pipeline.flat_map(spread), shape
     if name == "shuffle":
-        return pipeline.shuffle(draw(st.integers(1, 8)), seed=seed), shape
+        return pipeline.shuffle(draw(st.integers(1, 8)), seed=g.seed()), shape
     if name == "take":
         return pipeline.take(draw(st.integers(1, 15))), shape
     if name == "skip":
         return pipeline.skip(draw(st.integers(0, 5))), shape
+    if name == "take_while":
+        return pipeline.take_while(short), shape
+    if name == "drop_while":
+        return pipeline.drop_while(early), shape
     if name == "enumerate":
         return pipeline.enumerate(draw(st.integers(0, 3))), (form, None)
     if name == "window":
@@ -239,22 +563,26 @@ def stage(
     if name == "repeat":
         return pipeline.repeat(2), shape
     if name == "interleave":
-        fn: Callable[[Any], Any] = draw(st.sampled_from([spread, around]))
-        return pipeline.interleave(fn, cycle_length=draw(st.integers(1, 3))), shape
+        choices: list[Callable[[Any], Any]] = [spread, around]
+        if g.pipeline_seed:
+            choices.append(around_unseeded)
+        fn = draw(st.sampled_from(choices))
+        shaped: Shape = ("ragged", None) if fn is around_unseeded else shape
+        return pipeline.interleave(fn, cycle_length=draw(st.integers(1, 3))), shaped
     if name == "prefetch":
         return pipeline.prefetch(draw(st.integers(1, 3))), shape
     if name == "cache":
         return pipeline.cache(), shape
+    if name == "cache_file":
+        return pipeline.cache(g.cache_path()), shape
     if name == "zip":
-        other = side_pipeline(draw, files)
+        other = side_pipeline(g)
         if draw(st.booleans()):
-            return pipeline.zip(other), (form, None)
-        return hr.zip(other, pipeline), (form, None)
+            return g.reseeded(pipeline.zip(other)), (form, None)
+        return g.reseeded(hr.zip(other, pipeline)), (form, None)
     if name == "concat":
-        return pipeline.map(weight).concat(side_pipeline(draw, files).map(weight)), (
-            "fixed",
-            None,
-        )
+        joined = pipeline.map(weight).concat(side_pipeline(g).map(weight))
+        return g.reseeded(joined), ("fixed", None)
     if name == "padded_batch":
         size = draw(st.integers(1, 4))
         drop = draw(st.booleans())
@@ -263,24 +591,44 @@ def stage(
         drop = draw(st.booleans())
         batches = pipeline.batch(draw(st.integers(1, 4)), drop_remainder=drop)
         return batches, ("fixed" if drop else "ragged", form)
-    assert name == "unbatch"
-    assert batched is not None
-    return pipeline.unbatch(), (batched, None)
+    if name == "unbatch":
+        assert batched is not None
+        return pipeline.unbatch(), (batched, None)
+    if name == "pipe":
+        if draw(st.booleans()):
+            return pipeline.pipe(differences), ("fixed", None)
+        return pipeline.pipe(every_other, start=draw(st.integers(0, 1))), shape
+    if name == "coroutine":
+        return pipeline.coroutine(scaled, draw(st.integers(1, 3))), ("fixed", None)
+    assert name == "shard", name
+    g.avoid.add("shard")
+    count = draw(st.integers(1, 3))
+    index = draw(st.integers(0, count - 1))
+    equal = None
+    length = pipeline.known_length()
+    if isinstance(length, int):  # "pad" repeats a share's elements: it needs one
+        equal = draw(st.sampled_from([None, "drop", "pad"] if length >= count else [None, "drop"]))
+    return pipeline.shard(count, index, equal=equal), shape
 
 
 def pipelines(
-    draw: st.DrawFn, files: dict[str, list[str]], most: int = 6
+    g: Grammar, most: int = 6, *, kind: str | None = None, last: str | None = None
 ) -> tuple[hr.Pipeline[Any], Shape]:
-    pipeline = source(draw, files)
-    shape: Shape = ("fixed", None)
-    for _ in range(draw(st.integers(0, most))):
-        pipeline, shape = stage(draw, files, pipeline, shape)
+    """A source (``kind``, or one drawn) and up to ``most`` stages (then ``last``)."""
+    pipeline, shape = source(g, kind)
+    pipeline = g.reseeded(pipeline)
+    for _ in range(g.draw(st.integers(0, most))):
+        pipeline, shape = stage(g, pipeline, shape)
+    if last is not None:
+        pipeline, shape = stage(g, pipeline, shape, last)
+    if g.seed_at_end:
+        pipeline = pipeline.with_seed(g.pipeline_seed_value)
     return pipeline, shape
 
 
 def roundtrip(state: dict[str, Any]) -> Any:
     text = json.dumps(state)
-    assert len(text) < 300, text
+    assert len(text) < 2000, text
     return json.loads(text)
 
 
@@ -295,7 +643,7 @@ def check_resume(pipeline: hr.Pipeline[Any], epoch: int, k: int) -> None:
             next(run)
     state = roundtrip(run.state())
     run.close()
-    assert set(state) == {"format", "pipeline", "epoch", "position"}
+    assert {"format", "pipeline", "epoch", "position"} <= set(state)
     if k > len(full):
         assert (state["epoch"], state["position"]) == (epoch + 1, 0)
         expected, got = list(pipeline.iter(epoch=epoch + 1)), list(pipeline.iter(state=state))
@@ -306,6 +654,13 @@ def check_resume(pipeline: hr.Pipeline[Any], epoch: int, k: int) -> None:
     assert all(same(a, b) for a, b in zip(got, expected, strict=True)), repr(pipeline)
 
 
+def check_drawn(data: st.DataObject, pipeline: hr.Pipeline[Any]) -> None:
+    """``check_resume`` at a drawn epoch and interruption point."""
+    epoch = data.draw(st.integers(0, 4), label="epoch")
+    length = len(list(pipeline.iter(epoch=epoch)))
+    check_resume(pipeline, epoch, data.draw(st.integers(0, length + 1), label="k"))
+
+
 # -- 1. random pipelines, random interruptions ---------------------------------------
 
 
@@ -314,11 +669,48 @@ def check_resume(pipeline: hr.Pipeline[Any], epoch: int, k: int) -> None:
 def test_resumed_run_gives_the_rest_of_the_epoch(
     data: st.DataObject, data_files: dict[str, list[str]]
 ) -> None:
-    pipeline, _ = data.draw(st.composite(lambda draw: pipelines(draw, data_files))())
-    epoch = data.draw(st.integers(0, 4), label="epoch")
-    length = len(list(pipeline.iter(epoch=epoch)))
-    k = data.draw(st.integers(0, length + 1), label="k")
-    check_resume(pipeline, epoch, k)
+    pipeline, _ = pipelines(Grammar(data.draw, data_files))
+    check_drawn(data, pipeline)
+
+
+@pytest.mark.parametrize("kind", SOURCES)
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(data=st.data())
+def test_every_source_resumes(
+    kind: str, data: st.DataObject, data_files: dict[str, list[str]]
+) -> None:
+    pipeline, _ = pipelines(Grammar(data.draw, data_files), 2, kind=kind)
+    check_drawn(data, pipeline)
+
+
+@pytest.mark.parametrize("name", STAGES)
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(data=st.data())
+def test_every_stage_resumes(
+    name: str, data: st.DataObject, data_files: dict[str, list[str]]
+) -> None:
+    # Sharing needs a pipeline that can be shared: no file cache, with_seed first.
+    avoid = ["shard", "cache_file"] if name == "shard" else []
+    g = Grammar(data.draw, data_files, avoid=avoid)
+    if name == "shard":
+        g.seed_at_end = False
+    pipeline, _ = pipelines(g, 2, last=name)
+    check_drawn(data, pipeline)
+
+
+def test_the_grammar_covers_every_source_and_stage() -> None:
+    sources = {name for name in hr.__all__ if inspect.isfunction(getattr(hr, name))}
+    assert sources | {"global_shuffle"} == set(SOURCE_FUNCTIONS.values())
+    assert set(SOURCE_FUNCTIONS) == set(SOURCES)
+    not_stages = {"iter", "known_length", "seed", "stages", "with_seed"}
+    methods = {
+        name
+        for name in dir(hr.Pipeline)
+        if not name.startswith(("_", "to_")) and name not in not_stages
+    }
+    used = {name.removesuffix("_threads").removesuffix("_skip") for name in STAGES}
+    used = {name.removesuffix("_file") for name in used} | {"global_shuffle"}
+    assert methods == used
 
 
 @settings(max_examples=4, deadline=None)
@@ -327,20 +719,98 @@ def test_resumed_run_with_worker_processes(
     data: st.DataObject, data_files: dict[str, list[str]]
 ) -> None:
     # Starting worker processes costs a good part of a second per run: a few examples.
-    pipeline, shape = data.draw(st.composite(lambda draw: pipelines(draw, data_files, 2))())
+    g = Grammar(data.draw, data_files)
+    pipeline, shape = pipelines(g, 2)
     if data.draw(st.booleans(), label="random_map"):
         pipeline = pipeline.random_map(jitter, seed=7, workers=2, backend="process")
+        shape = ("fixed", None)
     else:
         pipeline = pipeline.map(bump, workers=2, backend="process")
-    pipeline, _ = data.draw(
-        st.composite(lambda draw: stage(draw, data_files, pipeline, shape))(), label="after"
-    )
-    epoch = data.draw(st.integers(0, 4), label="epoch")
-    length = len(list(pipeline.iter(epoch=epoch)))
-    check_resume(pipeline, epoch, data.draw(st.integers(0, length + 1), label="k"))
+    pipeline, _ = stage(g, pipeline, shape)
+    check_drawn(data, pipeline)
 
 
-# -- 2. boundaries --------------------------------------------------------------------
+# -- 2. one seed, any worker count, any share -----------------------------------------
+
+
+def seeded_work(workers: int, backend: str = "thread", *, buffered: bool) -> hr.Pipeline[Any]:
+    """A pipeline whose every random stage takes its seed from ``with_seed``; without
+    the buffered shuffle and the filter, every stage can start mid-epoch by itself."""
+    pipeline = hr.range(60).global_shuffle().map(bump, workers=workers, backend=backend)
+    if buffered:
+        pipeline = pipeline.shuffle(8)
+    pipeline = pipeline.random_map(jitter, workers=workers, backend=backend)
+    if buffered:
+        pipeline = pipeline.filter(keep)
+    return pipeline.batch(4).enumerate().with_seed(21)
+
+
+@pytest.mark.parametrize(
+    ("epoch", "k", "backend", "buffered"),
+    [
+        (0, 0, "thread", True),
+        (0, 5, "thread", True),
+        (3, 8, "thread", True),
+        (0, 3, "thread", False),
+        (3, 15, "thread", False),
+        (1, 4, "process", True),
+        (2, 7, "process", False),
+    ],
+)
+def test_seeded_tails_are_the_same_with_any_worker_count(
+    epoch: int, k: int, backend: str, buffered: bool, nothing_left_running: None
+) -> None:
+    whole = list(seeded_work(0, buffered=buffered).iter(epoch=epoch))
+    following = list(seeded_work(0, buffered=buffered).iter(epoch=epoch + 1))
+    assert len(whole) >= 8
+    assert not all(same(a, b) for a, b in zip(whole, following, strict=False))  # reshuffled
+    counts = (0, 1, 3) if backend == "thread" else (0, 2)
+    for workers in counts:
+        pipeline = seeded_work(workers, backend, buffered=buffered)
+        run = pipeline.iter(epoch=epoch)
+        taken = [next(run) for _ in range(k)]
+        state = roundtrip(run.state())
+        run.close()
+        assert (state["epoch"], state["position"]) == (epoch, k)
+        # As after a restart: a new description of the pipeline.
+        tail = list(seeded_work(workers, backend, buffered=buffered).iter(state=state))
+        assert len(taken) + len(tail) == len(whole), workers
+        assert all(same(a, b) for a, b in zip(taken + tail, whole, strict=True)), workers
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_every_share_of_a_seeded_pipeline_resumes_exactly(
+    count: int, data_files: dict[str, list[str]]
+) -> None:
+    files = data_files["parquet"][1:]  # 1, 5 and 12 rows: three files to split
+    numbers = hr.range(17).global_shuffle().map(bump).shuffle(5).filter(keep).with_seed(5)
+    wholes: list[hr.Pipeline[Any]] = [
+        numbers,
+        hr.read_parquet(files).shuffle(4).random_map(jitter).with_seed(5),  # split by file
+        hr.read_tar_shards(data_files["tar"][-2:]).enumerate().random_map(jitter).with_seed(6),
+    ]
+    for whole in wholes:
+        lengths = []
+        for index in range(count):
+            share = whole.shard(count, index)
+            lengths.append(length := len(list(share.iter(epoch=2))))
+            for k in sorted({0, 1, length // 2, length, length + 1}):
+                check_resume(share, 2, k)
+        assert sum(lengths) == len(list(whole.iter(epoch=2))) > 0
+    shared = [x for index in range(count) for x in numbers.shard(count, index).iter(epoch=2)]
+    assert sorted(shared) == sorted(numbers.iter(epoch=2))
+
+
+def test_this_processs_share_resumes_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    pipeline = hr.range(40).shuffle(6).random_map(jitter).shard().with_seed(2)
+    assert len(list(pipeline.iter(epoch=1))) == 13
+    for k in (0, 6, 13, 14):
+        check_resume(pipeline, 1, k)
+
+
+# -- 3. boundaries --------------------------------------------------------------------
 
 
 def shuffled() -> hr.Pipeline[int]:
@@ -417,7 +887,7 @@ def test_a_resumed_run_fills_a_cache_with_the_whole_epoch() -> None:
     assert list(pipeline.iter(epoch=7)) == expected  # filled by the resumed run
 
 
-# -- 3. the state is small, plain JSON ------------------------------------------------
+# -- 4. the state is small, plain JSON ------------------------------------------------
 
 
 def test_state_is_small_plain_json() -> None:
@@ -433,7 +903,7 @@ def test_state_is_small_plain_json() -> None:
     assert (state["epoch"], state["position"]) == (12, 40)
 
 
-# -- 4. refusals ----------------------------------------------------------------------
+# -- 5. refusals ----------------------------------------------------------------------
 
 
 def test_no_state_for_an_unseeded_shuffle() -> None:
@@ -555,7 +1025,7 @@ def test_epoch_and_state_together_are_refused() -> None:
         pipeline.iter(epoch=2, state=state)
 
 
-# -- 5. nothing left running ----------------------------------------------------------
+# -- 6. nothing left running ----------------------------------------------------------
 
 
 def test_a_resumed_run_closed_early_leaves_no_thread(nothing_left_running: None) -> None:
@@ -582,7 +1052,7 @@ def test_a_resumed_run_of_processes_closed_early_leaves_nothing(
     assert taken == list(pipeline.iter(epoch=0))[:13]
 
 
-# -- 6. a training process killed mid-epoch -------------------------------------------
+# -- 7. a training process killed mid-epoch -------------------------------------------
 
 TRAINING = textwrap.dedent(
     """

@@ -88,3 +88,23 @@ def test_a_seeded_pipeline_has_a_state_and_shares_without_stage_seeds() -> None:
     unseeded = hr.range(40).shuffle(8)
     with pytest.raises(ValueError, match="a shuffle without a seed"):
         unseeded.iter().state()
+
+
+def test_zip_and_concat_methods_keep_the_pipelines_seed() -> None:
+    seeded = hr.range(4).with_seed(3)
+    assert seeded.zip(hr.range(4)).seed == seeded.concat(hr.range(4)).seed == 3
+    shuffled = seeded.zip(hr.range(4)).shuffle(2)
+    assert list(shuffled.iter(epoch=0)) == list(shuffled.iter(epoch=0))
+
+
+def test_a_refusal_says_what_would_fix_it() -> None:
+    run = hr.range(10).global_shuffle().iter()
+    next(run)
+    with pytest.raises(ValueError, match="give it a seed"):
+        run.state()
+    run.close()
+    unordered = hr.range(10).map(abs, workers=2, ordered=False).iter()
+    next(unordered)
+    with pytest.raises(ValueError, match="make it ordered"):
+        unordered.state()
+    unordered.close()

@@ -576,7 +576,8 @@ class Pipeline(Generic[T]):
         >>> list(hr.range(3).zip("ab"))
         [(0, 'a'), (1, 'b')]
         """
-        return Pipeline((Zip((self, *(as_pipeline(o) for o in others)), strict=strict),))
+        zipped = Zip((self, *(as_pipeline(o) for o in others)), strict=strict)
+        return Pipeline((zipped,), seed=self._seed)
 
     def concat(self, *others: Iterable[Any]) -> Pipeline[Any]:
         """This pipeline's elements followed by each of the others'.
@@ -585,7 +586,7 @@ class Pipeline(Generic[T]):
         >>> list(hr.range(2).concat([7, 8]))
         [0, 1, 7, 8]
         """
-        return Pipeline((Concat((self, *(as_pipeline(o) for o in others))),))
+        return Pipeline((Concat((self, *(as_pipeline(o) for o in others))),), seed=self._seed)
 
     def interleave(
         self, fn: Callable[[T], Iterable[U]], *, cycle_length: int = 4, block_length: int = 1

@@ -327,8 +327,9 @@ class Run(itertools.chain[T], Generic[T]):
         if problem is not None:
             raise ValueError(
                 f"cannot take the state of a run of {self._description}: {problem}, so "
-                "a resumed run would not replay the same elements; give it a seed (or "
-                "ordered=True)"
+                "a resumed run would not replay the same elements; "
+                + ("make it ordered" if "ordered=False" in problem else "give it a seed")
+                + " (or seed the whole pipeline with with_seed)"
             )
         if self._end.reached:
             epoch, position = self._epoch + 1, 0
