@@ -109,3 +109,29 @@ def test_resuming_deep_into_a_long_epoch_starts_at_once() -> None:
     assert next(resumed)[0] == 2 * 10**11
     resumed.close()
     assert pulls.count == 1000  # one batch, not 10**11 elements replayed
+
+
+@pytest.mark.parametrize("seekable", [True, False], ids=["seek", "replay"])
+def test_a_state_resumes_the_same_pipeline_on_other_workers(seekable: bool) -> None:
+    def build(**pool: Any) -> hr.Pipeline[Any]:
+        source = hr.range(60) if seekable else hr.range(60).shuffle(9)
+        return (
+            source.map(abs, **pool)
+            .random_map(noisy, **pool)
+            .batch(4)
+            .prefetch(pool.get("workers", 1) + 1)
+            .with_seed(5)
+        )
+
+    saved = build(workers=3)
+    run = saved.iter(epoch=1)
+    taken = [next(run) for _ in range(6)]
+    state = json.loads(json.dumps(run.state()))
+    run.close()
+    full = list(build().iter(epoch=1))
+    for pool in ({}, {"workers": 2}, {"workers": 2, "backend": "process"}):
+        assert same(taken + list(build(**pool).iter(state=state)), full), pool
+    # What the stages compute is still checked: another function is another pipeline.
+    other = hr.range(60).map(abs).random_map(noisy, seed=1).batch(4).prefetch(2).with_seed(5)
+    with pytest.raises(ValueError, match="taken from another pipeline"):
+        other.iter(state=state)

@@ -204,8 +204,15 @@ class _EndOfRun:
 
 
 def fingerprint(pipeline: Pipeline[Any]) -> str:
-    """A short digest of the pipeline's stages, to tell a state from another pipeline's."""
-    return hashlib.sha256(repr(pipeline).encode()).hexdigest()[:16]
+    """A short digest of the pipeline's stages, to tell a state from another pipeline's.
+
+    It covers what the stages compute (:attr:`Stage.identity`) and the seed, not how
+    they run: a state saved with ``map(f, workers=8)`` resumes ``map(f)`` inline, or on
+    processes, since both give the same elements.
+    """
+    stages = " -> ".join(stage.identity for stage in pipeline.stages)
+    described = f"{stages} seed={pipeline.seed}"
+    return hashlib.sha256(described.encode()).hexdigest()[:16]
 
 
 def _replay_problem(pipeline: Pipeline[Any]) -> str | None:
@@ -311,8 +318,10 @@ class Run(itertools.chain[T], Generic[T]):
         ``ValueError`` naming the stage. What the stages cannot see stays
         the caller's to keep fixed: user functions, generators, and the pipelines an
         ``interleave`` or ``flat_map`` function builds (seed their shuffles). The
-        state names its pipeline by a digest of its description (``repr``), which
-        tells a changed stage or argument, not a changed function body or list.
+        state names its pipeline by a digest of what its stages compute (their names
+        and arguments, not workers, backend or buffer sizes: a state resumes on
+        another worker count), which tells a changed stage, argument or seed, not a
+        changed function body or list.
 
         >>> import headrace as hr
         >>> pipeline = hr.range(6).shuffle(4, seed=1)

@@ -94,6 +94,14 @@ class ParallelMap(Stage):
             extra += f", on_error={self._policy!r}"
         return f"map({describe_callable(self._fn)}, workers={self._workers}{extra})"
 
+    @property
+    def identity(self) -> str:
+        # The same elements as map(fn) inline (with ordered=True), on any pool.
+        if self._policy.mode == "raise":
+            order = "" if self._ordered else ", ordered=False"
+            return f"map({describe_callable(self._fn)}{order})"
+        return f"map({describe_callable(self._fn)}, on_error={self._policy!r})"
+
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         guarded = self._policy.mode != "raise"
         call = Plain(self._fn)

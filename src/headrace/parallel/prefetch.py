@@ -49,6 +49,10 @@ class Prefetch(Stage):
     def name(self) -> str:
         return f"prefetch({self._buffer_size})"
 
+    @property
+    def identity(self) -> str:
+        return "prefetch()"
+
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         return _prefetch(upstream, self._buffer_size, ctx.label, PoolCounters.of(ctx))
 

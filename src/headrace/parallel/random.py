@@ -73,6 +73,15 @@ class RandomMap(Stage):
         seed = "" if self._seed is None else f", seed={self._seed}"
         return f"random_map({describe_callable(self._fn)}{seed}{extra})"
 
+    @property
+    def identity(self) -> str:
+        extra = "" if self._seed is None else f", seed={self._seed}"
+        if self._workers and not self._ordered:
+            extra += ", ordered=False"
+        if self._policy.mode != "raise":
+            extra += f", on_error={self._policy!r}"
+        return f"random_map({describe_callable(self._fn)}{extra})"
+
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         guarded = self._policy.mode != "raise"
         seed = self._seed if self._seed is not None else ctx.seed

@@ -119,6 +119,13 @@ class Stage:
         """Number of elements out, given the upstream's (``None`` when unknown)."""
         return None
 
+    @property
+    def identity(self) -> str:
+        """What this stage computes, for telling a saved state's pipeline from another:
+        its name without the arguments that only say how it runs (workers, backend,
+        buffer sizes), which do not change the elements."""
+        return self.name
+
     def resume_upstream(self, position: int) -> int | None:
         """How many input elements lie behind this stage's first ``position`` outputs,
         when that follows from the count alone (``map``: as many; ``batch(n)``: ``n``
