@@ -26,7 +26,6 @@ import numpy as np
 
 from headrace._checks import check_int, check_seed
 from headrace.parallel import ParallelMap, Prefetch, RandomMap
-from headrace.parallel.pool import GuardedMap
 from headrace.parallel.threads import check_backend, pool_options
 from headrace.policy import ErrorPolicy, OnError
 from headrace.run import STATE_FORMAT, Run, fingerprint
@@ -261,7 +260,7 @@ class Pipeline(Generic[T]):
         if workers == 0:
             if ErrorPolicy(on_error).mode == "raise":
                 return self._then(Map(fn))
-            return self._then(GuardedMap(fn, on_error=on_error))
+            return self._then(ParallelMap(fn, workers=0, on_error=on_error))
         return self._then(
             ParallelMap(
                 fn,

@@ -21,7 +21,6 @@ from typing import Any
 
 from headrace._checks import check_int
 from headrace.parallel import ParallelMap, Prefetch, RandomMap
-from headrace.parallel.pool import GuardedMap
 from headrace.pipeline import Pipeline
 from headrace.sources._files import FileSource
 from headrace.stages._base import INFINITE, Length, Stage, StageContext
@@ -41,7 +40,6 @@ __all__ = ["current_share", "shard"]
 _PER_ELEMENT: tuple[type[Stage], ...] = (
     FusedStage,  # map, starmap, filter, tap
     FlatMap,
-    GuardedMap,
     ParallelMap,
     RandomMap,
     Parse,

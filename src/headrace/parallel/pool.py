@@ -21,42 +21,96 @@ from headrace.policy import ErrorPolicy
 from headrace.stages._base import Length, Stage, StageContext
 from headrace.stats import PoolCounters
 
-__all__ = ["GuardedMap", "ParallelMap", "run_pool"]
+__all__ = ["CallStage", "ParallelMap", "run_pool"]
 
 
-class GuardedMap(Stage):
-    """Applies ``fn`` inline, with bad elements handled by an ``on_error`` policy.
+class CallStage(Stage):
+    """A call per element, inline or on a pool, bad elements under an error policy:
+    what ``map`` with workers or ``on_error`` and ``random_map`` share.
 
-    A plain ``map`` is fused with its neighbours; this one, which has a tally to
-    keep, runs as a stage of its own.
+    Subclasses make the call (:meth:`_call`) and name the stage; this class runs it
+    and says what that means for length, order and resuming.
     """
 
-    __slots__ = ("_fn", "_policy")
+    __slots__ = ("_backend", "_buffer_size", "_fn", "_ordered", "_policy", "_workers")
 
-    def __init__(self, fn: Callable[[Any], Any], *, on_error: object) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        workers: int,
+        backend: str,
+        ordered: bool,
+        buffer_size: int | None,
+        on_error: object,
+    ) -> None:
         self._fn = check_callable("fn", fn)
+        self._backend = check_backend(backend)
+        self._workers, self._ordered, self._buffer_size = pool_options(
+            workers, ordered, buffer_size, minimum_workers=0
+        )
         self._policy = ErrorPolicy(on_error)
 
-    @property
-    def name(self) -> str:
-        return f"map({describe_callable(self._fn)}, on_error={self._policy!r})"
+    def _options(self, *, running: bool) -> str:
+        """The ``, key=value`` part of the stage's name; with ``running=False`` only the
+        arguments that change the elements (for :attr:`identity`)."""
+        extra = ""
+        if running and self._workers:
+            extra += f", workers={self._workers}"
+            if self._backend != "thread":
+                extra += f", backend={self._backend!r}"
+        if self._workers and not self._ordered:
+            extra += ", ordered=False"
+        if self._policy.mode != "raise":
+            extra += f", on_error={self._policy!r}"
+        return extra
+
+    def _call(self, ctx: StageContext) -> Callable[[int, Any], Any]:
+        """``call(index, element)`` for one run."""
+        raise NotImplementedError
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        results = inline(upstream, Guarded(Plain(self._fn)), ctx.label)
-        return screen(results, self._policy, ctx)
+        guarded = self._policy.mode != "raise"
+        call = self._call(ctx)
+        if guarded:
+            call = Guarded(call)
+        if not self._workers:
+            results = inline(upstream, call, ctx.label, ctx.start)
+        else:
+            results = run_pool(
+                self._backend,
+                upstream,
+                call,
+                self._workers,
+                self._buffer_size,
+                ctx,
+                ordered=self._ordered,
+            )
+        return screen(results, self._policy, ctx) if guarded else results
 
     def length(self, upstream: Length) -> Length:
+        return upstream if self._policy.mode == "raise" else None
+
+    def resume_upstream(self, position: int) -> int | None:
+        # In order and one output per input: element positions go on from ctx.start.
+        ordered = (self._ordered or not self._workers) and self._policy.mode == "raise"
+        return position if ordered else None
+
+    def unfixed_order(self, *, seeded: bool = False) -> str | None:
+        if self._workers and not self._ordered:
+            return "a parallel map with ordered=False"
         return None
 
 
-class ParallelMap(Stage):
+class ParallelMap(CallStage):
     """Applies ``fn`` to every element on ``workers`` threads or processes.
 
     Args:
         fn: the function. On threads it must be thread-safe; on processes it may be
             any callable cloudpickle can send (lambdas and closures included), and
             its results must pickle.
-        workers: threads or processes in the pool (at least 1).
+        workers: threads or processes in the pool; ``0`` calls ``fn`` inline (a
+            ``map`` with ``on_error``, which keeps a tally and so is not fused).
         backend: ``"thread"`` or ``"process"``.
         ordered: yield results in input order (default); ``False`` yields each as
             soon as it is ready.
@@ -66,7 +120,7 @@ class ParallelMap(Stage):
             elements on which ``fn`` raises a data error (see :meth:`Pipeline.map`).
     """
 
-    __slots__ = ("_backend", "_buffer_size", "_fn", "_ordered", "_policy", "_workers")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -78,55 +132,26 @@ class ParallelMap(Stage):
         buffer_size: int | None = None,
         on_error: object = "raise",
     ) -> None:
-        self._fn = check_callable("fn", fn)
-        self._backend = check_backend(backend)
-        self._workers, self._ordered, self._buffer_size = pool_options(
-            workers, ordered, buffer_size, minimum_workers=1
+        super().__init__(
+            fn,
+            workers=workers,
+            backend=backend,
+            ordered=ordered,
+            buffer_size=buffer_size,
+            on_error=on_error,
         )
-        self._policy = ErrorPolicy(on_error)
 
     @property
     def name(self) -> str:
-        extra = "" if self._backend == "thread" else f", backend={self._backend!r}"
-        if not self._ordered:
-            extra += ", ordered=False"
-        if self._policy.mode != "raise":
-            extra += f", on_error={self._policy!r}"
-        return f"map({describe_callable(self._fn)}, workers={self._workers}{extra})"
+        return f"map({describe_callable(self._fn)}{self._options(running=True)})"
 
     @property
     def identity(self) -> str:
-        # The same elements as map(fn) inline (with ordered=True), on any pool.
-        if self._policy.mode == "raise":
-            order = "" if self._ordered else ", ordered=False"
-            return f"map({describe_callable(self._fn)}{order})"
-        return f"map({describe_callable(self._fn)}, on_error={self._policy!r})"
+        # The same elements as map(fn) inline, on any pool.
+        return f"map({describe_callable(self._fn)}{self._options(running=False)})"
 
-    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        guarded = self._policy.mode != "raise"
-        call = Plain(self._fn)
-        results = run_pool(
-            self._backend,
-            upstream,
-            Guarded(call) if guarded else call,
-            self._workers,
-            self._buffer_size,
-            ctx,
-            ordered=self._ordered,
-        )
-        return screen(results, self._policy, ctx) if guarded else results
-
-    def length(self, upstream: Length) -> Length:
-        return upstream if self._policy.mode == "raise" else None
-
-    def resume_upstream(self, position: int) -> int | None:
-        ordered = self._ordered and self._policy.mode == "raise"
-        return position if ordered else None
-
-    def unfixed_order(self, *, seeded: bool = False) -> str | None:
-        if self._workers and not self._ordered:
-            return "a parallel map with ordered=False"
-        return None
+    def _call(self, ctx: StageContext) -> Callable[[int, Any], Any]:
+        return Plain(self._fn)
 
 
 def run_pool(
