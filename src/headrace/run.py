@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 from headrace._seeds import derive_seed
 from headrace.errors import StageLabel
-from headrace.stages._base import Stage, StageContext
+from headrace.stages._base import Stage, StageContext, first_unfixed
 from headrace.stages.fusion import fuse
 from headrace.stats import StageStats
 
@@ -217,11 +217,11 @@ def fingerprint(pipeline: Pipeline[Any]) -> str:
 
 def _replay_problem(pipeline: Pipeline[Any]) -> str | None:
     """Why replaying an epoch of ``pipeline`` may not give the same elements, if so."""
-    for index, stage in enumerate(pipeline.stages):
-        problem = stage.unfixed_order(seeded=pipeline.seed is not None)
-        if problem is not None:
-            return f"stage {index} {stage.name!r} has {problem}"
-    return None
+    found = first_unfixed(pipeline.stages, seeded=pipeline.seed is not None)
+    if found is None:
+        return None
+    index, stage, problem = found
+    return f"stage {index} {stage.name!r} has {problem}"
 
 
 T = TypeVar("T")

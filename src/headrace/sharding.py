@@ -23,12 +23,12 @@ from headrace._checks import check_int
 from headrace.parallel import ParallelMap, Prefetch, RandomMap
 from headrace.pipeline import Pipeline
 from headrace.sources._files import FileSource
-from headrace.stages._base import INFINITE, Length, Stage, StageContext
+from headrace.stages._base import INFINITE, Length, Stage, StageContext, first_unfixed
 from headrace.stages._guard import close_iterator
 from headrace.stages.basic import FlatMap, FusedStage
 from headrace.stages.batching import Batch, Unbatch
 from headrace.stages.caching import Cache
-from headrace.stages.combine import Interleave, Repeat
+from headrace.stages.combine import Interleave, Repeat, unfixed_in
 from headrace.stages.parsing import Parse
 from headrace.stages.shuffling import Shuffle
 
@@ -188,16 +188,16 @@ def _share_point(stages: tuple[Stage, ...]) -> int:
 def _check_order(pipeline: Pipeline[Any], point: int, among: str) -> None:
     """Refuse a stage before ``point`` whose order may differ from run to run."""
     stages = pipeline.stages
-    for position, stage in enumerate(stages[:point]):
-        problem = stage.unfixed_order(seeded=pipeline.seed is not None)
-        if problem is not None:
-            after = f", or after {stages[point - 1].name!r}" if point > 1 else ""
-            raise ValueError(
-                f"cannot share {pipeline!r} among {among}: every worker runs "
-                f"stage {position} {stage.name!r} in full, and {problem} gives each a "
-                f"different order (fix the order{after}, so that the elements can be "
-                "shared out)"
-            )
+    found = first_unfixed(stages[:point], seeded=pipeline.seed is not None)
+    if found is not None:
+        position, stage, problem = found
+        after = f", or after {stages[point - 1].name!r}" if point > 1 else ""
+        raise ValueError(
+            f"cannot share {pipeline!r} among {among}: every worker runs "
+            f"stage {position} {stage.name!r} in full, and {problem} gives each a "
+            f"different order (fix the order{after}, so that the elements can be "
+            "shared out)"
+        )
 
 
 def _share(pipeline: Pipeline[Any], num_shards: int, index: int) -> Pipeline[Any]:
@@ -422,12 +422,7 @@ class _ProcessShare(Stage):
         return self.share().known_length()
 
     def unfixed_order(self, *, seeded: bool = False) -> str | None:
-        seeded = seeded or self._pipeline.seed is not None
-        for stage in self._pipeline.stages:
-            problem = stage.unfixed_order(seeded=seeded)
-            if problem is not None:
-                return f"{problem} (in {self._pipeline!r})"
-        return None
+        return unfixed_in((self._pipeline,), seeded)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A spawned DataLoader worker has no process group: it gets this one's rank.

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 if TYPE_CHECKING:
     from headrace.stats import StageStats
 
-__all__ = ["INFINITE", "RUN_LOCK", "Length", "OpenUpstream", "Stage", "StageContext"]
+__all__ = [
+    "INFINITE",
+    "RUN_LOCK",
+    "Length",
+    "OpenUpstream",
+    "Stage",
+    "StageContext",
+    "first_unfixed",
+]
 
 #: Guards the few once-per-run updates stages make to themselves (marking a one-shot
 #: source spent, storing a finished cache). One lock shared by all stages keeps stage
@@ -60,6 +68,19 @@ class StageContext:
         """The path for a pipeline this stage opens inside itself, such as an input."""
         kind = self.name.split("(", 1)[0]
         return f"{self.path}stage {self.index} ({kind}) {what} > "
+
+
+def first_unfixed(stages: Iterable[Stage], *, seeded: bool) -> tuple[int, Stage, str] | None:
+    """The first of ``stages`` whose order may change between runs of one epoch, as
+    ``(position, stage, why)``, or ``None`` when every order is fixed.
+
+    ``seeded``: the pipeline has a seed, which stages without their own take.
+    """
+    for position, stage in enumerate(stages):
+        problem = stage.unfixed_order(seeded=seeded)
+        if problem is not None:
+            return position, stage, problem
+    return None
 
 
 class Stage:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from headrace._checks import check_bool, check_callable, check_int, check_optional_int
 from headrace.errors import annotate, describe_callable
-from headrace.stages._base import INFINITE, Length, OpenUpstream, Stage, StageContext
+from headrace.stages._base import INFINITE, Length, OpenUpstream, Stage, StageContext, first_unfixed
 from headrace.stages._guard import close_all, close_iterator
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class Zip(Stage):
         return _zip(self._parts, self._strict, ctx)
 
     def unfixed_order(self, *, seeded: bool = False) -> str | None:
-        return _unfixed_order(self._parts, seeded)
+        return unfixed_in(self._parts, seeded)
 
     def length(self, upstream: Length) -> Length:
         lengths = [p.known_length() for p in self._parts]
@@ -106,7 +106,7 @@ class Concat(Stage):
         return _concat(self._parts, ctx)
 
     def unfixed_order(self, *, seeded: bool = False) -> str | None:
-        return _unfixed_order(self._parts, seeded)
+        return unfixed_in(self._parts, seeded)
 
     def length(self, upstream: Length) -> Length:
         lengths = [p.known_length() for p in self._parts]
@@ -124,13 +124,13 @@ def _concat(parts: Sequence[Pipeline[Any]], ctx: StageContext) -> Iterator[Any]:
             chain.close()
 
 
-def _unfixed_order(parts: Sequence[Pipeline[Any]], seeded: bool) -> str | None:
-    """The first reason any stage of ``parts`` has to change its order between runs."""
+def unfixed_in(parts: Sequence[Pipeline[Any]], seeded: bool) -> str | None:
+    """The first reason any stage of the nested pipelines ``parts`` has to change its
+    order between runs (``seeded``: the pipeline around them has a seed)."""
     for part in parts:
-        for stage in part.stages:
-            problem = stage.unfixed_order(seeded=seeded or part.seed is not None)
-            if problem is not None:
-                return f"{problem} (in {part!r})"
+        found = first_unfixed(part.stages, seeded=seeded or part.seed is not None)
+        if found is not None:
+            return f"{found[2]} (in {part!r})"
     return None
 
 
