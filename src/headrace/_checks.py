@@ -68,3 +68,16 @@ def check_optional_int(name: str, value: object, *, minimum: int | None = None) 
 def check_seed(value: object) -> int | None:
     """A seed is ``None`` or a non-negative int."""
     return check_optional_int("seed", value, minimum=0)
+
+
+def check_shuffle(shuffle: object, seed: object, what: str) -> tuple[bool, int | None]:
+    """``(shuffle, seed)`` of a source that can shuffle ``what`` (its paths, its files);
+    a seed without ``shuffle=True`` would do nothing, so it is refused."""
+    on = check_bool("shuffle", shuffle)
+    number = check_seed(seed)
+    if number is not None and not on:
+        raise ValueError(
+            f"seed={number} has no effect without shuffle=True; pass shuffle=True "
+            f"to shuffle the {what} reproducibly, or drop the seed"
+        )
+    return on, number

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from headrace._checks import check_bool, check_seed
+from headrace._checks import check_bool, check_shuffle
 from headrace._seeds import python_rng
 from headrace.errors import DecodeError
 from headrace.policy import Tally
@@ -48,13 +48,7 @@ class Files(Stage):
         self, patterns: PathsArg, *, shuffle: bool = False, seed: int | None = None
     ) -> None:
         self._patterns = normalise_paths(patterns, "pattern")
-        self._shuffle = check_bool("shuffle", shuffle)
-        self._seed = check_seed(seed)
-        if self._seed is not None and not self._shuffle:
-            raise ValueError(
-                f"seed={self._seed} has no effect without shuffle=True; pass shuffle=True "
-                "to shuffle the paths reproducibly, or drop the seed"
-            )
+        self._shuffle, self._seed = check_shuffle(shuffle, seed, "paths")
 
     @property
     def name(self) -> str:

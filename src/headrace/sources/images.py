@@ -32,7 +32,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, cast, overload
 
-from headrace._checks import check_bool, check_seed
+from headrace._checks import check_shuffle
 from headrace._seeds import python_rng
 from headrace.pipeline import Pipeline
 from headrace.policy import Tally
@@ -112,13 +112,7 @@ class ImageFiles(FileSource):
         self._classes = _check_classes(classes)
         self._given = self._classes is not None
         self._index = _indexes(self._classes)
-        self._shuffle = check_bool("shuffle", shuffle)
-        self._seed = check_seed(seed)
-        if self._seed is not None and not self._shuffle:
-            raise ValueError(
-                f"seed={self._seed} has no effect without shuffle=True; pass shuffle=True "
-                "to shuffle the files reproducibly, or drop the seed"
-            )
+        self._shuffle, self._seed = check_shuffle(shuffle, seed, "files")
 
     def unfixed_order(self, *, seeded: bool = False) -> str | None:
         if self._shuffle and self._seed is None and not seeded:
