@@ -133,8 +133,9 @@ class Pipeline(Generic[T]):
             state: what :meth:`Run.state` gave (a JSON round trip is fine): the run
                 goes on right after the last element the saved run handed out, in the
                 saved run's epoch, and later plain ``iter()`` calls take the epochs
-                after it. It replays the epoch up to that point, so the stages must
-                give the same elements again: seeded, and user functions deterministic.
+                after it. Built-in stages go on from their saved state without
+                replaying the epoch; a pipeline with a user generator stage replays
+                it up to that point (see :meth:`Run.state`).
 
         >>> import headrace as hr
         >>> with hr.range(5).iter() as run:
@@ -144,13 +145,13 @@ class Pipeline(Generic[T]):
         if state is not None:
             if epoch is not None:
                 raise ValueError("pass epoch= or state=, not both: the state has its epoch")
-            number, start = self._resume_point(state)
+            number, start, entries = self._resume_point(state)
             self._epochs.move_past(number)
-            return Run(self, epoch=number, stats=stats, start=start)
+            return Run(self, epoch=number, stats=stats, start=start, entries=entries)
         number = self._epochs.take() if epoch is None else check_int("epoch", epoch, minimum=0)
         return Run(self, epoch=number, stats=stats)
 
-    def _resume_point(self, state: Mapping[str, Any]) -> tuple[int, int]:
+    def _resume_point(self, state: Mapping[str, Any]) -> tuple[int, int, list[Any] | None]:
         """The epoch and position a state names, checked against this pipeline."""
         if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
             raise ValueError(
@@ -168,7 +169,15 @@ class Pipeline(Generic[T]):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"state[{name!r}] must be a non-negative int, got {value!r}")
             numbers.append(value)
-        return numbers[0], numbers[1]
+        entries = state.get("stages")
+        if entries is not None and not (
+            isinstance(entries, list) and len(entries) == len(self._stages)
+        ):
+            raise ValueError(
+                f"state['stages'] must be a list with one entry per stage "
+                f"({len(self._stages)}), or None, got {entries!r:.200}"
+            )
+        return numbers[0], numbers[1], entries
 
     def __iter__(self) -> Run[T]:
         return self.iter()

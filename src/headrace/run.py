@@ -8,18 +8,28 @@ from outside reaches them all, downstream first, even nodes that never started.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import itertools
 import operator
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 from headrace._seeds import derive_seed
 from headrace.errors import StageLabel
-from headrace.stages._base import Stage, StageContext, first_unfixed
-from headrace.stages.fusion import fuse
+from headrace.stages._base import OpenUpstream, Stage, StageContext, first_unfixed
+from headrace.stages._guard import close_iterator
+from headrace.stages._state import (
+    Entries,
+    Entry,
+    Getter,
+    Tracker,
+    count_of,
+    passing_over,
+)
+from headrace.stages.fusion import fuse, inputs_taken
 from headrace.stats import StageStats
 
 if TYPE_CHECKING:
@@ -30,18 +40,26 @@ if TYPE_CHECKING:
 __all__ = ["STATE_FORMAT", "Chain", "Run", "fingerprint", "open_chain"]
 
 #: The ``"format"`` of the states :meth:`Run.state` gives.
-STATE_FORMAT = "headrace.run-state/1"
+STATE_FORMAT = "headrace.run-state/2"
 
 
 class Chain:
     """The iterators of one opened chain of stages, closed together."""
 
-    __slots__ = ("closed", "iterator", "nodes")
+    __slots__ = ("closed", "iterator", "nodes", "tracker")
 
-    def __init__(self, iterator: Iterator[Any], nodes: list[Any]) -> None:
+    def __init__(
+        self, iterator: Iterator[Any], nodes: list[Any], tracker: Tracker | None = None
+    ) -> None:
         self.iterator = iterator
         self.nodes = nodes
         self.closed = False
+        self.tracker = tracker
+
+    def entries(self, position: int) -> Entries | None:
+        """The chain's state after it handed out ``position`` elements of its epoch (see
+        ``headrace.stages._state``), or ``None`` when only replaying can resume it."""
+        return None if self.tracker is None else self.tracker.entries(position)
 
     def close(self) -> None:
         """Close every node that can be closed, downstream first.
@@ -77,92 +95,231 @@ def open_chain(
     stats: StageStats | None,
     path: str = "",
     seed: int | None = None,
-    starts: Sequence[int] | None = None,
+    entries: Entries | None = None,
 ) -> Chain:
     """Open ``stages`` (a source first) for one run of the given epoch path.
 
     ``path`` prefixes every stage label, naming where a nested pipeline sits inside
-    the stage that opened it. If a stage fails to open, what was opened is closed.
+    the stage that opened it. ``entries``: a saved state to go on from (what
+    :meth:`Chain.entries` gave). If a stage fails to open, what was opened is closed.
     """
     nodes: list[Any] = []
-    scope = object()  # tells this chain's error notes from those of nested chains
+    tracker = Tracker(stages)
+    opening = _Opening(stages, epoch, stats, nodes, path, seed, tracker)
     try:
-        iterator = _open(stages, len(stages), epoch, stats, nodes, path, scope, seed, starts)
+        iterator = opening.open(len(stages), entries)
     except BaseException:
         Chain(iter(()), nodes).close()
         raise
-    return Chain(iterator, nodes)
+    return Chain(iterator, nodes, tracker)
 
 
-def _open(
-    stages: Sequence[Stage],
-    end: int,
-    epoch: tuple[int, ...],
-    stats: StageStats | None,
-    nodes: list[Any],
-    path: str,
-    scope: object,
-    seed: int | None,
-    starts: Sequence[int] | None = None,
-) -> Iterator[Any]:
-    """The iterator of ``stages[:end]``, registering closeable nodes in ``nodes``."""
-    index = end - 1
-    stage = stages[index]
+class _Opening:
+    """What every stage of one chain is opened with."""
 
-    def label(position: int) -> StageLabel:
-        return StageLabel(f"{path}stage {position} {stages[position].name!r}", scope)
+    __slots__ = ("epoch", "nodes", "path", "scope", "seed", "stages", "stats", "tracker")
 
-    if stage.fuse_kind is not None and stats is None:
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        epoch: tuple[int, ...],
+        stats: StageStats | None,
+        nodes: list[Any],
+        path: str,
+        seed: int | None,
+        tracker: Tracker,
+    ) -> None:
+        self.stages = stages
+        self.epoch = epoch
+        self.stats = stats
+        self.nodes = nodes
+        self.path = path
+        self.scope = object()  # tells this chain's error notes from those of nested chains
+        self.seed = seed
+        self.tracker = tracker
+
+    def label(self, position: int) -> StageLabel:
+        name = self.stages[position].name
+        return StageLabel(f"{self.path}stage {position} {name!r}", self.scope)
+
+    def open(self, end: int, entries: Entries | None) -> Iterator[Any]:
+        """The iterator of ``stages[:end]``, registering closeable nodes in ``nodes``."""
+        index = end - 1
+        stage = self.stages[index]
+        entry = _entry(entries, index, self.label)
+        if stage.fuse_kind is not None and self.stats is None and self._fusible(index, entries):
+            iterator = self._open_fused(index, entries)
+        else:
+            own = None if self.seed is None else derive_seed(self.seed, f"{self.path}{index}")
+            ctx = StageContext(
+                index,
+                self.label(index),
+                self.epoch,
+                self.stats,
+                self.path,
+                stage.name,
+                own,
+                _start(entry),
+                entry,
+                self.tracker,
+            )
+            if stage.is_source:
+                iterator = stage.open(iter(()), ctx)
+            elif stage.lazy_upstream:
+                iterator = stage.open_lazy(self._lazy(index), ctx)
+            else:
+                below = entries
+                if entry is not None and "upstream" in entry:
+                    below = entry["upstream"]
+                    if not isinstance(below, list):
+                        raise ValueError(f"{ctx.label}: its saved input is not a list")
+                upstream = self.open(index, below)
+                skip = _count("skip", entry.get("skip", 0)) if entry is not None else 0
+                if skip:  # a state noted before this stage's position (see _reading_ahead)
+                    upstream = passing_over(upstream, skip)
+                ahead = None
+                if stage.read_ahead:
+                    upstream, ahead = self._reading_ahead(stage, upstream, ctx)
+                iterator = stage.open(upstream, ctx)
+                if ahead is not None:
+                    # After open: the stage's own getter (if any) counts its inputs.
+                    self.tracker.getters[index] = ahead(self.tracker.getters.get(index))
+            if self.stats is not None:
+                iterator = self.stats.wrap(index, stage.name, iterator)
+        if hasattr(iterator, "close"):
+            self.nodes.append(iterator)
+        return iterator
+
+    def _fusible(self, index: int, entries: Entries | None) -> bool:
+        """Whether the fusible stages ending at ``index`` can run as one generator: not
+        when one resumes from a state of its own input (saved by a parallel ``map``)."""
+        if entries is None:
+            return True
+        while index > 0 and self.stages[index].fuse_kind is not None:
+            entry = _entry(entries, index, self.label)
+            if entry is not None and ("upstream" in entry or "skip" in entry):
+                return False
+            index -= 1
+        return True
+
+    def _open_fused(self, index: int, entries: Entries | None) -> Iterator[Any]:
+        stages = self.stages
         start = index
         while stages[start - 1].fuse_kind is not None:  # a source never fuses: stops at 1
             start -= 1
-        run = stages[start:end]
-        upstream = _open(stages, start, epoch, stats, nodes, path, scope, seed, starts)
-        iterator = fuse(
+        run = stages[start : index + 1]
+        kinds = [s.fuse_kind or "" for s in run]
+        upstream = self.open(start, entries)
+        labels = [self.label(start + k) for k in range(len(run))]
+        if "filter" not in kinds:
+            return fuse(upstream, kinds, [s.fn for s in run], labels)
+        # The group's input count is its first filter's (the stages before it give one
+        # output per input); the later filters' counts do not matter. The generator
+        # counts its inputs anyway: it is read from its frame when a state is taken.
+        first = start + kinds.index("filter")
+        ends: list[int] = []
+        fused = fuse(
             upstream,
-            [s.fuse_kind or "" for s in run],
+            kinds,
             [s.fn for s in run],
-            [label(start + k) for k in range(len(run))],
+            labels,
+            _start(_entry(entries, first, self.label)),
+            ends,
         )
-    else:
-        own = None if seed is None else derive_seed(seed, f"{path}{index}")
-        skip = 0 if starts is None else starts[index]
-        ctx = StageContext(index, label(index), epoch, stats, path, stage.name, own, skip)
-        if stage.is_source:
-            iterator = stage.open(iter(()), ctx)
-        elif stage.lazy_upstream:
+        self.tracker.getters[first] = lambda _: {"start": inputs_taken(fused, ends)}
+        for later in range(first + 1, index + 1):
+            if kinds[later - start] == "filter":
+                self.tracker.getters[later] = _passing
+        return fused
 
-            def open_upstream(epoch: tuple[int, ...]) -> Iterator[Any]:
-                return _closing(open_chain(stages[:index], epoch, stats, path, seed))
+    def _lazy(self, index: int) -> OpenUpstream:
+        stages, stats, path, seed = self.stages, self.stats, self.path, self.seed
 
-            iterator = stage.open_lazy(open_upstream, ctx)
-        else:
-            upstream = _open(stages, index, epoch, stats, nodes, path, scope, seed, starts)
-            iterator = stage.open(upstream, ctx)
-        if stats is not None:
-            iterator = stats.wrap(index, stage.name, iterator)
-    if hasattr(iterator, "close"):
-        nodes.append(iterator)
-    return iterator
+        def open_upstream(epoch: tuple[int, ...], entries: Entries | None = None) -> Chain:
+            return open_chain(stages[:index], epoch, stats, path, seed, entries)
+
+        return open_upstream
+
+    def _reading_ahead(
+        self, stage: Stage, upstream: Iterator[Any], ctx: StageContext
+    ) -> tuple[Iterator[Any], Callable[[Getter | None], Getter] | None]:
+        """``upstream`` for a stage that reads ahead of what it hands out.
+
+        When the stages below keep live state, they have moved on by the time the
+        consumer asks for the state; so the thread that reads them notes their state
+        every few elements, and the stage's entry is the last note at or before its
+        position plus how many elements to pass over after it. Returns the input and,
+        in that case, what makes the stage's getter from its own (if it has one).
+        """
+        if not self.tracker.live_below(ctx.index):
+            return upstream, None
+        # A note is a walk over the stages below (microseconds): one every 16 elements
+        # or more keeps that small per element, and what a resumed run reads again is
+        # at most a note's spacing plus what the stage had read ahead.
+        every = max(16, stage.read_ahead // 2)
+        notes: collections.deque[tuple[int, Entries | None]] = collections.deque(maxlen=40)
+        notes.append((ctx.start, self.tracker.entries(ctx.start, ctx.index)))
+
+        def ahead(own: Getter | None) -> Getter:
+            def getter(position: int) -> Entry:
+                inputs = position
+                if own is not None:  # the stage's outputs are not its inputs (rejects)
+                    found = own(position)
+                    if found is None:
+                        return None
+                    inputs = found.get("start", position)
+                for count, noted in reversed(list(notes)):  # list(): one step in C
+                    if count <= inputs:
+                        if noted is None:
+                            return None
+                        return {"upstream": noted, "start": inputs, "skip": inputs - count}
+                return None  # it read further ahead than the notes reach: replay
+
+            return getter
+
+        noted = _noting(upstream, ctx.start, every, notes, self.tracker, ctx.index)
+        return noted, ahead
 
 
-def _seek_points(stages: Sequence[Stage], position: int) -> list[int] | None:
-    """What each stage skips for the run to resume after ``position`` outputs without
-    replay, or ``None`` when some stage cannot tell (then the epoch is replayed).
+def _entry(entries: Entries | None, index: int, label: Callable[[int], str]) -> Entry:
+    entry = entries[index] if entries is not None and index < len(entries) else None
+    if entry is not None and not isinstance(entry, dict):
+        raise ValueError(f"{label(index)}: its saved state is not a dict: {entry!r:.80}")
+    return entry
 
-    Entry ``i`` is ``ctx.start`` for stage ``i``: the count of its input passed over
-    (for the source, of its own elements).
-    """
-    if not stages[0].seekable:
-        return None
-    points = [0] * len(stages)
-    for index in range(len(stages) - 1, 0, -1):
-        upstream = stages[index].resume_upstream(position)
-        if upstream is None:
-            return None
-        points[index] = position = upstream
-    points[0] = position
-    return points
+
+def _passing(position: int) -> Entry:
+    return {}
+
+
+def _start(entry: Entry) -> int:
+    return 0 if entry is None else _count("start", entry.get("start", 0))
+
+
+def _count(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"a saved {name!r} must be a non-negative int, got {value!r:.80}")
+    return value
+
+
+def _noting(
+    upstream: Iterator[Any],
+    first: int,
+    every: int,
+    notes: collections.deque[tuple[int, Entries | None]],
+    tracker: Tracker,
+    end: int,
+) -> Iterator[Any]:
+    count = first
+    try:
+        for item in upstream:
+            count += 1
+            if not count % every:
+                # Here the stages below stand right after their element ``count``.
+                notes.append((count, tracker.entries(count, end)))
+            yield item
+    finally:
+        close_iterator(upstream)
 
 
 def _skip(iterator: Iterator[Any], count: int, pipeline: Pipeline[Any], epoch: int) -> None:
@@ -256,10 +413,15 @@ class Run(itertools.chain[T], Generic[T]):
     _stats: StageStats | None
 
     def __new__(
-        cls, pipeline: Pipeline[T], *, epoch: int, stats: bool = False, start: int = 0
+        cls,
+        pipeline: Pipeline[T],
+        *,
+        epoch: int,
+        stats: bool = False,
+        start: int = 0,
+        entries: Entries | None = None,
     ) -> Run[T]:
         collector = StageStats() if stats else None
-        starts = None
         if start:
             length = pipeline.known_length()
             if isinstance(length, int) and start > length:
@@ -267,14 +429,13 @@ class Run(itertools.chain[T], Generic[T]):
                     f"cannot resume {pipeline!r} at element {start} of epoch {epoch}: it "
                     f"yields only {length} (was the state taken from another pipeline?)"
                 )
-            starts = _seek_points(pipeline.stages, start)
-        chain = open_chain(pipeline.stages, (epoch,), collector, seed=pipeline.seed, starts=starts)
+        chain = open_chain(pipeline.stages, (epoch,), collector, "", pipeline.seed, entries)
         if not isinstance(chain.iterator, types.GeneratorType):
             # Only a generator stops cleanly once closed: a C iterator (range, a list's
             # iterator) would go on yielding, and a file would raise on its next read.
             chain.iterator = _closing(Chain(chain.iterator, []))
             chain.nodes.append(chain.iterator)
-        if start and starts is None:
+        if start and entries is None:
             try:
                 _skip(chain.iterator, start, pipeline, epoch)
             except BaseException:
@@ -306,17 +467,21 @@ class Run(itertools.chain[T], Generic[T]):
 
         ``pipeline.iter(state=run.state())`` goes on right after the last element this
         run handed out: the rest is what this run would have yielded. A state taken
-        once the run is exhausted resumes at the start of the next epoch. A pipeline
-        whose source can start at any element (``range``, ``from_iterable`` of a
-        sequence or array, ``global_shuffle``) and whose stages each tell their input
-        count from their output count (maps, ``random_map`` and ordered parallel maps,
-        ``tap``, ``batch``, ``padded_batch``, ``take``, ``skip``, ``enumerate``,
-        ``prefetch``) resumes at once, at any depth into the epoch. Any other resumes
-        by replaying its epoch up to that element (computed again and dropped), so a
-        pipeline whose stages give another order on another run (an unseeded shuffle,
-        a parallel map with ``ordered=False``) has no state: this raises
-        ``ValueError`` naming the stage. What the stages cannot see stays
-        the caller's to keep fixed: user functions, generators, and the pipelines an
+        once the run is exhausted resumes at the start of the next epoch.
+
+        Besides the epoch and the position, the state holds what each stage needs to
+        go on (``"stages"``): counts for sources that start anywhere and stages whose
+        input count follows from their output count, read positions for the file
+        readers, input counts for filters, the buffer of a ``shuffle`` (as places in
+        its input), and so on; so a resumed run starts in a time that does not grow
+        with how far into the epoch this one was. A pipeline with a user generator
+        (``pipe``, ``coroutine``, ``from_generator``) has ``"stages": None``: it
+        resumes by replaying its epoch up to the position (computed again and
+        dropped). Replaying, and reading again what a stage buffered, need the same
+        elements again, so a pipeline whose stages give another order on another run
+        (an unseeded shuffle, a parallel map with ``ordered=False``) has no state:
+        this raises ``ValueError`` naming the stage. What the stages cannot see stays
+        the caller's to keep fixed: user functions, files, and the pipelines an
         ``interleave`` or ``flat_map`` function builds (seed their shuffles). The
         state names its pipeline by a digest of what its stages compute (their names
         and arguments, not workers, backend or buffer sizes: a state resumes on
@@ -341,16 +506,16 @@ class Run(itertools.chain[T], Generic[T]):
                 + " (or seed the whole pipeline with with_seed)"
             )
         if self._end.reached:
-            epoch, position = self._epoch + 1, 0
+            epoch, position, entries = self._epoch + 1, 0, None
         else:
-            # repr, not __reduce__: the count's value, without the pickling API that
-            # Python 3.12 deprecates for itertools.
-            epoch, position = self._epoch, int(repr(self._counter)[6:-1])
+            epoch, position = self._epoch, count_of(self._counter)
+            entries = self._chain.entries(position) if position else None
         return {
             "format": STATE_FORMAT,
             "pipeline": fingerprint(self._pipeline),
             "epoch": epoch,
             "position": position,
+            "stages": entries,
         }
 
     @classmethod

@@ -25,6 +25,7 @@ from headrace.pipeline import Pipeline
 from headrace.sources._files import FileSource
 from headrace.stages._base import INFINITE, Length, Stage, StageContext, first_unfixed
 from headrace.stages._guard import close_iterator
+from headrace.stages._state import Entry
 from headrace.stages.basic import FlatMap, FusedStage
 from headrace.stages.batching import Batch, Unbatch
 from headrace.stages.caching import Cache
@@ -298,7 +299,14 @@ class _Share(Stage):
         return f"share({self._index} of {self._count})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return _every(upstream, self._count, self._index)
+        # Resumed: the next element of the share is the first at or after ctx.start.
+        first = ctx.start
+        skip = self._index - first if first <= self._index else (self._index - first) % self._count
+        return _every(upstream, self._count, skip)
+
+    def resume_upstream(self, position: int) -> int | None:
+        # Output n - 1 is input index + (n - 1) * count: that many and one are behind it.
+        return self._index + (position - 1) * self._count + 1 if position else 0
 
     def length(self, upstream: Length) -> Length:
         if upstream is None or upstream == INFINITE:
@@ -330,6 +338,11 @@ class _Equal(Stage):
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         return _equal(upstream, self._count, self._own, ctx)
 
+    def resume_upstream(self, position: int) -> int | None:
+        # Padding repeats the first elements, which a resumed run has not seen: only
+        # a share that needs none resumes by count (else the epoch is replayed).
+        return position if self._own >= self._count or not position else None
+
     def length(self, upstream: Length) -> Length:
         return self._count
 
@@ -340,9 +353,9 @@ def _equal(
     expected = int(builtins.min(own, count))
     missing = count - expected
     first: list[Any] = []
-    got = 0
+    got = ctx.start
     try:
-        for element in itertools.islice(upstream, count):
+        for element in itertools.islice(upstream, builtins.max(0, count - got)):
             if got < missing:
                 first.append(element)
             got += 1
@@ -416,7 +429,17 @@ class _ProcessShare(Stage):
         return found
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return _run_share(self.share(), ctx)
+        placement = list(self.placement())
+        saved = None
+        if ctx.resume is not None:
+            if ctx.resume.get("placement") != placement:
+                raise ValueError(
+                    f"{ctx.label}: the state was saved by share {ctx.resume.get('placement')} "
+                    f"(of [shares, index]); this run is share {placement}, which reads "
+                    "other elements: resume every share from its own state"
+                )
+            saved = ctx.resume.get("inner")
+        return _run_share(self.share(), ctx, placement, saved)
 
     def length(self, upstream: Length) -> Length:
         return self.share().known_length()
@@ -430,17 +453,31 @@ class _ProcessShare(Stage):
         return (_ProcessShare, (self._pipeline, self._equal, self._within, sender))
 
 
-def _run_share(share: Pipeline[Any], ctx: StageContext) -> Iterator[Any]:
+def _run_share(
+    share: Pipeline[Any], ctx: StageContext, placement: list[int], saved: Any
+) -> Iterator[Any]:
     from headrace.run import open_chain
 
+    if saved is not None and not (isinstance(saved, list) and len(saved) == len(share.stages)):
+        raise ValueError(f"{ctx.label}: its saved share state does not fit the share")
     # The share's stages take the places they have in the share itself (in error notes
     # and in the seeds they derive), so that this run is that of the share.
     seed = share.seed if share.seed is not None else ctx.seed
-    chain = open_chain(share.stages, ctx.epoch, None, ctx.path, seed)
-    try:
-        yield from chain.iterator
-    finally:
-        chain.close()
+    chain = open_chain(share.stages, ctx.epoch, None, ctx.path, seed, saved)
+
+    def entry(position: int) -> Entry:
+        inner = chain.entries(position)
+        return None if inner is None else {"placement": placement, "inner": inner}
+
+    ctx.keep(entry)
+
+    def run() -> Iterator[Any]:
+        try:
+            yield from chain.iterator
+        finally:
+            chain.close()
+
+    return run()
 
 
 # -- where this process stands ------------------------------------------------------

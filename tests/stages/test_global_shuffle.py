@@ -12,6 +12,7 @@ position yields the tail of the epoch, also with a step and through ``Run.state`
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -376,3 +377,46 @@ def test_a_saved_run_state_resumes_where_it_stopped() -> None:
     saved = run.state()
     run.close()
     assert head + list(shuffled.iter(state=saved)) == epoch_of(shuffled, 3)
+
+
+# -- file lists ----------------------------------------------------------------------
+
+
+def test_a_file_list_is_permuted_every_epoch(tmp_path: Path) -> None:
+    for i in range(40):
+        (tmp_path / f"part-{i:02d}.txt").write_text(str(i))
+    pipeline = hr.files(str(tmp_path / "*.txt")).global_shuffle(seed=5).map(read_number)
+    first, second = epoch_of(pipeline, 0), epoch_of(pipeline, 1)
+    assert sorted(first) == sorted(second) == list(range(40))
+    assert first != second
+    assert first != list(range(40))
+    assert epoch_of(pipeline, 0) == first  # the seed fixes each epoch's order
+    # The permutation is the one a range of as many elements gets from the seed.
+    assert first == epoch_of(global_shuffle(hr.range(40), seed=5), 0)
+    assert pipeline.known_length() is None  # the files are found when a run starts
+    (tmp_path / "part-40.txt").write_text("40")
+    assert sorted(epoch_of(pipeline, 0)) == list(range(41))
+
+
+def test_a_shuffled_file_list_resumes_and_shards(tmp_path: Path) -> None:
+    for i in range(25):
+        (tmp_path / f"{i:02d}.txt").write_text(str(i))
+    pipeline = hr.files(str(tmp_path / "*.txt")).global_shuffle(seed=2).map(read_number)
+    whole = epoch_of(pipeline, 3)
+    run = pipeline.iter(epoch=3)
+    taken = [next(run) for _ in range(9)]
+    state = run.state()
+    run.close()
+    assert state["stages"] is not None  # resumed at its position, nothing replayed
+    assert taken + list(pipeline.iter(state=state)) == whole
+    shares = [epoch_of(shard(pipeline, 4, i), 3) for i in range(4)]
+    assert sorted(x for s in shares for x in s) == list(range(25))
+
+
+def test_a_file_list_shuffled_by_files_itself_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="shuffled already; leave out shuffle=True"):
+        hr.files(str(tmp_path / "*.txt"), shuffle=True, seed=1).global_shuffle()
+
+
+def read_number(path: str) -> int:
+    return int(Path(path).read_text())

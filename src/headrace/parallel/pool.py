@@ -19,6 +19,7 @@ from headrace.parallel.processes import ProcessPool
 from headrace.parallel.threads import ThreadPool, check_backend, pool_options
 from headrace.policy import ErrorPolicy
 from headrace.stages._base import Length, Stage, StageContext
+from headrace.stages._state import count_of, counting
 from headrace.stats import PoolCounters
 
 __all__ = ["CallStage", "ParallelMap", "run_pool"]
@@ -86,13 +87,24 @@ class CallStage(Stage):
                 ctx,
                 ordered=self._ordered,
             )
-        return screen(results, self._policy, ctx) if guarded else results
+        if not guarded:
+            return results
+        # Rejects leave no output: the stage counts the results it screened (one per
+        # input, in order) for the state.
+        results, counter = counting(results, ctx.start)
+        ctx.keep(lambda _: {"start": count_of(counter)})
+        return screen(results, self._policy, ctx)
+
+    @property
+    def read_ahead(self) -> int:
+        return self._buffer_size + self._workers if self._workers else 0
 
     def length(self, upstream: Length) -> Length:
         return upstream if self._policy.mode == "raise" else None
 
     def resume_upstream(self, position: int) -> int | None:
         # In order and one output per input: element positions go on from ctx.start.
+        # (Under an error policy the stage counts its inputs itself.)
         ordered = (self._ordered or not self._workers) and self._policy.mode == "raise"
         return position if ordered else None
 

@@ -59,6 +59,10 @@ class Prefetch(Stage):
     def resume_upstream(self, position: int) -> int | None:
         return position
 
+    @property
+    def read_ahead(self) -> int:
+        return self._buffer_size + 1
+
     def length(self, upstream: Length) -> Length:
         return upstream
 

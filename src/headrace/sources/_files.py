@@ -320,6 +320,27 @@ class ReadPosition:
         return cls(int(data["file"]), int(data["records"]), str(data.get("path", "")))
 
 
+def open_reader(
+    reader: Callable[[StageContext, ReadPosition | None], tuple[Iterator[Any], ReadPosition]],
+    ctx: StageContext,
+) -> Iterator[Any]:
+    """A reader's run, from the position in the state it resumes from, if any, and
+    keeping its live position as the stage's state."""
+    saved = None
+    if ctx.resume is not None:
+        try:
+            saved = ReadPosition.from_dict(ctx.resume["read"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"{ctx.label}: its saved read position is damaged ({error!r})"
+            ) from None
+        if saved.file < 0 or saved.records < 0:
+            raise ValueError(f"{ctx.label}: its saved read position is negative: {saved}")
+    iterator, position = reader(ctx, saved)
+    ctx.keep(lambda _: {"read": position.as_dict()})
+    return iterator
+
+
 class FileSource(Stage):
     """Base of the sources that read records from a list of files.
 
@@ -390,7 +411,7 @@ class FileSource(Stage):
         return every[self._shard_index :: self._num_shards]
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return self.reader(ctx)[0]
+        return open_reader(self.reader, ctx)
 
     def reader(
         self, ctx: StageContext, position: ReadPosition | None = None

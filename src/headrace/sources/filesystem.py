@@ -51,6 +51,16 @@ class Files(Stage):
         self._shuffle, self._seed = check_shuffle(shuffle, seed, "paths")
 
     @property
+    def patterns(self) -> tuple[str, ...]:
+        """The patterns the files are found by."""
+        return self._patterns
+
+    @property
+    def shuffled(self) -> bool:
+        """Whether every run shuffles the list."""
+        return self._shuffle
+
+    @property
     def name(self) -> str:
         shown = self._patterns[0] if len(self._patterns) == 1 else f"{len(self._patterns)} patterns"
         extra = ", shuffle=True" if self._shuffle else ""
@@ -63,7 +73,9 @@ class Files(Stage):
         if self._shuffle:
             seed = self._seed if self._seed is not None else ctx.seed
             python_rng(seed, ctx.epoch).shuffle(paths)
-        return iter(paths)
+        return iter(paths[ctx.start :])
+
+    seekable = True
 
     def length(self, upstream: Length) -> Length:
         # Unknown: counting would glob the filesystem on every len() (and list() asks

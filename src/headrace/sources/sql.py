@@ -25,7 +25,7 @@ from headrace._checks import check_callable, check_int, check_optional_int
 from headrace.errors import annotate
 from headrace.pipeline import Pipeline
 from headrace.policy import ErrorPolicy, OnError, Tally
-from headrace.sources._files import ReadPosition
+from headrace.sources._files import ReadPosition, open_reader
 from headrace.stages._base import Length, Stage, StageContext
 from headrace.stages._guard import close_iterator
 
@@ -115,7 +115,7 @@ class ReadSql(Stage):
         return f"read_sql({_short(self._query)!r}{extra})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return self.reader(ctx)[0]
+        return open_reader(self.reader, ctx)
 
     def reader(
         self, ctx: StageContext, position: ReadPosition | None = None

@@ -9,7 +9,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from headrace.stages._state import Entries, Entry, Getter, Tracker
+
 if TYPE_CHECKING:
+    from headrace.run import Chain
     from headrace.stats import StageStats
 
 __all__ = [
@@ -35,8 +38,9 @@ INFINITE: Final = math.inf
 #: without running the pipeline (after ``filter``, for example).
 Length = int | float | None
 
-#: Opens the stages before a ``lazy_upstream`` stage for an epoch path.
-OpenUpstream = Callable[[tuple[int, ...]], Iterator[Any]]
+#: Opens the stages before a ``lazy_upstream`` stage for an epoch path, from a saved
+#: state of theirs if one is given, as a chain the stage closes.
+OpenUpstream = Callable[[tuple[int, ...], "Entries | None"], "Chain"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,50 @@ class StageContext:
     #: How many elements of its input (a source: of its own elements) this opening
     #: passes over unseen: a run resumed without replay (see ``resume_upstream``).
     start: int = 0
+    #: This stage's entry in the state the run resumes from (see ``headrace.stages.
+    #: _state``), or ``None``: a fresh run, or a stage that needs nothing to resume.
+    resume: Entry = None
+    #: Where a live stage registers its state getter (``None`` outside a run).
+    tracker: Tracker | None = None
+
+    def keep(self, getter: Getter) -> None:
+        """Register ``getter`` as this stage's state for :meth:`Run.state`.
+
+        ``getter(position)`` is called on the consumer's thread while the run stands
+        between two elements, with how many elements this stage has handed out in the
+        epoch; it returns the stage's entry (with ``"start"``: its input count), or
+        ``None`` when it cannot tell.
+        """
+        if self.tracker is not None:
+            self.tracker.getters[self.index] = getter
+
+    def snapshot(self, count: int) -> int | Entries | None:
+        """The state of this stage's input after it handed out ``count`` elements.
+
+        Call it right then, on the thread that reads the input: when a stage below
+        keeps live state, it is read now (a list); otherwise the count is all that is
+        needed, and :meth:`upstream_entries` works the entries out when asked.
+        """
+        if self.tracker is None:
+            return None
+        if self.tracker.live_below(self.index):
+            return self.tracker.entries(count, self.index)
+        return count
+
+    def saved(self, name: str) -> int:
+        """A count from this stage's saved entry (0 when there is none), checked."""
+        value = 0 if self.resume is None else self.resume.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(
+                f"{self.label}: its saved {name!r} must be a non-negative int, got {value!r:.80}"
+            )
+        return value
+
+    def upstream_entries(self, snapshot: int | Entries | None) -> Entries | None:
+        """The entries of a :meth:`snapshot`, for an ``"upstream"`` field."""
+        if isinstance(snapshot, int) and self.tracker is not None:
+            return self.tracker.entries(snapshot, self.index)
+        return snapshot if isinstance(snapshot, list) else None
 
     def inner_path(self, what: str) -> str:
         """The path for a pipeline this stage opens inside itself, such as an input."""
@@ -147,11 +195,18 @@ class Stage:
         buffer sizes), which do not change the elements."""
         return self.name
 
+    @property
+    def read_ahead(self) -> int:
+        """How many input elements this stage may take ahead of those behind what it
+        has handed out (a thread that reads ahead), or 0 when it reads on demand."""
+        return 0
+
     def resume_upstream(self, position: int) -> int | None:
-        """How many input elements lie behind this stage's first ``position`` outputs,
-        when that follows from the count alone (``map``: as many; ``batch(n)``: ``n``
-        times as many), else ``None``. A run resumes without replay when every stage
-        answers and the source is :attr:`seekable`; each stage is then opened with
+        """How many input elements this stage had taken when it handed out its
+        ``position``-th output, when that follows from the count alone (``map``: as
+        many; ``batch(n)``: ``n`` times as many), else ``None``: then the stage must
+        register a state getter when it opens (:meth:`StageContext.keep`), or a run of
+        it resumes by replaying its epoch. A resumed stage is opened with
         ``ctx.start`` set to its input's count, and must honour it.
         """
         return None

@@ -21,7 +21,8 @@ from headrace._checks import check_callable, check_int
 from headrace.errors import annotate, describe_callable, mark
 from headrace.stages._base import Length, Stage, StageContext
 from headrace.stages._guard import close_iterator, drive
-from headrace.stages.fusion import fuse
+from headrace.stages._state import Entry, count_of, counting, decode_plain, encode_plain
+from headrace.stages.fusion import fuse, inputs_taken
 
 __all__ = [
     "drop_while",
@@ -56,7 +57,13 @@ class FusedStage(Stage):
         return f"{self.fuse_kind}({describe_callable(self._fn)})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return fuse(upstream, [self.fuse_kind or ""], [self._fn], [ctx.label])
+        if self.fuse_kind != "filter":
+            return fuse(upstream, [self.fuse_kind or ""], [self._fn], [ctx.label], ctx.start)
+        # A filter's outputs do not tell its inputs: its count of them is the state.
+        ends: list[int] = []
+        fused = fuse(upstream, ["filter"], [self._fn], [ctx.label], ctx.start, ends)
+        ctx.keep(lambda _: {"start": inputs_taken(fused, ends)})
+        return fused
 
     def resume_upstream(self, position: int) -> int | None:
         # One output per input, but a filter's outputs do not tell its inputs.
@@ -150,38 +157,57 @@ def _flat_map(
     from headrace.run import open_chain
 
     label = ctx.label
-    try:
-        for index, item in builtins.enumerate(upstream):
-            try:
-                produced = fn(item)
-                if isinstance(produced, Pipeline):
-                    # Opened in this run's epoch, as interleave opens its pipelines, not
-                    # in the pipeline's own next epoch: the run replays the same way.
-                    where = ctx.inner_path(f"for input element {index}")
-                    seed = produced.seed if produced.seed is not None else ctx.seed
-                    chain = open_chain(produced.stages, ctx.epoch, None, where, seed)
-                    inner: Iterator[Any] = chain.iterator
-                    closer: Callable[[], object] = chain.close
-                else:
-                    inner = iter(produced)
-                    closer = functools.partial(close_iterator, inner)
-            except Exception as error:
-                annotate(error, label, index)
-                raise
-            try:
-                while True:
-                    try:
-                        out = next(inner)
-                    except StopIteration:
-                        break
-                    except Exception as error:
-                        annotate(error, label, index)
-                        raise
-                    yield out
-            finally:
-                closer()
-    finally:
-        close_iterator(upstream)
+    # The state: the input as it stood before the element being expanded, and how
+    # many of its outputs were handed out (resuming expands it again and skips them).
+    here: list[Any] = [ctx.start, ctx.snapshot(ctx.start), ctx.saved("offset")]
+
+    def entry(position: int) -> Entry:
+        below = ctx.upstream_entries(here[1])
+        return None if below is None else {"upstream": below, "start": here[0], "offset": here[2]}
+
+    ctx.keep(entry)
+
+    def run() -> Iterator[Any]:
+        drop = here[2]
+        try:
+            for index, item in builtins.enumerate(upstream, ctx.start):
+                try:
+                    produced = fn(item)
+                    if isinstance(produced, Pipeline):
+                        # Opened in this run's epoch, as interleave opens its pipelines, not
+                        # in the pipeline's own next epoch: the run replays the same way.
+                        where = ctx.inner_path(f"for input element {index}")
+                        seed = produced.seed if produced.seed is not None else ctx.seed
+                        chain = open_chain(produced.stages, ctx.epoch, None, where, seed)
+                        inner: Iterator[Any] = chain.iterator
+                        closer: Callable[[], object] = chain.close
+                    else:
+                        inner = iter(produced)
+                        closer = functools.partial(close_iterator, inner)
+                except Exception as error:
+                    annotate(error, label, index)
+                    raise
+                try:
+                    while True:
+                        try:
+                            out = next(inner)
+                        except StopIteration:
+                            break
+                        except Exception as error:
+                            annotate(error, label, index)
+                            raise
+                        if drop:  # handed out before the state this run resumed from
+                            drop -= 1
+                            continue
+                        here[2] += 1
+                        yield out
+                finally:
+                    closer()
+                here[:] = [index + 1, ctx.snapshot(index + 1), 0]
+        finally:
+            close_iterator(upstream)
+
+    return run()
 
 
 def flat_map(iterable: Iterable[Any], fn: Callable[[Any], Iterable[Any]]) -> Iterator[Any]:
@@ -230,7 +256,8 @@ class Skip(Stage):
         return _slice(upstream, builtins.max(0, self._count - ctx.start), None, skip=True)
 
     def resume_upstream(self, position: int) -> int | None:
-        return position + self._count
+        # Nothing is read before the first output is asked for.
+        return position + self._count if position else 0
 
     def length(self, upstream: Length) -> Length:
         return None if upstream is None else builtins.max(upstream - self._count, 0)
@@ -315,29 +342,46 @@ class TakeWhile(Stage):
         return f"{kind}({describe_callable(self._fn)})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        if self._drop:
-            return _drop_while(upstream, self._fn, ctx.label)
-        return _take_while(upstream, self._fn, ctx.label)
+        if not self._drop:
+            # One output per input until it stops; once stopped, it stays stopped.
+            stopped = [bool(ctx.saved("stopped"))]
+            ctx.keep(lambda n: {"start": n, "stopped": 1} if stopped[0] else {"start": n})
+            return _take_while(upstream, self._fn, ctx.label, stopped)
+        # Once an element is handed out, nothing more is dropped: the state is the
+        # input count, and whether that point was passed.
+        upstream, counter = counting(upstream, ctx.start)
+        done = ctx.saved("done")
+
+        def entry(position: int) -> Entry:
+            return {"start": count_of(counter), "done": 1} if position else (ctx.resume or {})
+
+        ctx.keep(entry)
+        return _drop_while(upstream, self._fn, ctx.label, done=bool(done))
 
 
-def _take_while(upstream: Iterator[Any], fn: Callable[[Any], Any], label: str) -> Iterator[Any]:
+def _take_while(
+    upstream: Iterator[Any], fn: Callable[[Any], Any], label: str, stopped: list[bool]
+) -> Iterator[Any]:
     try:
-        for index, item in builtins.enumerate(upstream):
+        for index, item in builtins.enumerate(() if stopped[0] else upstream):
             try:
                 keep = fn(item)
             except Exception as error:
                 annotate(error, label, index)
                 raise
             if not keep:
+                stopped[0] = True
                 return
             yield item
     finally:
         close_iterator(upstream)
 
 
-def _drop_while(upstream: Iterator[Any], fn: Callable[[Any], Any], label: str) -> Iterator[Any]:
+def _drop_while(
+    upstream: Iterator[Any], fn: Callable[[Any], Any], label: str, *, done: bool = False
+) -> Iterator[Any]:
     try:
-        for index, item in builtins.enumerate(upstream):
+        for index, item in builtins.enumerate(() if done else upstream):
             try:
                 dropping = fn(item)
             except Exception as error:
@@ -394,22 +438,39 @@ class Scan(Stage):
             # next. Other objects are used as given: copying could break identity
             # checks or fail outright (locks).
             initial = copy.deepcopy(initial)
-        return _scan(upstream, self._fn, initial, ctx.label)
+        if ctx.resume is not None and "value" in ctx.resume:
+            initial = decode_plain(ctx.resume["value"], ctx.label)
+        cell = [initial]
+
+        def entry(position: int) -> Entry:
+            # The running value, when it is plain data (else resuming replays).
+            try:
+                return {"start": position, "value": encode_plain(cell[0])}
+            except TypeError:
+                return None
+
+        ctx.keep(entry)
+        return _scan(upstream, self._fn, cell, ctx.label, ctx.start)
+
+    def resume_upstream(self, position: int) -> int | None:
+        return position
 
     def length(self, upstream: Length) -> Length:
         return upstream
 
 
 def _scan(
-    upstream: Iterator[Any], fn: Callable[[Any, Any], Any], state: Any, label: str
+    upstream: Iterator[Any], fn: Callable[[Any, Any], Any], cell: list[Any], label: str, first: int
 ) -> Iterator[Any]:
+    state = cell[0]
     try:
-        for index, item in builtins.enumerate(upstream):
+        for index, item in builtins.enumerate(upstream, first):
             try:
                 state = fn(state, item)
             except Exception as error:
                 annotate(error, label, index)
                 raise
+            cell[0] = state
             yield state
     finally:
         close_iterator(upstream)

@@ -35,6 +35,7 @@ from headrace._checks import check_bool, check_callable, check_int
 from headrace.errors import annotate
 from headrace.stages._base import INFINITE, Length, Stage, StageContext
 from headrace.stages._guard import close_iterator
+from headrace.stages._state import Entry
 
 __all__ = ["batch", "collate", "padded_batch", "unbatch"]
 
@@ -409,18 +410,34 @@ class Unbatch(Stage):
         return "unbatch"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return _unbatch(upstream, ctx.label)
+        # The state: the input as it stood before the batch being handed out, and how
+        # many of that batch's elements were handed out (resuming splits it again).
+        # The input's state is noted once per batch.
+        here: list[Any] = [ctx.start, ctx.snapshot(ctx.start), ctx.saved("offset")]
+
+        def entry(position: int) -> Entry:
+            below = ctx.upstream_entries(here[1])
+            if below is None:
+                return None
+            return {"upstream": below, "start": here[0], "offset": here[2]}
+
+        ctx.keep(entry)
+        return _unbatch(upstream, ctx, here)
 
 
-def _unbatch(upstream: Iterator[Any], label: str) -> Iterator[Any]:
+def _unbatch(upstream: Iterator[Any], ctx: StageContext, here: list[Any]) -> Iterator[Any]:
+    label = ctx.label
     try:
-        for index, group in builtins.enumerate(upstream):
+        for index, group in builtins.enumerate(upstream, ctx.start):
             try:
                 items = _split(group, "")
             except Exception as error:
                 annotate(error, label, index)
                 raise
-            yield from items
+            for item in itertools.islice(items, here[2], None):
+                here[2] += 1
+                yield item
+            here[:] = [index + 1, ctx.snapshot(index + 1), 0]
     finally:
         close_iterator(upstream)
 

@@ -16,11 +16,15 @@ import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headrace.errors import HeadraceError
 from headrace.stages._base import RUN_LOCK, Length, OpenUpstream, Stage, StageContext
 from headrace.stages._guard import close_iterator
+from headrace.stages._state import Entry, passing_over
+
+if TYPE_CHECKING:
+    from headrace.run import Chain
 
 __all__ = ["Cache", "CacheFileError"]
 
@@ -61,13 +65,36 @@ class Cache(Stage):
     lazy_upstream = True
 
     def open_lazy(self, upstream: OpenUpstream, ctx: StageContext) -> Iterator[Any]:
+        # Resuming: a replay goes on at its element; a fill goes on from the saved state
+        # of the stages before, but caches nothing (it lacks the epoch's start): the
+        # next complete run fills the cache.
+        mode = None if ctx.resume is None else ctx.resume.get("mode")
+        at = ctx.saved("at")
+        if self._path is not None and self._path.exists():
+            ctx.keep(_replaying)
+            replay = _replay_file(self._path)
+            return passing_over(replay, at) if at else replay
+        if self._path is None and self._memory is not None:
+            ctx.keep(_replaying)
+            return passing_over(iter(self._memory), at) if at else iter(self._memory)
+        if mode == "replay":
+            # Replayed in a process whose memory cache is empty: filled again, up to there.
+            chain = upstream(ctx.epoch, None)
+            ctx.keep(_replaying)
+            return passing_over(_closing(chain), at)
+        saved = ctx.resume.get("inner") if ctx.resume is not None and mode == "fill" else None
+        chain = upstream(ctx.epoch, saved)
+
+        def filling(position: int) -> Entry:
+            inner = chain.entries(position)
+            return None if inner is None else {"mode": "fill", "inner": inner}
+
+        ctx.keep(filling)
+        if mode == "fill":
+            return _closing(chain)
         if self._path is not None:
-            if self._path.exists():
-                return _replay_file(self._path)
-            return _fill_file(upstream(ctx.epoch), self._path)
-        if self._memory is not None:
-            return iter(self._memory)
-        return self._fill_memory(upstream(ctx.epoch))
+            return _fill_file(_closing(chain), self._path)
+        return self._fill_memory(_closing(chain))
 
     def _fill_memory(self, upstream: Iterator[Any]) -> Iterator[Any]:
         items: list[Any] = []
@@ -95,6 +122,17 @@ class Cache(Stage):
         if self._memory is not None:
             return len(self._memory)
         return upstream
+
+
+def _replaying(position: int) -> Entry:
+    return {"mode": "replay", "at": position}
+
+
+def _closing(chain: Chain) -> Iterator[Any]:
+    try:
+        yield from chain.iterator
+    finally:
+        chain.close()
 
 
 # A cache file is one pickle per element, then this fixed-size trailer: the magic

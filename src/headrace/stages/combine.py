@@ -18,6 +18,7 @@ from headrace._checks import check_bool, check_callable, check_int, check_option
 from headrace.errors import annotate, describe_callable
 from headrace.stages._base import INFINITE, Length, OpenUpstream, Stage, StageContext, first_unfixed
 from headrace.stages._guard import close_all, close_iterator
+from headrace.stages._state import Entries, Entry, count_of, counting
 
 if TYPE_CHECKING:
     from headrace.pipeline import Pipeline
@@ -26,12 +27,29 @@ if TYPE_CHECKING:
 __all__ = ["Concat", "Interleave", "Repeat", "Zip", "concat", "interleave", "repeat", "zip"]
 
 
-def _open_sub(pipeline: Pipeline[Any], ctx: StageContext, path: str) -> Chain:
-    """Open a pipeline nested in the stage of ``ctx``: its own seed, or the stage's."""
+def _open_sub(
+    pipeline: Pipeline[Any], ctx: StageContext, path: str, entries: Entries | None = None
+) -> Chain:
+    """Open a pipeline nested in the stage of ``ctx``: its own seed, or the stage's;
+    from its saved ``entries`` if given."""
     from headrace.run import open_chain
 
+    if entries is not None and not (
+        isinstance(entries, list) and len(entries) == len(pipeline.stages)
+    ):
+        raise ValueError(f"{ctx.label}: the saved state of {path.strip(' >')} does not fit it")
     seed = pipeline.seed if pipeline.seed is not None else ctx.seed
-    return open_chain(pipeline.stages, ctx.epoch, None, path, seed)
+    return open_chain(pipeline.stages, ctx.epoch, None, path, seed, entries)
+
+
+def _saved_list(ctx: StageContext, name: str, length: int) -> list[Any] | None:
+    """A list of ``length`` from this stage's saved entry, or ``None`` without one."""
+    if ctx.resume is None:
+        return None
+    value = ctx.resume.get(name)
+    if not isinstance(value, list) or len(value) != length:
+        raise ValueError(f"{ctx.label}: its saved {name!r} must be a list of {length}")
+    return value
 
 
 class Zip(Stage):
@@ -66,25 +84,39 @@ class Zip(Stage):
 
 def _zip(parts: Sequence[Pipeline[Any]], strict: bool, ctx: StageContext) -> Iterator[Any]:
     chains: list[Chain] = []
-    try:
-        for i, part in builtins.enumerate(parts):
-            chains.append(_open_sub(part, ctx, ctx.inner_path(f"input {i}")))
-        joined = builtins.zip(*(c.iterator for c in chains), strict=strict)
-        while True:
-            try:
-                row = next(joined)
-            except StopIteration:
-                return
-            except ValueError as error:
-                # Only the length mismatch raised by zip itself, in this frame; an
-                # input's own ValueError already carries its note.
-                tb = error.__traceback__
-                if strict and tb is not None and tb.tb_next is None:
-                    annotate(error, ctx.label)
-                raise
-            yield row
-    finally:
-        close_all(*chains)
+    saved = _saved_list(ctx, "inputs", len(parts)) or [None] * len(parts)
+
+    def entry(position: int) -> Entry:
+        if len(chains) < len(parts):  # not started
+            return ctx.resume or {}
+        # Every input has handed out exactly as many elements as the zip.
+        inputs = [chain.entries(position) for chain in chains]
+        return None if None in inputs else {"inputs": inputs}
+
+    ctx.keep(entry)
+
+    def run() -> Iterator[Any]:
+        try:
+            for i, part in builtins.enumerate(parts):
+                chains.append(_open_sub(part, ctx, ctx.inner_path(f"input {i}"), saved[i]))
+            joined = builtins.zip(*(c.iterator for c in chains), strict=strict)
+            while True:
+                try:
+                    row = next(joined)
+                except StopIteration:
+                    return
+                except ValueError as error:
+                    # Only the length mismatch raised by zip itself, in this frame; an
+                    # input's own ValueError already carries its note.
+                    tb = error.__traceback__
+                    if strict and tb is not None and tb.tb_next is None:
+                        annotate(error, ctx.label)
+                    raise
+                yield row
+        finally:
+            close_all(*chains)
+
+    return run()
 
 
 class Concat(Stage):
@@ -115,13 +147,53 @@ class Concat(Stage):
         return sum(n for n in lengths if n is not None)
 
 
+class _Reading:
+    """The nested chain a ``concat`` or ``repeat`` is reading (its ``number``: the input
+    or the repetition), and how many of its elements were handed out: their state."""
+
+    __slots__ = ("chain", "counter", "ctx", "kind", "number")
+
+    def __init__(self, ctx: StageContext, kind: str) -> None:
+        self.ctx = ctx
+        self.kind = kind
+        self.number = 0
+        self.chain: Chain | None = None
+        self.counter = itertools.count()
+
+    def read(self, number: int, chain: Chain, position: int) -> Iterator[Any]:
+        """``chain``'s elements, counted from ``position`` (where a resumed one stands)."""
+        iterator, self.counter = counting(chain.iterator, position)
+        self.number, self.chain = number, chain
+        return iterator
+
+    def entry(self, position: int) -> Entry:
+        if self.chain is None:  # not started
+            return self.ctx.resume or {}
+        done = count_of(self.counter)
+        inner = self.chain.entries(done)
+        return None if inner is None else {self.kind: self.number, "position": done, "inner": inner}
+
+
 def _concat(parts: Sequence[Pipeline[Any]], ctx: StageContext) -> Iterator[Any]:
-    for i, part in builtins.enumerate(parts):
-        chain = _open_sub(part, ctx, ctx.inner_path(f"input {i}"))
-        try:
-            yield from chain.iterator
-        finally:
-            chain.close()
+    first = ctx.saved("input")
+    if first >= len(parts):
+        raise ValueError(f"{ctx.label}: its saved input {first} is past its {len(parts)} inputs")
+    position = ctx.saved("position")
+    current = _Reading(ctx, "input")
+    ctx.keep(current.entry)
+
+    def run() -> Iterator[Any]:
+        for i in builtins.range(first, len(parts)):
+            saved = None
+            if i == first and ctx.resume is not None:
+                saved = ctx.resume.get("inner")
+            chain = _open_sub(parts[i], ctx, ctx.inner_path(f"input {i}"), saved)
+            try:
+                yield from current.read(i, chain, position if i == first else 0)
+            finally:
+                chain.close()
+
+    return run()
 
 
 def unfixed_in(parts: Sequence[Pipeline[Any]], seeded: bool) -> str | None:
@@ -156,14 +228,17 @@ class Interleave(Stage):
 
 
 class _Inner:
-    """One open slot of ``interleave``: the iterator and what closes it."""
+    """One open slot of ``interleave``: the iterator, what closes it, how many of its
+    elements were handed out, and the input's state before its element was taken."""
 
-    __slots__ = ("chain", "index", "iterator")
+    __slots__ = ("chain", "count", "index", "iterator", "noted")
 
-    def __init__(self, produced: Any, index: int, ctx: StageContext) -> None:
+    def __init__(self, produced: Any, index: int, ctx: StageContext, noted: Any) -> None:
         from headrace.pipeline import Pipeline
 
         self.index = index
+        self.noted = noted
+        self.count = 0
         self.chain = (
             _open_sub(produced, ctx, ctx.inner_path(f"for input element {index}"))
             if isinstance(produced, Pipeline)
@@ -187,51 +262,138 @@ def _interleave(
     block_length: int,
     ctx: StageContext,
 ) -> Iterator[Any]:
-    inputs = builtins.enumerate(upstream)
+    inputs = builtins.enumerate(upstream, ctx.start)
+    pulled = [ctx.start]  # input elements taken
 
     def open_next() -> _Inner | None:
+        noted = ctx.snapshot(pulled[0])
         for index, item in inputs:
+            pulled[0] = index + 1
             try:
-                return _Inner(fn(item), index, ctx)
+                return _Inner(fn(item), index, ctx, noted)
             except Exception as error:
                 annotate(error, ctx.label, index)
                 raise
         return None
 
+    # The state: the open slots (input element, elements handed out), the slot being
+    # read and how far into its block, and the input as it stood before the oldest
+    # slot's element. Resuming takes the input from there, opens the slots again and
+    # skips what they handed out: the work of the open slots, not of the epoch.
     slots: list[_Inner] = []
+    where = [0, 0]  # the slot being read, elements of its block handed out
+    started = False
+
+    def entry(position: int) -> Entry:
+        if not started:
+            return ctx.resume or {}
+        if not slots:  # every slot is done: the input stands at its end
+            noted: Any = ctx.snapshot(pulled[0])
+            start = pulled[0]
+        else:
+            oldest = min(slots, key=lambda inner: inner.index)
+            noted, start = oldest.noted, oldest.index
+        below = ctx.upstream_entries(noted)
+        if below is None:
+            return None
+        return {
+            "upstream": below,
+            "start": start,
+            "pulled": pulled[0],
+            "slots": [[inner.index, inner.count] for inner in slots],
+            "at": where[:],
+        }
+
+    ctx.keep(entry)
+
+    def run() -> Iterator[Any]:
+        nonlocal started
+        try:
+            started = True
+            if ctx.resume:
+                _reopen(ctx, slots, where, inputs, fn, pulled)
+            else:
+                while len(slots) < cycle_length:
+                    inner = open_next()
+                    if inner is None:
+                        break
+                    slots.append(inner)
+            while slots:
+                current = slots[where[0]]
+                exhausted = False
+                while where[1] < block_length:
+                    try:
+                        item = next(current.iterator)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    except Exception as error:
+                        if current.chain is None:  # a nested pipeline's note names its place
+                            annotate(error, ctx.label, current.index)
+                        raise
+                    current.count += 1
+                    where[1] += 1
+                    yield item
+                where[1] = 0
+                if exhausted:
+                    current.close()
+                    replacement = open_next()
+                    if replacement is None:
+                        del slots[where[0]]
+                        if where[0] >= len(slots):
+                            where[0] = 0
+                        continue
+                    slots[where[0]] = replacement
+                where[0] = (where[0] + 1) % len(slots)
+        finally:
+            close_all(*slots, upstream)
+
+    return run()
+
+
+def _reopen(
+    ctx: StageContext,
+    slots: list[_Inner],
+    where: list[int],
+    inputs: Iterator[tuple[int, Any]],
+    fn: Callable[[Any], Iterable[Any]],
+    pulled: list[int],
+) -> None:
+    """Open the slots of a saved state again: ``inputs`` starts at its oldest one."""
+    saved = ctx.resume or {}
     try:
-        while len(slots) < cycle_length:
-            inner = open_next()
-            if inner is None:
-                break
-            slots.append(inner)
-        position = 0
-        while slots:
-            current = slots[position]
-            exhausted = False
-            for _ in builtins.range(block_length):
-                try:
-                    item = next(current.iterator)
-                except StopIteration:
-                    exhausted = True
-                    break
-                except Exception as error:
-                    if current.chain is None:  # a nested pipeline's note names its place
-                        annotate(error, ctx.label, current.index)
-                    raise
-                yield item
-            if exhausted:
-                current.close()
-                replacement = open_next()
-                if replacement is None:
-                    del slots[position]
-                    if position >= len(slots):
-                        position = 0
-                    continue
-                slots[position] = replacement
-            position = (position + 1) % len(slots)
-    finally:
-        close_all(*slots, upstream)
+        wanted = {
+            int(index): (k, int(count)) for k, (index, count) in builtins.enumerate(saved["slots"])
+        }
+        end = int(saved["pulled"])
+        at = [int(n) for n in saved["at"]]
+        if len(at) != 2 or (wanted and not 0 <= at[0] < len(wanted)) or end < ctx.start:
+            raise ValueError(at)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{ctx.label}: its saved slots are damaged ({error!r})") from None
+    opened: list[_Inner | None] = [None] * len(wanted)
+    while pulled[0] < end:
+        noted = ctx.snapshot(pulled[0])
+        found = next(inputs, None)
+        if found is None:
+            break
+        index, item = found
+        pulled[0] = index + 1
+        if index in wanted:
+            k, count = wanted[index]
+            try:
+                inner = _Inner(fn(item), index, ctx, noted)
+            except Exception as error:
+                annotate(error, ctx.label, index)
+                raise
+            opened[k] = inner
+            for _ in itertools.islice(inner.iterator, count):  # handed out before
+                inner.count += 1
+    if any(inner is None for inner in opened):
+        close_all(*(inner for inner in opened if inner is not None))
+        raise ValueError(f"{ctx.label}: its input is shorter than its saved state says")
+    slots.extend(inner for inner in opened if inner is not None)
+    where[:] = at
 
 
 class Repeat(Stage):
@@ -263,20 +425,32 @@ _EMPTY = object()
 
 
 def _repeat(upstream: OpenUpstream, count: int | None, ctx: StageContext) -> Iterator[Any]:
-    repetitions = itertools.count() if count is None else builtins.range(count)
-    for repetition in repetitions:
-        # Each repetition is its own epoch path, so an upstream shuffle reorders.
-        iterator = upstream((*ctx.epoch, repetition))
-        try:
-            first = next(iterator, _EMPTY)
-            if first is _EMPTY:
-                if count is None:
-                    return  # an empty upstream repeated forever would spin without end
-                continue  # a later repetition may hold data (a source that changes)
-            yield first
-            yield from iterator
-        finally:
-            close_iterator(iterator)
+    first, position = ctx.saved("repetition"), ctx.saved("position")
+    current = _Reading(ctx, "repetition")
+    ctx.keep(current.entry)
+
+    def run() -> Iterator[Any]:
+        repetitions = itertools.count(first) if count is None else builtins.range(first, count)
+        for repetition in repetitions:
+            # Each repetition is its own epoch path, so an upstream shuffle reorders.
+            saved = ctx.resume if repetition == first else None
+            resumed = saved is not None
+            chain = upstream((*ctx.epoch, repetition), saved.get("inner") if saved else None)
+            try:
+                iterator = current.read(repetition, chain, position if resumed else 0)
+                head = next(iterator, _EMPTY)
+                if head is _EMPTY:
+                    if resumed and position:
+                        continue  # resumed at the end of a repetition
+                    if count is None:
+                        return  # an empty upstream repeated forever would spin without end
+                    continue  # a later repetition may hold data (a source that changes)
+                yield head
+                yield from iterator
+            finally:
+                chain.close()
+
+    return run()
 
 
 def _pipeline(iterable: Iterable[Any]) -> Pipeline[Any]:

@@ -18,7 +18,7 @@ from typing import Any
 from headrace.errors import annotate
 from headrace.stages._guard import close_iterator
 
-__all__ = ["fuse"]
+__all__ = ["fuse", "inputs_taken"]
 
 _KINDS = ("map", "starmap", "filter", "tap")
 
@@ -27,7 +27,9 @@ _KINDS = ("map", "starmap", "filter", "tap")
 def _compile(kinds: tuple[str, ...]) -> Callable[..., Iterator[Any]]:
     """Generate the fused generator function for one sequence of stage kinds."""
     lines = []
-    counters = ["n0"]  # n<k>: how many elements stage k has received, minus one
+    # n0: the input element last taken (from ``first``, the input count a resumed run
+    # starts at); n<k>: how many elements stage k has received, minus one.
+    counters = ["n0"]
     body: list[str] = []
     current = "n0"
     for k, kind in enumerate(kinds):
@@ -54,13 +56,15 @@ def _compile(kinds: tuple[str, ...]) -> Callable[..., Iterator[Any]]:
         if kind == "filter":
             body += ["        if not keep:", "            continue"]
     params = ", ".join(f"f{k}" for k in range(len(kinds)))
-    lines.append(f"def fused(upstream, {params}, labels):")
+    lines.append(f"def fused(upstream, {params}, labels, first, ends):")
+    lines.append("    n0 = first - 1")
     lines += [f"    {c} = -1" for c in counters[1:]]
     lines.append("    try:")
-    lines.append("        for n0, x in _enumerate(upstream):")
+    lines.append("        for n0, x in _enumerate(upstream, first):")
     lines += ["    " + line for line in body]
     lines.append("            yield x")
     lines.append("    finally:")
+    lines.append("        ends.append(n0 + 1)")
     lines.append("        _close(upstream)")
     source = "\n".join(lines) + "\n"
     filename = f"<headrace fused {'-'.join(kinds)}>"
@@ -81,12 +85,38 @@ def fuse(
     kinds: Sequence[str],
     fns: Sequence[Callable[[Any], Any]],
     labels: Sequence[str],
+    first: int = 0,
+    ends: list[int] | None = None,
 ) -> Iterator[Any]:
     """Apply map/filter/tap functions in order, in one generator.
+
+    ``first``: the number of the first input element (the input count so far), for
+    error notes and :func:`inputs_taken`; ``ends``: a list that gets the final input
+    count when the generator ends.
 
     >>> list(fuse(range(6), ["map", "filter"], [lambda x: x * 10, lambda x: x % 20],
     ...           ["stage 1 'map'", "stage 2 'filter'"]))
     [10, 30, 50]
     """
     function = _compile(tuple(kinds))
-    return function(upstream, *fns, tuple(labels))
+    made: Iterator[Any] = function(
+        upstream, *fns, tuple(labels), first, [] if ends is None else ends
+    )
+    return made
+
+
+def inputs_taken(fused: Any, ends: list[int]) -> int:
+    """How many input elements a generator :func:`fuse` made (with ``ends``) has taken,
+    ``first`` included. Read from its frame, so counting costs nothing per element;
+    call it while the generator is suspended or done.
+
+    >>> ends = []
+    >>> fused = fuse(range(9), ["filter"], [lambda x: x > 4], ["f"], first=0, ends=ends)
+    >>> next(fused), inputs_taken(fused, ends), list(fused), inputs_taken(fused, ends)
+    (5, 6, [6, 7, 8], 9)
+    """
+    frame = fused.gi_frame
+    if frame is None:
+        return ends[-1]
+    found = frame.f_locals
+    return int(found["n0"]) + 1 if "n0" in found else int(found["first"])

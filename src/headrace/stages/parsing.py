@@ -13,6 +13,7 @@ from typing import Any
 from headrace.policy import ErrorPolicy
 from headrace.stages._base import Length, Stage, StageContext
 from headrace.stages._guard import close_iterator
+from headrace.stages._state import count_of, counting
 
 __all__ = ["Parse", "parse"]
 
@@ -44,7 +45,13 @@ class Parse(Stage):
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         match = self._pattern.search if self._search else self._pattern.fullmatch
+        if self._policy.mode != "raise":  # rejects leave no output: count the inputs
+            upstream, counter = counting(upstream, ctx.start)
+            ctx.keep(lambda _: {"start": count_of(counter)})
         return _parse(upstream, match, self._policy, ctx)
+
+    def resume_upstream(self, position: int) -> int | None:
+        return position if self._policy.mode == "raise" else None
 
     def length(self, upstream: Length) -> Length:
         return upstream if self._policy.mode == "raise" else None
@@ -55,7 +62,7 @@ def _parse(
 ) -> Iterator[dict[str, Any]]:
     tally = policy.tally(ctx)
     try:
-        for index, text in enumerate(upstream):
+        for index, text in enumerate(upstream, ctx.start):
             tally.read += 1
             if not isinstance(text, str):
                 tally.reject(

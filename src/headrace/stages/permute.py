@@ -200,8 +200,9 @@ class GlobalShuffle(Stage):
     __slots__ = ("_data", "_seed", "_source")
     is_source = True
 
-    def __init__(self, source: Stage, data: Sequence[Any], *, seed: int | None) -> None:
+    def __init__(self, source: Stage, data: Sequence[Any] | None, *, seed: int | None) -> None:
         # ``data[i]`` must be the source's i-th element; global_shuffle() checks that.
+        # ``None``: a list of files, taken anew for every run.
         self._source = source
         self._data = data
         self._seed = check_seed(seed)
@@ -211,13 +212,14 @@ class GlobalShuffle(Stage):
         seed = "" if self._seed is None else f", seed={self._seed}"
         return f"global_shuffle({self._source.name}{seed})"
 
-    def permutation(self, ctx: StageContext) -> IndexPermutation:
+    def permutation(self, ctx: StageContext, size: int | None = None) -> IndexPermutation:
         """The permutation of the epoch ``ctx`` names (position -> source index).
 
         Without a seed of its own or the pipeline's, every call draws a new one.
         """
         seed = self._seed if self._seed is not None else ctx.seed
-        return IndexPermutation(self._size(), python_rng(seed, ctx.epoch))
+        size = self._size() if size is None else size
+        return IndexPermutation(size, python_rng(seed, ctx.epoch))
 
     seekable = True
 
@@ -233,10 +235,18 @@ class GlobalShuffle(Stage):
         """
         start = check_int("start", start, minimum=0)
         step = check_int("step", step, minimum=1)
-        return _elements(self._data, self.permutation(ctx), start, step)
+        data, size = self._data, None
+        if data is None:  # files: the list as it is now, sorted
+            from headrace.sources._files import find_files
+            from headrace.sources.filesystem import Files
+
+            assert isinstance(self._source, Files)
+            data = find_files(self._source.patterns)
+            size = len(data)
+        return _elements(data, self.permutation(ctx, size), start, step)
 
     def length(self, upstream: Length) -> Length:
-        return self._size()
+        return None if self._data is None else self._size()
 
     def _size(self) -> int:
         size = self._source.length(None)
@@ -265,8 +275,10 @@ def global_shuffle(pipeline: Pipeline[T], *, seed: int | None = None) -> Pipelin
     """Read a random-access source in a new pseudo-random order every epoch.
 
     ``pipeline`` must be only a source that can be read at any index:
-    ``headrace.range(...)``, or ``headrace.from_iterable(x)`` where ``x`` is a
-    sequence (list, tuple, range, ...) or a numpy array. Every element comes exactly
+    ``headrace.range(...)``, ``headrace.from_iterable(x)`` where ``x`` is a
+    sequence (list, tuple, range, ...) or a numpy array, or ``headrace.files(...)``
+    (the files found when each run starts, sorted, then permuted: a reader such as
+    ``map(decode)`` follows). Every element comes exactly
     once per epoch, in the order of a permutation drawn from ``seed`` and the epoch
     (and the repetition, inside ``repeat()``). Unlike ``shuffle(buffer_size)``, which
     only mixes elements that are close in the stream, any element can come at any
@@ -305,7 +317,7 @@ def global_shuffle(pipeline: Pipeline[T], *, seed: int | None = None) -> Pipelin
             f"the source alone and add the other stages after it"
         )
     data = _random_access(source)
-    size = source.length(None)
+    size = source.length(None) if data is not None else None
     if isinstance(size, int) and size > MAX_LENGTH:
         raise ValueError(
             f"a global shuffle covers at most 2**64 elements, {source.name} has {size}"
@@ -313,13 +325,22 @@ def global_shuffle(pipeline: Pipeline[T], *, seed: int | None = None) -> Pipelin
     return Pipeline((GlobalShuffle(source, data, seed=seed),), seed=pipeline.seed)
 
 
-def _random_access(source: Stage) -> Sequence[Any]:
-    """What ``source`` reads, indexable by position; ``ValueError`` if it has none."""
+def _random_access(source: Stage) -> Sequence[Any] | None:
+    """What ``source`` reads, indexable by position (``None``: a file list, taken per
+    run); ``ValueError`` if it has none."""
     from headrace.sources.basic import FromIterable, Range
+    from headrace.sources.filesystem import Files
 
     hint = "; use shuffle(buffer_size) for sources that can only be streamed"
     if isinstance(source, Range):
         return source._range
+    if isinstance(source, Files):
+        if source.shuffled:
+            raise ValueError(
+                f"global_shuffle of {source.name}: the files are shuffled already; "
+                "leave out shuffle=True (global_shuffle permutes them every epoch)"
+            )
+        return None
     if isinstance(source, FromIterable):
         data = source._iterable
         if source._one_shot:
@@ -343,6 +364,6 @@ def _random_access(source: Stage) -> Sequence[Any]:
     if isinstance(source, GlobalShuffle):
         raise ValueError(f"{source.name} is already a global shuffle")
     raise ValueError(
-        f"global_shuffle cannot read {source.name} by index: it takes range() or "
-        f"from_iterable() of a sequence or numpy array{hint}"
+        f"global_shuffle cannot read {source.name} by index: it takes range(), files() "
+        f"or from_iterable() of a sequence or numpy array{hint}"
     )

@@ -7,7 +7,9 @@ True
 
 from __future__ import annotations
 
+import collections
 import itertools
+import random
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -15,6 +17,7 @@ from headrace._checks import check_int, check_seed
 from headrace._seeds import python_rng
 from headrace.stages._base import Length, Stage, StageContext
 from headrace.stages._guard import close_iterator
+from headrace.stages._state import Entry, pack_counts, unpack_counts
 
 __all__ = ["shuffle"]
 
@@ -33,7 +36,7 @@ class Shuffle(Stage):
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         seed = self._seed if self._seed is not None else ctx.seed
-        return _shuffle(upstream, self._buffer_size, seed, ctx.epoch)
+        return _Shuffling(upstream, self._buffer_size, python_rng(seed, ctx.epoch), ctx).run()
 
     def length(self, upstream: Length) -> Length:
         return upstream
@@ -42,29 +45,151 @@ class Shuffle(Stage):
         return None if self._seed is not None or seeded else "a shuffle without a seed"
 
 
-def _shuffle(
-    upstream: Iterator[Any], buffer_size: int, seed: int | None, epoch: tuple[int, ...]
-) -> Iterator[Any]:
-    try:
-        rng = python_rng(seed, epoch)
-        buffer = list(itertools.islice(upstream, buffer_size))
-        if len(buffer) == buffer_size:
-            # Like tf.data: emit a random buffered element, then refill its slot, so the
-            # first output needs exactly buffer_size elements from upstream.
-            randrange = rng.randrange
-            while True:
-                slot = randrange(buffer_size)
+class _Shuffling:
+    """One run of a buffer shuffle, and its state.
+
+    The state names the buffered elements by their place in the input (the input is
+    read again from before the oldest of them on resume: at most a few buffer lengths,
+    however far into the epoch), with the generator's state and the slot last drawn.
+    """
+
+    __slots__ = (
+        "buffer",
+        "ctx",
+        "indices",
+        "notes",
+        "phase",
+        "pulled",
+        "rng",
+        "size",
+        "slot",
+        "upstream",
+    )
+
+    def __init__(
+        self, upstream: Iterator[Any], size: int, rng: random.Random, ctx: StageContext
+    ) -> None:
+        self.upstream = upstream
+        self.size = size
+        self.rng = rng
+        self.ctx = ctx
+        self.phase = "new"  # then "fill" (the buffer is full), then "drain"
+        self.buffer: list[Any] = []
+        self.indices: list[int] = []  # each buffered element's place in the input
+        self.slot = -1  # the slot last handed out, refilled on the next pull
+        self.pulled = ctx.start
+        # With live stages below, the input's state is noted every `size` elements, so
+        # that one taken before the oldest buffered element is at hand.
+        self.notes: collections.deque[tuple[int, Any]] | None = None
+        if ctx.tracker is not None and ctx.tracker.live_below(ctx.index):
+            self.notes = collections.deque([(ctx.start, ctx.snapshot(ctx.start))])
+        ctx.keep(self.entry)
+
+    def entry(self, position: int) -> Entry:
+        ctx = self.ctx
+        if self.phase == "new":
+            return ctx.resume or {}
+        oldest = min(self.indices, default=self.pulled)
+        if self.notes is None:
+            below, start = ctx.upstream_entries(oldest), oldest
+        else:
+            start, noted = next((n for n in reversed(self.notes) if n[0] <= oldest), (0, None))
+            below = ctx.upstream_entries(noted)
+        if below is None:
+            return None
+        entry = {
+            "upstream": below,
+            "start": start,
+            "phase": self.phase,
+            "pulled": self.pulled - start,
+            "indices": pack_counts([index - start for index in self.indices]),
+        }
+        if self.phase == "fill":
+            version, words, gauss = self.rng.getstate()
+            entry.update(slot=self.slot, rng=[version, pack_counts(words), gauss])
+        return entry
+
+    def _note(self) -> None:
+        notes = self.notes
+        if notes is not None and self.pulled - notes[-1][0] >= self.size:
+            notes.append((self.pulled, self.ctx.snapshot(self.pulled)))
+            oldest = min(self.indices, default=self.pulled)
+            while len(notes) > 1 and notes[1][0] <= oldest:
+                notes.popleft()
+
+    def _restore(self) -> None:
+        saved = self.ctx.resume
+        assert saved is not None
+        start = self.ctx.start
+        try:
+            phase = saved["phase"]
+            pulled = start + int(saved["pulled"])
+            indices = [start + offset for offset in unpack_counts(saved["indices"])]
+            if phase not in ("fill", "drain") or not all(i < pulled for i in indices):
+                raise ValueError(phase)
+            if phase == "fill":
+                version, words, gauss = saved["rng"]
+                self.rng.setstate((version, tuple(unpack_counts(words)), gauss))
+                self.slot = int(saved["slot"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{self.ctx.label}: its saved buffer is damaged ({error!r})") from None
+        wanted = {index: k for k, index in enumerate(indices)}
+        buffer: list[Any] = [None] * len(indices)
+        for index, item in zip(range(self.ctx.start, pulled), self.upstream, strict=False):
+            if index in wanted:
+                buffer[wanted[index]] = item
+        self.buffer, self.indices, self.pulled, self.phase = buffer, list(indices), pulled, phase
+
+    def run(self) -> Iterator[Any]:
+        upstream = self.upstream
+        try:
+            if self.ctx.resume:
+                self._restore()
+            else:
+                self.buffer = list(itertools.islice(upstream, self.size))
+                self.indices = list(range(self.pulled, self.pulled + len(self.buffer)))
+                self.pulled += len(self.buffer)
+                self.phase = "fill" if len(self.buffer) == self.size else "drain"
+                if self.phase == "drain":
+                    # Shuffled in place of a full buffer's drain (same draws, so the
+                    # same order as a shuffle of the elements alone).
+                    self._shuffle_rest()
+            if self.phase == "fill":
+                yield from self._fill()
+            while self.indices:
+                self.indices.pop()
+                yield self.buffer.pop()
+        finally:
+            close_iterator(upstream)
+
+    def _fill(self) -> Iterator[Any]:
+        # Like tf.data: emit a random buffered element, then refill its slot, so the
+        # first output needs exactly buffer_size elements from upstream.
+        upstream, buffer, indices, size = self.upstream, self.buffer, self.indices, self.size
+        randrange = self.rng.randrange
+        slot = self.slot
+        while True:
+            if slot < 0:
+                slot = self.slot = randrange(size)
                 yield buffer[slot]
-                try:
-                    buffer[slot] = next(upstream)
-                except StopIteration:
-                    del buffer[slot]
-                    break
-        rng.shuffle(buffer)
-        while buffer:
-            yield buffer.pop()
-    finally:
-        close_iterator(upstream)
+            try:
+                buffer[slot] = next(upstream)
+            except StopIteration:
+                del buffer[slot]
+                del indices[slot]
+                break
+            indices[slot] = self.pulled
+            self.pulled += 1
+            self._note()
+            slot = -1
+        self.phase = "drain"
+        self._shuffle_rest()
+
+    def _shuffle_rest(self) -> None:
+        pairs = list(zip(self.indices, self.buffer, strict=True))
+        self.rng.shuffle(pairs)  # the draws of shuffling the buffer alone
+        self.indices = [index for index, _ in pairs]
+        self.buffer = [item for _, item in pairs]
 
 
 def shuffle(

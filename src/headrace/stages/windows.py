@@ -15,6 +15,7 @@ from typing import Any
 from headrace._checks import check_bool, check_int, check_optional_int
 from headrace.stages._base import INFINITE, Length, Stage, StageContext
 from headrace.stages._guard import close_iterator
+from headrace.stages._state import Entry
 
 __all__ = ["window"]
 
@@ -37,7 +38,18 @@ class Window(Stage):
         return f"window({self._size}{extra})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return _window(upstream, self._size, self._shift, self._drop_remainder)
+        # The state: the input as it stood where the last window handed out began, and
+        # whether to drop the first window built from there (resuming builds it again).
+        last = [ctx.start, ctx.snapshot(ctx.start), ctx.saved("drop")]
+
+        def entry(position: int) -> Entry:
+            below = ctx.upstream_entries(last[1])
+            if below is None:
+                return None
+            return {"upstream": below, "start": last[0], "drop": last[2]}
+
+        ctx.keep(entry)
+        return _window(upstream, self._size, self._shift, self._drop_remainder, ctx, last)
 
     def length(self, upstream: Length) -> Length:
         if upstream is None or upstream == INFINITE:
@@ -49,18 +61,47 @@ class Window(Stage):
 
 
 def _window(
-    upstream: Iterator[Any], size: int, shift: int, drop_remainder: bool
+    upstream: Iterator[Any],
+    size: int,
+    shift: int,
+    drop_remainder: bool,
+    ctx: StageContext,
+    last: list[Any],
 ) -> Iterator[tuple[Any, ...]]:
+    # Windows begin every ``shift`` elements from where this run began (0, or a window
+    # start when resumed); ``begun`` notes the input's state at each begun window.
+    drop = last[2]
+    first = count = ctx.start
+
+    def handing_out(start: int, noted: Any) -> bool:
+        """Whether the window begun at ``start`` goes out (a resumed run drops the one
+        it builds again); if so, it becomes where the state points."""
+        nonlocal drop
+        if drop:
+            drop -= 1
+            return False
+        last[:] = [start, noted, 1]
+        return True
+
+    begun: collections.deque[tuple[int, Any]] = collections.deque()
     try:
         buffer: collections.deque[Any] = collections.deque()
         skipping = 0  # elements between windows when shift > size
-        for item in upstream:
+        while True:
+            if not (count - first) % shift:
+                begun.append((count, ctx.snapshot(count)))
+            try:
+                item = next(upstream)
+            except StopIteration:
+                break
+            count += 1
             if skipping:
                 skipping -= 1
                 continue
             buffer.append(item)
             if len(buffer) == size:
-                yield tuple(buffer)
+                if handing_out(*begun.popleft()):
+                    yield tuple(buffer)
                 if shift >= size:
                     buffer.clear()
                     skipping = shift - size
@@ -70,7 +111,8 @@ def _window(
         if drop_remainder:
             return
         while buffer:
-            yield tuple(buffer)
+            if handing_out(*begun.popleft()):
+                yield tuple(buffer)
             for _ in range(min(shift, len(buffer))):
                 buffer.popleft()
     finally:
