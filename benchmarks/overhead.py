@@ -4,8 +4,9 @@ Runs ``map -> filter -> batch(256)`` over 2,000,000 ints three ways in one proce
 
 - baseline: builtin ``map``/``filter`` and an ``islice`` batching loop that collates
   each batch with ``np.asarray``, the fastest plain-Python equivalent;
-- headrace: ``hr.range(n).map(f).filter(p).batch(256)``;
-- headrace with ``stats=True`` (per-stage counting and timing switched on).
+- headrace: ``hr.range(n).map(f).filter(p).batch(256)``, as runs start by default:
+  with per-stage statistics (counts, and a thread sampling the stacks);
+- headrace with ``iter(stats=False)``: statistics off entirely.
 
 Each variant runs ``--repeats`` times, interleaved so drift on a noisy machine hits all
 of them alike; the medians and their ratios to the baseline are printed.
@@ -61,7 +62,7 @@ def main() -> None:
     variants: dict[str, Callable[[], Iterator[np.ndarray]]] = {
         "hand-written generators": lambda: baseline(args.n, args.size),
         "headrace": lambda: iter(pipeline),
-        "headrace, stats on": lambda: pipeline.iter(stats=True),
+        "headrace, stats off": lambda: pipeline.iter(stats=False),
     }
     expected = consume(baseline(args.n, args.size))
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -84,7 +85,10 @@ def main() -> None:
             f"{1e9 * (median - base) / args.n:+6.1f} ns/element"
         )
     ratio = statistics.median(times["headrace"]) / base
-    print(f"headrace overhead ratio: {ratio:.3f} (target <= 1.25)")
+    off = statistics.median(times["headrace, stats off"]) / base
+    print(
+        f"headrace overhead ratio: {ratio:.3f} (target <= 1.25); statistics cost {ratio / off:.3f}x"
+    )
 
 
 if __name__ == "__main__":

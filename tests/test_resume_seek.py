@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -202,3 +203,110 @@ def test_a_state_resumes_the_same_pipeline_on_other_workers(source: str, files: 
     # What the stages compute is still checked: another seed is another pipeline.
     with pytest.raises(ValueError, match="taken from another pipeline"):
         build(noise=1).iter(state=state)
+
+
+# -- found by review: each once resumed wrongly --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda files: hr.range(100).filter(lambda x: x % 3).prefetch(2),
+        lambda files: hr.text_lines(files).map(len).batch(4).prefetch(2),
+        lambda files: hr.range(100).filter(lambda x: x % 3).map(abs, workers=2),
+        lambda files: hr.text_lines(files).filter(bool).map(len, workers=2).shuffle(5, seed=1),
+    ],
+    ids=["prefetch", "reader prefetch", "map workers", "shuffle over map workers"],
+)
+def test_a_resumed_run_gives_a_right_state_again_at_once(
+    build: Callable[[list[str]], hr.Pipeline[Any]], files: list[str]
+) -> None:
+    # A checkpoint loop: resume, take a few, save, resume again, several times; the
+    # states taken soon after a resume once pointed before where the run stood.
+    pipeline = build(files)
+    full = list(pipeline.iter(epoch=0))
+    got: list[Any] = []
+    state: dict[str, Any] | None = None
+    for step in (10, 3, 1, 5, 2, 4):
+        run = pipeline.iter(epoch=0) if state is None else pipeline.iter(state=state)
+        got += [next(run) for _ in range(step)]
+        state = json.loads(json.dumps(run.state()))
+        run.close()
+    assert state is not None
+    got += list(pipeline.iter(state=state))
+    assert same(got, full)
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_a_filling_cache_resumes_its_fill_after_another_run_completed_it(
+    where: str, tmp_path: Path
+) -> None:
+    pipeline = (
+        hr.range(50).filter(lambda x: x % 2).cache(tmp_path / "c" if where == "file" else None)
+    )
+    run = pipeline.iter(epoch=0)
+    taken = [next(run) for _ in range(5)]
+    state = run.state()
+    run.close()
+    assert list(pipeline.iter(epoch=0)) == list(range(1, 50, 2))  # fills the cache
+    assert taken + list(pipeline.iter(state=state)) == list(range(1, 50, 2))
+
+
+def test_a_memory_cache_replay_resumed_where_it_is_empty_reads_its_epoch() -> None:
+    def build() -> hr.Pipeline[int]:
+        return hr.range(20).shuffle(20, seed=1).cache()
+
+    first = build()
+    filled = list(first.iter(epoch=0))
+    run = first.iter(epoch=1)  # replays the cache filled in epoch 0
+    taken = [next(run) for _ in range(6)]
+    state = json.loads(json.dumps(run.state()))
+    run.close()
+    rest = list(build().iter(state=state))  # a new pipeline: its cache is empty
+    assert taken + rest == filled
+
+
+def test_an_element_whose_filter_failed_is_tried_again() -> None:
+    failed: list[int] = []
+
+    def flaky(x: int) -> bool:
+        if x == 10 and not failed:
+            failed.append(x)
+            raise OSError("the disk hiccupped")
+        return x % 2 == 0
+
+    pipeline = hr.range(20).map(abs).filter(flaky)
+    run = pipeline.iter(epoch=0)
+    taken: list[int] = []
+    with pytest.raises(OSError, match="hiccupped"):
+        taken.extend(run)
+    rest = list(pipeline.iter(state=run.state()))
+    assert taken + rest == list(range(0, 20, 2))
+
+
+@pytest.mark.parametrize("kind", ["flat_map", "interleave"])
+def test_pipelines_made_per_element_go_on_from_their_own_state(kind: str, files: list[str]) -> None:
+    calls: list[int] = []
+
+    def counted(line: str) -> int:
+        calls.append(1)
+        return len(line)
+
+    def per_file(path: str) -> hr.Pipeline[int]:
+        return hr.text_lines(path).map(counted)
+
+    source = hr.files(files)
+    if kind == "flat_map":
+        pipeline = source.flat_map(per_file)
+    else:
+        pipeline = source.interleave(per_file, cycle_length=2)
+    full = list(pipeline.iter(epoch=0))
+    run = pipeline.iter(epoch=0)
+    taken = [next(run) for _ in range(60)]
+    state = json.loads(json.dumps(run.state()))
+    run.close()
+    calls.clear()
+    resumed = pipeline.iter(state=state)
+    first = next(resumed)
+    assert len(calls) <= 2  # not the lines of the open files again
+    assert [*taken, first, *resumed] == full

@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="write the logs here and keep them (default: a temporary folder, removed after)",
     )
+
+    demo.add_argument("--no-progress", action="store_true", help="no progress lines")
+
+    from headrace.inspecting import add_inspect_command
+    from headrace.running import add_commands
+
+    add_commands(commands)
+    add_inspect_command(commands)
     return parser
 
 
@@ -93,10 +101,13 @@ def _run_demos(args: argparse.Namespace, folder: Path) -> None:
         batch_size=args.batch_size,
         epochs=args.epochs,
         seed=args.seed,
+        progress=not args.no_progress,
     )
     if args.images:
         print()
-        run_image_demo(folder / "images", images=args.images, seed=args.seed)
+        run_image_demo(
+            folder / "images", images=args.images, seed=args.seed, progress=not args.no_progress
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,6 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.command == "inspect":
+            from headrace.inspecting import inspect_command
+
+            return inspect_command(args)
+        if args.command in ("run", "bench"):
+            from headrace.running import bench_command, run_command
+
+            return run_command(args) if args.command == "run" else bench_command(args)
         return _demo(args)
     except KeyboardInterrupt:
         print("headrace: interrupted", file=sys.stderr)
@@ -114,8 +133,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        print(f"headrace {args.command}: error: {error}", file=sys.stderr)
-        return 1
+        from headrace.running import TargetError
+
+        # The note headrace adds names the stage and the element: keep it on the line.
+        notes = [
+            note.removeprefix("headrace: ")
+            for note in getattr(error, "__notes__", ())
+            if isinstance(note, str) and note.startswith("headrace: raised in")
+        ]
+        where = f" ({notes[0]})" if notes else ""
+        print(f"headrace {args.command}: error: {error}{where}", file=sys.stderr)
+        return 2 if isinstance(error, TargetError) else 1
 
 
 def run() -> None:

@@ -30,7 +30,6 @@ from typing import Any, TypeGuard
 import numpy as np
 
 import headrace as hr
-from headrace.stats import format_table
 
 __all__ = [
     "DemoResult",
@@ -135,6 +134,7 @@ def run_demo(
     epochs: int = 1,
     seed: int = 0,
     echo: Callable[[str], None] = print,
+    progress: bool = False,
 ) -> DemoResult:
     """Write the logs, stream them ``epochs`` times and report; returns the figures."""
     started = time.perf_counter()
@@ -150,13 +150,14 @@ def run_demo(
         records = batches = 0
         failure_rate = 0.0
         start = time.perf_counter()
-        with pipeline.iter(stats=True) as run:
+        with pipeline.iter(progress=progress) as run:
             for _features, y in run:
                 batches += 1
                 records += len(y)
                 failure_rate += float(y.sum())
             seconds = time.perf_counter() - start
             result.stats = run.stats()
+            report = run.report()
         result.records, result.batches, result.seconds = records, batches, seconds
         echo(
             f"epoch {epoch}: {batches:,} batches of up to {batch_size}, {records:,} records "
@@ -165,8 +166,8 @@ def run_demo(
         )
     dropped = lines - result.records
     echo(f"garbled lines dropped by filter(is_record): {dropped:,}")
-    echo("what each stage did (last epoch; 'self s' is time spent in the stage itself):")
-    echo(format_table(result.stats))
+    echo("what each stage did (last epoch; 'busy': its share of the time, sampled):")
+    echo(report)
     return result
 
 
@@ -212,6 +213,7 @@ def run_image_demo(
     workers: int = 2,
     seed: int = 0,
     echo: Callable[[str], None] = print,
+    progress: bool = False,
 ) -> DemoResult:
     """Write ``images`` images (and one damaged file), stream them once and report."""
     from headrace.vision.synthetic import CLASSES, write_image_folder
@@ -228,13 +230,14 @@ def run_image_demo(
     start = time.perf_counter()
     records = batches = 0
     shape = ""
-    with pipeline.iter(stats=True) as run:
+    with pipeline.iter(progress=progress) as run:
         for x, y in run:
             batches += 1
             records += len(y)
             shape = f"{tuple(x.shape[1:])} {x.dtype} "
         seconds = time.perf_counter() - start
         stats = run.stats()
+        report = run.report()
     echo(
         f"images: {batches:,} batches of up to {batch_size} {shape}arrays, {records:,} images "
         f"in {seconds:.2f} s ({records / seconds:,.0f} images/s)"
@@ -243,5 +246,5 @@ def run_image_demo(
     for row in rejected:
         echo(f"damaged images skipped by {row['name']}: {row['rejected']}; {row['examples'][0]}")
     echo("what each stage did:")
-    echo(format_table(stats))
+    echo(report)
     return DemoResult(len(written), records, batches, seconds, stats)

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import itertools
 import operator
 import types
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TextIO, TypeVar
 
 from headrace._seeds import derive_seed
 from headrace.errors import StageLabel
+from headrace.progress import Progress
 from headrace.stages._base import OpenUpstream, Stage, StageContext, first_unfixed
 from headrace.stages._guard import close_iterator
 from headrace.stages._state import (
@@ -29,8 +31,8 @@ from headrace.stages._state import (
     count_of,
     passing_over,
 )
-from headrace.stages.fusion import fuse, inputs_taken
-from headrace.stats import StageStats
+from headrace.stages.fusion import fuse, fused_counts, inputs_taken
+from headrace.stats import StageStats, diagnose, format_report
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -142,12 +144,13 @@ class _Opening:
         name = self.stages[position].name
         return StageLabel(f"{self.path}stage {position} {name!r}", self.scope)
 
-    def open(self, end: int, entries: Entries | None) -> Iterator[Any]:
-        """The iterator of ``stages[:end]``, registering closeable nodes in ``nodes``."""
+    def open(self, end: int, entries: Entries | None, *, counted: bool = True) -> Iterator[Any]:
+        """The iterator of ``stages[:end]``, registering closeable nodes in ``nodes``;
+        ``counted=False`` when the caller counts what it takes (a fused run)."""
         index = end - 1
         stage = self.stages[index]
         entry = _entry(entries, index, self.label)
-        if stage.fuse_kind is not None and self.stats is None and self._fusible(index, entries):
+        if stage.fuse_kind is not None and self._fusible(index, entries):
             iterator = self._open_fused(index, entries)
         else:
             own = None if self.seed is None else derive_seed(self.seed, f"{self.path}{index}")
@@ -175,17 +178,24 @@ class _Opening:
                         raise ValueError(f"{ctx.label}: its saved input is not a list")
                 upstream = self.open(index, below)
                 skip = _count("skip", entry.get("skip", 0)) if entry is not None else 0
-                if skip:  # a state noted before this stage's position (see _reading_ahead)
-                    upstream = passing_over(upstream, skip)
+                if skip > ctx.start:
+                    raise ValueError(f"{ctx.label}: its saved skip is past its position")
                 ahead = None
                 if stage.read_ahead:
-                    upstream, ahead = self._reading_ahead(stage, upstream, ctx)
+                    # Noted from where the stages below stand now, before the skip.
+                    upstream, ahead = self._reading_ahead(stage, upstream, ctx, ctx.start - skip)
+                if skip:  # a state noted before this stage's position (see _reading_ahead)
+                    upstream = passing_over(upstream, skip)
                 iterator = stage.open(upstream, ctx)
                 if ahead is not None:
                     # After open: the stage's own getter (if any) counts its inputs.
                     self.tracker.getters[index] = ahead(self.tracker.getters.get(index))
             if self.stats is not None:
-                iterator = self.stats.wrap(index, stage.name, iterator)
+                if counted:
+                    iterator = self.stats.count(index, stage.name, iterator)
+                else:  # the fused run after it counts what it takes
+                    self.stats.record(index, stage.name)
+                    self.stats.watch(index, iterator)
         if hasattr(iterator, "close"):
             self.nodes.append(iterator)
         return iterator
@@ -209,27 +219,32 @@ class _Opening:
             start -= 1
         run = stages[start : index + 1]
         kinds = [s.fuse_kind or "" for s in run]
-        upstream = self.open(start, entries)
+        upstream = self.open(start, entries, counted=self.stats is None)
         labels = [self.label(start + k) for k in range(len(run))]
-        if "filter" not in kinds:
-            return fuse(upstream, kinds, [s.fn for s in run], labels)
-        # The group's input count is its first filter's (the stages before it give one
-        # output per input); the later filters' counts do not matter. The generator
-        # counts its inputs anyway: it is read from its frame when a state is taken.
-        first = start + kinds.index("filter")
-        ends: list[int] = []
-        fused = fuse(
-            upstream,
-            kinds,
-            [s.fn for s in run],
-            labels,
-            _start(_entry(entries, first, self.label)),
-            ends,
-        )
-        self.tracker.getters[first] = lambda _: {"start": inputs_taken(fused, ends)}
-        for later in range(first + 1, index + 1):
-            if kinds[later - start] == "filter":
-                self.tracker.getters[later] = _passing
+        fns = [s.fn for s in run]
+        # The generator counts its inputs (and each filter its drops): read from its
+        # frame when a state or the statistics are asked for.
+        ends: list[tuple[int, list[int]]] = []
+        begin = 0
+        if "filter" in kinds:
+            # The group's input count is its first filter's (the stages before it give
+            # one output per input); the later filters' counts do not matter.
+            first = start + kinds.index("filter")
+            begin = _start(_entry(entries, first, self.label))
+        fused = fuse(upstream, kinds, fns, labels, begin, ends)
+        if "filter" in kinds:
+            self.tracker.getters[first] = lambda _: {"start": inputs_taken(fused, ends)}
+            for later in range(first + 1, index + 1):
+                if kinds[later - start] == "filter":
+                    self.tracker.getters[later] = _passing
+        if self.stats is not None:
+
+            def counts() -> tuple[int, list[int]]:
+                taken, drops = fused_counts(fused, ends)
+                return taken - begin, drops
+
+            self.stats.fused_run(start, [s.name for s in run], kinds, fused, counts)
+            self.stats.watch(start, fused, [getattr(fn, "__code__", None) for fn in fns])
         return fused
 
     def _lazy(self, index: int) -> OpenUpstream:
@@ -241,15 +256,16 @@ class _Opening:
         return open_upstream
 
     def _reading_ahead(
-        self, stage: Stage, upstream: Iterator[Any], ctx: StageContext
+        self, stage: Stage, upstream: Iterator[Any], ctx: StageContext, first: int
     ) -> tuple[Iterator[Any], Callable[[Getter | None], Getter] | None]:
         """``upstream`` for a stage that reads ahead of what it hands out.
 
         When the stages below keep live state, they have moved on by the time the
         consumer asks for the state; so the thread that reads them notes their state
         every few elements, and the stage's entry is the last note at or before its
-        position plus how many elements to pass over after it. Returns the input and,
-        in that case, what makes the stage's getter from its own (if it has one).
+        position plus how many elements to pass over after it. ``first``: the input
+        count the stages below stand at now. Returns the input and, in that case, what
+        makes the stage's getter from its own (if it has one).
         """
         if not self.tracker.live_below(ctx.index):
             return upstream, None
@@ -258,7 +274,7 @@ class _Opening:
         # at most a note's spacing plus what the stage had read ahead.
         every = max(16, stage.read_ahead // 2)
         notes: collections.deque[tuple[int, Entries | None]] = collections.deque(maxlen=40)
-        notes.append((ctx.start, self.tracker.entries(ctx.start, ctx.index)))
+        notes.append((first, self.tracker.entries(first, ctx.index)))
 
         def ahead(own: Getter | None) -> Getter:
             def getter(position: int) -> Entry:
@@ -277,7 +293,7 @@ class _Opening:
 
             return getter
 
-        noted = _noting(upstream, ctx.start, every, notes, self.tracker, ctx.index)
+        noted = _noting(upstream, first, every, notes, self.tracker, ctx.index)
         return noted, ahead
 
 
@@ -348,16 +364,37 @@ class _EndOfRun:
     a free end-of-run hook: closing there costs nothing per element.
     """
 
-    __slots__ = ("_chain", "reached")
+    __slots__ = ("_chain", "_progress", "_stats", "reached")
 
-    def __init__(self, chain: Chain) -> None:
+    def __init__(self, chain: Chain, stats: StageStats | None, progress: Progress | None) -> None:
         self._chain = chain
+        self._stats = stats
+        self._progress = progress
         self.reached = False
 
     def __iter__(self) -> Iterator[Any]:
         self.reached = True
+        self.stop()
         self._chain.close()
         return iter(())
+
+    def stop(self) -> None:
+        """Stop the threads that watch the run: statistics and progress."""
+        if self._stats is not None:
+            self._stats.stop()
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _unit(stages: Sequence[Stage]) -> str:
+    """What a run of ``stages`` hands out, for its progress line."""
+    unit = "elements"
+    for stage in stages:
+        if stage.batching in ("batch", "fixed", "padded"):
+            unit = "batches"
+        elif stage.batching == "unbatch":
+            unit = "elements"
+    return unit
 
 
 def fingerprint(pipeline: Pipeline[Any]) -> str:
@@ -417,9 +454,10 @@ class Run(itertools.chain[T], Generic[T]):
         pipeline: Pipeline[T],
         *,
         epoch: int,
-        stats: bool = False,
+        stats: bool = True,
         start: int = 0,
         entries: Entries | None = None,
+        progress: bool | TextIO = False,
     ) -> Run[T]:
         collector = StageStats() if stats else None
         if start:
@@ -445,8 +483,23 @@ class Run(itertools.chain[T], Generic[T]):
         # the consumer has received, for some tens of nanoseconds an element. The
         # count comes second, so an element that fails or never comes is not counted.
         counter = itertools.count(start)
-        counted = map(operator.itemgetter(0), zip(chain.iterator, counter, strict=False))
-        end = _EndOfRun(chain)
+        counted: Iterator[Any] = map(
+            operator.itemgetter(0), zip(chain.iterator, counter, strict=False)
+        )
+        if collector is not None:
+            counted = collector.timed(counted)
+        if collector is not None:
+            collector.start_sampling(chain.nodes)
+        shown = None
+        if progress:
+            length = pipeline.known_length()
+            shown = Progress(
+                functools.partial(count_of, counter),
+                total=length if isinstance(length, int) else None,
+                what=_unit(pipeline.stages),
+                stream=None if progress is True else progress,
+            )
+        end = _EndOfRun(chain, collector, shown)
         self = super().__new__(cls, counted, end)
         self._chain = chain
         self._counter = counter
@@ -535,14 +588,52 @@ class Run(itertools.chain[T], Generic[T]):
         one of its own stages, or from another thread); the call can be repeated once
         that element is done.
         """
+        self._end.stop()
         if not self._chain.closed:
             self._chain.close()
 
     def stats(self) -> list[dict[str, Any]]:
-        """Per-stage figures as plain dicts (requires ``iter(stats=True)``)."""
+        """Per-stage figures as plain dicts, one per stage in chain order.
+
+        Every row has ``stage``, ``name``, ``items_in``, ``items_out``, ``dropped``
+        (filtered, or rejected under an error policy), ``seconds`` and ``share`` (the
+        part of the run's time a thread spent working in the stage, from samples of
+        the threads' stacks) and ``per_second`` (``items_out`` over the run's time).
+        Parallel stages add ``workers``, ``busy_s`` (summed over workers),
+        ``utilization``, ``wait_input_s``, ``wait_workers_s`` (the consumer waiting
+        for results), ``wait_output_s`` (results waiting for the consumer),
+        ``occupancy`` and ``capacity`` (of the queue of elements in flight); stages
+        with an ``on_error`` policy add ``read``, ``rejected`` and ``examples``.
+        Figures are up to now for a run still going. Raises ``RuntimeError`` for a run
+        started with ``iter(stats=False)``.
+        """
+        return self._collector().as_dicts()
+
+    def summary(self) -> dict[str, Any]:
+        """The run as a whole: ``wall_s``, ``samples``, and the consumer's time split
+        into ``consumer_share`` (its own work, outside the pipeline: the training loop)
+        and ``waiting_share`` (waiting for elements)."""
+        return self._collector().summary()
+
+    def bottleneck(self) -> dict[str, Any]:
+        """What limits this run's throughput, with a hint: ``{"limit": "stage",
+        "stage": 2, "name": ..., "hint": ...}``, ``"consumer"`` (the training loop: the
+        input is not the problem) or ``"unknown"`` (a run too short to tell)."""
+        collector = self._collector()
+        return diagnose(collector.as_dicts(), collector.summary())
+
+    def report(self) -> str:
+        """The statistics as text: the per-stage table, the consumer's split and the
+        bottleneck with its hint."""
+        collector = self._collector()
+        return format_report(collector.as_dicts(), collector.summary())
+
+    def _collector(self) -> StageStats:
         if self._stats is None:
-            raise RuntimeError("this run collects no statistics: start it with iter(stats=True)")
-        return self._stats.as_dicts()
+            raise RuntimeError(
+                "this run collects no statistics: it was started with iter(stats=False)"
+            )
+        return self._stats
 
     def __enter__(self) -> Run[T]:
         return self
@@ -560,6 +651,10 @@ class Run(itertools.chain[T], Generic[T]):
 
     def __del__(self) -> None:
         # A backstop only: closing is explicit, by exhaustion, error, close() or `with`.
+        end = getattr(self, "_end", None)
+        if end is not None:
+            with contextlib.suppress(Exception):
+                end.stop()
         chain = getattr(self, "_chain", None)
         if chain is not None and not chain.closed:
             with contextlib.suppress(Exception):  # a finalizer cannot raise

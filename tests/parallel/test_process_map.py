@@ -248,7 +248,7 @@ def test_ordered_output_equals_map(workers, buffer_size):
 
     threads = set(threading.enumerate())
     out = []
-    with parallel.iter() as run:
+    with parallel.iter(stats=False) as run:  # statistics sample on a thread of their own
         for x in run:
             out.append(x)
             # The consumer's thread coordinates the workers: no thread is started here.

@@ -205,11 +205,16 @@ def test_workers_zero_calls_fn_inline_on_the_consumers_thread(live_threads):
         calls.append((threading.current_thread(), live_threads()))
         return x
 
-    assert list(hr.range(5).map(record, workers=0)) == list(range(5))
+    assert list(hr.range(5).map(record, workers=0).iter(stats=False)) == list(range(5))
     assert len(calls) == 5
     for thread, alive in calls:
         assert thread is threading.current_thread()
         assert alive == []
+    calls.clear()
+    assert list(hr.range(5).map(record, workers=0)) == list(range(5))
+    for thread, alive in calls:  # with statistics, only their sampling thread
+        assert thread is threading.current_thread()
+        assert [name.rsplit("-", 1)[0] for name in alive] == ["headrace-stats"]
 
 
 @pytest.mark.parametrize("workers", [1, 2, 4])

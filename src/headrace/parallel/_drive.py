@@ -60,6 +60,7 @@ def drive(
     """
     clock = time.perf_counter
     pool: WorkerPool | None = None
+    counters.capacity = size
     try:
         pool = start()
         done: dict[int, Any] = {}
@@ -95,6 +96,7 @@ def drive(
             if isinstance(value, Failed):
                 raise value.error
             counters.items += 1
+            counters.occupancy_sum += running + len(done)
             begin = clock()
             yield value
             counters.wait_output_s += clock() - begin

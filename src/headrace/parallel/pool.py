@@ -181,11 +181,13 @@ def run_pool(
     :func:`~headrace.parallel._drive.drive`).
     """
     kind = ProcessPool if backend == "process" else ThreadPool
+    counters = PoolCounters.of(ctx)
+    counters.workers = workers
     return drive(
         upstream,
         lambda: kind(call, workers, ctx.label),
         size,
         ordered=ordered,
-        counters=PoolCounters.of(ctx),
+        counters=counters,
         first=ctx.start,
     )

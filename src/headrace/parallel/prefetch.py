@@ -54,7 +54,9 @@ class Prefetch(Stage):
         return "prefetch()"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        return _prefetch(upstream, self._buffer_size, ctx.label, PoolCounters.of(ctx))
+        counters = PoolCounters.of(ctx)
+        counters.workers, counters.capacity = 1, self._buffer_size
+        return _prefetch(upstream, self._buffer_size, ctx.label, counters)
 
     def resume_upstream(self, position: int) -> int | None:
         return position
@@ -99,6 +101,7 @@ def _prefetch(
             if kind == _ITEM:
                 slots.release()  # this element is the consumer's now
                 counters.items += 1
+                counters.occupancy_sum += ready.qsize()
                 yield value
             elif kind == _END:
                 return

@@ -60,7 +60,7 @@ class FusedStage(Stage):
         if self.fuse_kind != "filter":
             return fuse(upstream, [self.fuse_kind or ""], [self._fn], [ctx.label], ctx.start)
         # A filter's outputs do not tell its inputs: its count of them is the state.
-        ends: list[int] = []
+        ends: list[tuple[int, list[int]]] = []
         fused = fuse(upstream, ["filter"], [self._fn], [ctx.label], ctx.start, ends)
         ctx.keep(lambda _: {"start": inputs_taken(fused, ends)})
         return fused
@@ -159,16 +159,26 @@ def _flat_map(
     label = ctx.label
     # The state: the input as it stood before the element being expanded, and how
     # many of its outputs were handed out (resuming expands it again and skips them).
-    here: list[Any] = [ctx.start, ctx.snapshot(ctx.start), ctx.saved("offset")]
+    # A pipeline it returned saves its own state too, so it need not run again up to
+    # there. here: [input count, its state, outputs handed out, the pipeline's chain].
+    here: list[Any] = [ctx.start, ctx.snapshot(ctx.start), ctx.saved("offset"), None]
+    saved_inner = None if ctx.resume is None else ctx.resume.get("inner")
 
     def entry(position: int) -> Entry:
         below = ctx.upstream_entries(here[1])
-        return None if below is None else {"upstream": below, "start": here[0], "offset": here[2]}
+        if below is None:
+            return None
+        found = {"upstream": below, "start": here[0], "offset": here[2]}
+        inner = None if here[3] is None else here[3].entries(here[2])
+        if inner is not None:
+            found["inner"] = inner
+        return found
 
     ctx.keep(entry)
 
     def run() -> Iterator[Any]:
         drop = here[2]
+        resumed = saved_inner
         try:
             for index, item in builtins.enumerate(upstream, ctx.start):
                 try:
@@ -178,12 +188,20 @@ def _flat_map(
                         # in the pipeline's own next epoch: the run replays the same way.
                         where = ctx.inner_path(f"for input element {index}")
                         seed = produced.seed if produced.seed is not None else ctx.seed
-                        chain = open_chain(produced.stages, ctx.epoch, None, where, seed)
+                        if resumed is not None and (
+                            not isinstance(resumed, list) or len(resumed) != len(produced.stages)
+                        ):
+                            raise ValueError(f"{label}: its saved inner state does not fit")
+                        chain = open_chain(produced.stages, ctx.epoch, None, where, seed, resumed)
+                        if resumed is not None:
+                            drop = 0  # the pipeline goes on from its own state
+                        here[3] = chain
                         inner: Iterator[Any] = chain.iterator
                         closer: Callable[[], object] = chain.close
                     else:
                         inner = iter(produced)
                         closer = functools.partial(close_iterator, inner)
+                    resumed = None
                 except Exception as error:
                     annotate(error, label, index)
                     raise
@@ -203,7 +221,7 @@ def _flat_map(
                         yield out
                 finally:
                     closer()
-                here[:] = [index + 1, ctx.snapshot(index + 1), 0]
+                here[:] = [index + 1, ctx.snapshot(index + 1), 0, None]
         finally:
             close_iterator(upstream)
 

@@ -50,13 +50,15 @@ class Cache(Stage):
     cut short raises :class:`CacheFileError` naming it, never a shorter epoch.
     """
 
-    __slots__ = ("_memory", "_path")
+    __slots__ = ("_filled_in", "_memory", "_path")
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         if path is not None and not isinstance(path, str | os.PathLike):
             raise TypeError(f"path must be a str, a path or None, got {type(path).__name__}")
         self._path = None if path is None else Path(path)
         self._memory: list[Any] | None = None
+        #: The epoch path of the run that filled the memory cache.
+        self._filled_in: tuple[int, ...] = ()
 
     @property
     def name(self) -> str:
@@ -65,24 +67,34 @@ class Cache(Stage):
     lazy_upstream = True
 
     def open_lazy(self, upstream: OpenUpstream, ctx: StageContext) -> Iterator[Any]:
-        # Resuming: a replay goes on at its element; a fill goes on from the saved state
-        # of the stages before, but caches nothing (it lacks the epoch's start): the
-        # next complete run fills the cache.
+        # Resuming: a run that was filling goes on from the saved state of the stages
+        # before (whether or not another run has filled the cache since), but caches
+        # nothing (it lacks the epoch's start): the next complete run fills the cache.
+        # A replay goes on at its element.
         mode = None if ctx.resume is None else ctx.resume.get("mode")
+        if mode not in (None, "fill", "replay"):
+            raise ValueError(f"{ctx.label}: its saved mode {mode!r} is not 'fill' or 'replay'")
         at = ctx.saved("at")
-        if self._path is not None and self._path.exists():
-            ctx.keep(_replaying)
-            replay = _replay_file(self._path)
-            return passing_over(replay, at) if at else replay
-        if self._path is None and self._memory is not None:
-            ctx.keep(_replaying)
-            return passing_over(iter(self._memory), at) if at else iter(self._memory)
+        if mode != "fill":
+            if self._path is not None and self._path.exists():
+                ctx.keep(_replaying)
+                replay = _replay_file(self._path)
+                return passing_over(replay, at) if at else replay
+            if self._path is None and self._memory is not None:
+                filled = list(self._filled_in)
+                ctx.keep(lambda position: {**_replaying(position), "epoch": filled})
+                return passing_over(iter(self._memory), at) if at else iter(self._memory)
         if mode == "replay":
-            # Replayed in a process whose memory cache is empty: filled again, up to there.
-            chain = upstream(ctx.epoch, None)
-            ctx.keep(_replaying)
+            # A memory cache replayed in a process where it is empty (or a file cache
+            # whose file is gone): the upstream again, in the epoch that filled it.
+            assert ctx.resume is not None
+            epoch = ctx.resume.get("epoch", list(ctx.epoch))
+            if not (isinstance(epoch, list) and all(isinstance(e, int) for e in epoch)):
+                raise ValueError(f"{ctx.label}: its saved epoch {epoch!r} is not a list of ints")
+            chain = upstream(tuple(epoch), None)
+            ctx.keep(lambda position: {**_replaying(position), "epoch": epoch})
             return passing_over(_closing(chain), at)
-        saved = ctx.resume.get("inner") if ctx.resume is not None and mode == "fill" else None
+        saved = ctx.resume.get("inner") if ctx.resume is not None else None
         chain = upstream(ctx.epoch, saved)
 
         def filling(position: int) -> Entry:
@@ -94,9 +106,9 @@ class Cache(Stage):
             return _closing(chain)
         if self._path is not None:
             return _fill_file(_closing(chain), self._path)
-        return self._fill_memory(_closing(chain))
+        return self._fill_memory(_closing(chain), ctx.epoch)
 
-    def _fill_memory(self, upstream: Iterator[Any]) -> Iterator[Any]:
+    def _fill_memory(self, upstream: Iterator[Any], epoch: tuple[int, ...]) -> Iterator[Any]:
         items: list[Any] = []
         append = items.append
         try:
@@ -108,6 +120,7 @@ class Cache(Stage):
         with RUN_LOCK:
             if self._memory is None:
                 self._memory = items
+                self._filled_in = epoch
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy (sent to a worker process, say) fills its own memory cache rather than
@@ -117,6 +130,7 @@ class Cache(Stage):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._path = state["_path"]
         self._memory = state["_memory"]
+        self._filled_in = ()
 
     def length(self, upstream: Length) -> Length:
         if self._memory is not None:
@@ -124,7 +138,7 @@ class Cache(Stage):
         return upstream
 
 
-def _replaying(position: int) -> Entry:
+def _replaying(position: int) -> dict[str, Any]:
     return {"mode": "replay", "at": position}
 
 

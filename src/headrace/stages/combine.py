@@ -233,14 +233,16 @@ class _Inner:
 
     __slots__ = ("chain", "count", "index", "iterator", "noted")
 
-    def __init__(self, produced: Any, index: int, ctx: StageContext, noted: Any) -> None:
+    def __init__(
+        self, produced: Any, index: int, ctx: StageContext, noted: Any, saved: Any = None
+    ) -> None:
         from headrace.pipeline import Pipeline
 
         self.index = index
         self.noted = noted
         self.count = 0
         self.chain = (
-            _open_sub(produced, ctx, ctx.inner_path(f"for input element {index}"))
+            _open_sub(produced, ctx, ctx.inner_path(f"for input element {index}"), saved)
             if isinstance(produced, Pipeline)
             else None
         )
@@ -300,7 +302,14 @@ def _interleave(
             "upstream": below,
             "start": start,
             "pulled": pulled[0],
-            "slots": [[inner.index, inner.count] for inner in slots],
+            "slots": [
+                [
+                    inner.index,
+                    inner.count,
+                    None if inner.chain is None else inner.chain.entries(inner.count),
+                ]
+                for inner in slots
+            ],
             "at": where[:],
         }
 
@@ -363,7 +372,8 @@ def _reopen(
     saved = ctx.resume or {}
     try:
         wanted = {
-            int(index): (k, int(count)) for k, (index, count) in builtins.enumerate(saved["slots"])
+            int(slot[0]): (k, int(slot[1]), slot[2] if len(slot) > 2 else None)
+            for k, slot in builtins.enumerate(saved["slots"])
         }
         end = int(saved["pulled"])
         at = [int(n) for n in saved["at"]]
@@ -380,15 +390,18 @@ def _reopen(
         index, item = found
         pulled[0] = index + 1
         if index in wanted:
-            k, count = wanted[index]
+            k, count, entries = wanted[index]
             try:
-                inner = _Inner(fn(item), index, ctx, noted)
+                inner = _Inner(fn(item), index, ctx, noted, entries)
             except Exception as error:
                 annotate(error, ctx.label, index)
                 raise
             opened[k] = inner
-            for _ in itertools.islice(inner.iterator, count):  # handed out before
-                inner.count += 1
+            if inner.chain is not None and entries is not None:
+                inner.count = count  # a pipeline goes on from its own state
+            else:
+                for _ in itertools.islice(inner.iterator, count):  # handed out before
+                    inner.count += 1
     if any(inner is None for inner in opened):
         close_all(*(inner for inner in opened if inner is not None))
         raise ValueError(f"{ctx.label}: its input is shorter than its saved state says")

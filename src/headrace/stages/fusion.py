@@ -18,7 +18,7 @@ from typing import Any
 from headrace.errors import annotate
 from headrace.stages._guard import close_iterator
 
-__all__ = ["fuse", "inputs_taken"]
+__all__ = ["fuse", "fused_counts", "inputs_taken"]
 
 _KINDS = ("map", "starmap", "filter", "tap")
 
@@ -27,19 +27,16 @@ _KINDS = ("map", "starmap", "filter", "tap")
 def _compile(kinds: tuple[str, ...]) -> Callable[..., Iterator[Any]]:
     """Generate the fused generator function for one sequence of stage kinds."""
     lines = []
-    # n0: the input element last taken (from ``first``, the input count a resumed run
-    # starts at); n<k>: how many elements stage k has received, minus one.
-    counters = ["n0"]
+    # n0: the input element last taken (numbered from ``first``, the input count a
+    # resumed run starts at); d<k>: how many elements filter k dropped. Counting only
+    # drops costs nothing for the elements that pass, and tells every count: stage k
+    # received n0 + 1 - first minus the drops of the filters before it.
+    drops: list[str] = []
     body: list[str] = []
-    current = "n0"
     for k, kind in enumerate(kinds):
         if kind not in _KINDS:
             raise ValueError(f"cannot fuse a {kind!r} stage")
-        if k and kinds[k - 1] == "filter":
-            # After a filter, this stage sees fewer elements than the source gave.
-            current = f"n{k}"
-            counters.append(current)
-            body.append(f"        {current} += 1")
+        current = " - ".join(["n0", *drops])  # the element's number in stage k's input
         call = {
             "map": f"x = f{k}(x)",
             "starmap": f"x = f{k}(*x)",
@@ -51,20 +48,22 @@ def _compile(kinds: tuple[str, ...]) -> Callable[..., Iterator[Any]]:
             f"            {call}",
             "        except Exception as error:",
             f"            _annotate(error, labels[{k}], {current})",
+            "            n0 -= 1  # not taken: a resumed run tries it again",
             "            raise",
         ]
         if kind == "filter":
-            body += ["        if not keep:", "            continue"]
+            drops.append(f"d{k}")
+            body += ["        if not keep:", f"            d{k} += 1", "            continue"]
     params = ", ".join(f"f{k}" for k in range(len(kinds)))
     lines.append(f"def fused(upstream, {params}, labels, first, ends):")
     lines.append("    n0 = first - 1")
-    lines += [f"    {c} = -1" for c in counters[1:]]
+    lines += [f"    {d} = 0" for d in drops]
     lines.append("    try:")
     lines.append("        for n0, x in _enumerate(upstream, first):")
     lines += ["    " + line for line in body]
     lines.append("            yield x")
     lines.append("    finally:")
-    lines.append("        ends.append(n0 + 1)")
+    lines.append(f"        ends.append((n0 + 1, [{', '.join(drops)}]))")
     lines.append("        _close(upstream)")
     source = "\n".join(lines) + "\n"
     filename = f"<headrace fused {'-'.join(kinds)}>"
@@ -86,7 +85,7 @@ def fuse(
     fns: Sequence[Callable[[Any], Any]],
     labels: Sequence[str],
     first: int = 0,
-    ends: list[int] | None = None,
+    ends: list[tuple[int, list[int]]] | None = None,
 ) -> Iterator[Any]:
     """Apply map/filter/tap functions in order, in one generator.
 
@@ -105,7 +104,7 @@ def fuse(
     return made
 
 
-def inputs_taken(fused: Any, ends: list[int]) -> int:
+def inputs_taken(fused: Any, ends: list[tuple[int, list[int]]]) -> int:
     """How many input elements a generator :func:`fuse` made (with ``ends``) has taken,
     ``first`` included. Read from its frame, so counting costs nothing per element;
     call it while the generator is suspended or done.
@@ -115,8 +114,21 @@ def inputs_taken(fused: Any, ends: list[int]) -> int:
     >>> next(fused), inputs_taken(fused, ends), list(fused), inputs_taken(fused, ends)
     (5, 6, [6, 7, 8], 9)
     """
+    return fused_counts(fused, ends)[0]
+
+
+def fused_counts(fused: Any, ends: list[tuple[int, list[int]]]) -> tuple[int, list[int]]:
+    """``(inputs taken, drops of each filter in order)`` of a :func:`fuse` generator,
+    read from its frame while it is suspended, or from ``ends`` once it is done."""
     frame = fused.gi_frame
     if frame is None:
-        return ends[-1]
+        return ends[-1] if ends else (0, [])
     found = frame.f_locals
-    return int(found["n0"]) + 1 if "n0" in found else int(found["first"])
+    if "n0" not in found:  # not started
+        return int(found["first"]), []
+    drops = sorted(
+        (int(name[1:]), value)
+        for name, value in found.items()
+        if name[0] == "d" and name[1:].isdigit()
+    )
+    return int(found["n0"]) + 1, [int(value) for _, value in drops]
