@@ -41,6 +41,10 @@ def broken():
 
 
 not_a_pipeline = 42
+
+
+def needs_args(path):
+    return hr.text_lines(path)
 """
 
 
@@ -148,6 +152,7 @@ def test_bench_json_has_a_rate_per_worker_count(project: Path) -> None:
         (("bench", "pipelines.py:lines", "--workers", "2"), "is a pipeline, not a function"),
         (("bench", "pipelines.py:broken", "--workers", "2"), "does not take workers="),
         (("run", "pipelines.py:lines", "--items", "0"), "must be at least 1"),
+        (("run", "pipelines.py:needs_args"), "needs arguments"),
     ],
 )
 def test_a_wrong_target_or_option_is_a_usage_error(
@@ -181,3 +186,38 @@ def test_help_lists_every_command() -> None:
     sub = headrace(Path.cwd(), "bench", "--help")
     assert "--workers N [N ...]" in sub.stdout
     assert "MODULE_OR_FILE:NAME" in sub.stdout
+
+
+def test_a_module_whose_own_import_fails_is_a_failure_not_a_usage_error(project: Path) -> None:
+    (project / "loaders.py").write_text("import no_such_dependency_here\n")
+    done = headrace(project, "run", "loaders:p")
+    assert done.returncode == 1
+    assert "No module named 'no_such_dependency_here'" in done.stderr
+
+
+def test_output_piped_to_a_reader_that_stops_is_not_an_error(project: Path) -> None:
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "headrace",
+            "run",
+            "pipelines.py:lines",
+            "--epochs",
+            "40",
+            "--no-progress",
+        ],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None
+        assert child.stderr is not None
+        first = child.stdout.readline()
+        child.stdout.close()  # as `| head -1` does
+        error = child.stderr.read()
+        code = child.wait(timeout=120)
+    assert first.startswith("epoch 0: ")
+    assert code == 0, error
+    assert "Broken pipe" not in error

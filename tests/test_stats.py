@@ -8,9 +8,13 @@ sampled shares cannot mistake it; no test asserts a time.
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -281,3 +285,79 @@ def test_the_report_has_the_table_the_consumer_and_the_bottleneck() -> None:
 
 def test_format_table_is_reachable_as_headrace_stats() -> None:
     assert hr.stats.format_table is format_table
+
+
+# -- found by review ------------------------------------------------------------------------
+
+
+class _Trainer:
+    """Holds its run, and one of its methods is a stage: a reference cycle."""
+
+    def __init__(self) -> None:
+        self.loader = hr.range(100).map(self.augment).iter()
+        next(self.loader)
+
+    def augment(self, x: int) -> int:
+        return x
+
+
+def test_runs_in_reference_cycles_are_freed_and_leave_nothing(threads_left: Any) -> None:
+    import signal
+
+    trainers = [_Trainer() for _ in range(50)]
+    alive = [weakref.ref(t) for t in trainers]
+    del trainers
+    gc.collect()
+    assert [t for t in alive if t() is not None] == []
+    assert threads_left() == []
+    assert signal.getitimer(signal.ITIMER_VIRTUAL) == (0.0, 0.0)
+
+
+def test_a_function_the_loop_also_calls_is_not_billed_to_the_stage() -> None:
+    def normalize(x: int) -> int:
+        end = time.perf_counter() + 0.0005
+        while time.perf_counter() < end:
+            pass
+        return x
+
+    with hr.from_iterable(list(range(200))).map(abs).map(normalize).iter() as run:
+        for x in run:
+            for _ in range(6):
+                normalize(x)  # the loop's own work, with the same function
+        rows, verdict = run.stats(), run.bottleneck()
+    assert verdict["limit"] == "consumer"
+    assert rows[2]["share"] < 0.5
+
+
+def test_a_resumed_run_closed_at_once_counts_nothing() -> None:
+    pipeline = hr.range(100).filter(lambda x: x % 2).map(abs)
+    run = pipeline.iter(epoch=0)
+    for _ in range(20):
+        next(run)
+    state = run.state()
+    run.close()
+    with pipeline.iter(state=state) as resumed:
+        rows = resumed.stats()
+    assert [(row["items_in"], row["items_out"]) for row in rows] == [(0, 0)] * 3
+
+
+def test_the_timer_is_off_after_runs_end_and_at_exit(tmp_path: Path) -> None:
+    import signal
+
+    for _ in range(3):
+        list(hr.range(1000).map(abs).iter())
+    assert signal.getitimer(signal.ITIMER_VIRTUAL) == (0.0, 0.0)
+    # A run opened by an exit hook registered before headrace was imported.
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import atexit\n"
+        "def late():\n"
+        "    import headrace as hr\n"
+        "    global run\n"
+        "    run = hr.range(10**9).map(abs).iter()\n"
+        "    sum(x for _, x in zip(range(200000), run))\n"
+        "atexit.register(late)\n"
+        "import headrace\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -11,10 +11,28 @@ process-backend worker, which needs only the worker loop, never loads the rest.
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: Set when the interpreter exits: runs started from then on sample no signal.
+_exiting = False
+
+
+@atexit.register
+def _at_exit() -> None:
+    # Registered on import, so it runs after the exit hooks registered later; a
+    # statistics timer still running when the interpreter resets its signal handlers
+    # would end the process.
+    global _exiting
+    _exiting = True
+    stats = sys.modules.get("headrace.stats")
+    if stats is not None:
+        stats.stop_signals()
+
 
 #: Public name -> the module that defines it.
 _EXPORTS = {

@@ -20,15 +20,18 @@ __all__ = ["Progress", "format_progress"]
 _THREADS = itertools.count()
 
 
-def format_progress(count: int, seconds: float, total: int | None, what: str = "items") -> str:
-    """One progress line.
+def format_progress(
+    count: int, seconds: float, total: int | None, what: str = "items", *, first: int = 0
+) -> str:
+    """One progress line; ``first``: where the count started (a resumed run), for the
+    rate.
 
     >>> format_progress(2500, 2.0, None)
     '2,500 items  1,250/s  0:02'
     >>> format_progress(250, 1.0, 1000, "batches")
     ' 25% 250/1,000 batches  250/s  0:01 (0:03 left)'
     """
-    rate = count / seconds if seconds > 0 else 0.0
+    rate = (count - first) / seconds if seconds > 0 else 0.0
     shown = f"{rate:,.0f}/s" if rate >= 10 else f"{rate:.1f}/s"
     elapsed = _clock(seconds)
     if total:
@@ -45,7 +48,8 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    """Shows ``count()`` growing until :meth:`stop`; the thread ends then."""
+    """Shows ``count()`` growing until :meth:`stop`; the thread ends then. ``first``:
+    the count when it started (a resumed run), for the rate."""
 
     def __init__(
         self,
@@ -55,8 +59,10 @@ class Progress:
         what: str = "items",
         stream: TextIO | None = None,
         every_s: float | None = None,
+        first: int = 0,
     ) -> None:
         self._count = count
+        self._first = first
         self._total = total
         self._what = what
         self._stream = sys.stderr if stream is None else stream
@@ -84,7 +90,11 @@ class Progress:
                 return
             self._done = final
             line = format_progress(
-                self._count(), time.perf_counter() - self._started, self._total, self._what
+                self._count(),
+                time.perf_counter() - self._started,
+                self._total,
+                self._what,
+                first=self._first,
             )
             try:
                 if self._live:

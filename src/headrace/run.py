@@ -241,7 +241,7 @@ class _Opening:
 
             def counts() -> tuple[int, list[int]]:
                 taken, drops = fused_counts(fused, ends)
-                return taken - begin, drops
+                return max(taken - begin, 0), drops  # 0 for one closed before it began
 
             self.stats.fused_run(start, [s.name for s in run], kinds, fused, counts)
             self.stats.watch(start, fused, [getattr(fn, "__code__", None) for fn in fns])
@@ -479,6 +479,8 @@ class Run(itertools.chain[T], Generic[T]):
             except BaseException:
                 chain.close()
                 raise
+            if collector is not None:  # the replay is not this run's time
+                collector.restart_clock()
         # Counting in C (zip with a count), so that state() knows how many elements
         # the consumer has received, for some tens of nanoseconds an element. The
         # count comes second, so an element that fails or never comes is not counted.
@@ -498,6 +500,7 @@ class Run(itertools.chain[T], Generic[T]):
                 total=length if isinstance(length, int) else None,
                 what=_unit(pipeline.stages),
                 stream=None if progress is True else progress,
+                first=start,
             )
         end = _EndOfRun(chain, collector, shown)
         self = super().__new__(cls, counted, end)

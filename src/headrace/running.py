@@ -57,7 +57,8 @@ def load_target(target: str) -> Any:
         try:
             module = importlib.import_module(where)
         except ModuleNotFoundError as error:
-            if error.name and where.startswith(error.name):
+            # The module named (or a package above it), not one it imports.
+            if error.name and (where == error.name or where.startswith(error.name + ".")):
                 raise TargetError(f"no module named {where!r}") from None
             raise
     found: Any = module
@@ -80,14 +81,17 @@ def pipeline_of(found: Any, target: str, **kwargs: Any) -> Pipeline[Any]:
         return found
     if not callable(found):
         raise TargetError(f"{target} is a {type(found).__name__}, not a pipeline or a function")
-    if kwargs:
-        try:
-            inspect.signature(found).bind(**kwargs)
-        except TypeError:
-            names = ", ".join(f"{k}=" for k in kwargs)
-            raise TargetError(f"{target} does not take {names}") from None
-        except ValueError:
-            pass  # no signature to check (a builtin): let the call tell
+    try:
+        inspect.signature(found).bind(**kwargs)
+    except TypeError:
+        if not kwargs:
+            raise TargetError(
+                f"{target} needs arguments; name a function that needs none"
+            ) from None
+        names = ", ".join(f"{k}=" for k in kwargs)
+        raise TargetError(f"{target} does not take {names}") from None
+    except ValueError:
+        pass  # no signature to check (a builtin): let the call tell
     made = found(**kwargs)
     if not isinstance(made, Pipeline):
         raise TargetError(f"{target}() returned a {type(made).__name__}, not a pipeline")

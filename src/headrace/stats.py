@@ -9,8 +9,9 @@ nothing per element:
   C (``zip`` with ``itertools.count``); parallel stages keep their own counters;
 - time: the consumer's waiting for elements is measured; within the pipeline, a
   CPU-time timer signal (every 5 ms of CPU) notes the stage the consumer's thread is
-  in, and a thread checks every 5 ms how long that thread was blocked (reading,
-  sleeping) and where other threads (a prefetch's) are. A run on another thread than
+  in, and a thread (once the run has gone on for 50 ms) checks every 5 ms how long
+  that thread was blocked (reading, sleeping) and where other threads (a
+  prefetch's) are. A run on another thread than
   the main one takes its CPU samples from that thread instead, which lean towards code
   that releases the interpreter lock.
 
@@ -23,7 +24,6 @@ nothing per element:
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import signal
 import sys
@@ -145,7 +145,7 @@ class StageStats:
     #: to (for the sampler).
     frames: dict[int, tuple[Any, int]] = field(default_factory=dict)
     stage_frames: dict[int, Any] = field(default_factory=dict)
-    codes: dict[Any, int] = field(default_factory=dict)
+    codes: dict[Any, tuple[int, int]] = field(default_factory=dict)
     #: The consumer's thread and its CPU time when the run started; how many CPU-time
     #: samples were taken of it, and how many found it outside the pipeline.
     consumer: int = field(default_factory=threading.get_ident)
@@ -156,6 +156,9 @@ class StageStats:
     #: Seconds the consumer spent waiting for the run's next element (measured).
     waiting_s: float = 0.0
     sampler: _Sampler | None = None
+    #: What the sampling thread needs, until it starts: the run's nodes, and whether
+    #: it takes the CPU samples too.
+    pending: tuple[list[Any], bool] | None = None
 
     def record(self, index: int, name: str) -> StageRecord:
         """The record for stage ``index``, created on first use (``repeat`` reuses it)."""
@@ -185,7 +188,7 @@ class StageStats:
             self.frames[id(frame)] = (frame, index)
         for position, code in enumerate(codes or ()):
             if code is not None:
-                self.codes[code] = index + position
+                self.codes[code] = (index + position, index)
 
     def fused_run(
         self, first: int, names: list[str], kinds: list[str], fused: Any, counts: Any
@@ -204,14 +207,23 @@ class StageStats:
         signals = _SIGNALS.available()
         if signals:
             _SIGNALS.add(self)
-        self.sampler = _Sampler(self, nodes, cpu=not signals)
+        self.pending = (nodes, not signals)
 
     def timed(self, iterator: Iterator[Any]) -> Iterator[Any]:
-        """``iterator`` (the run's output), timing how long each element is waited for."""
+        """``iterator`` (the run's output), timing how long each element is waited for.
+
+        The sampling thread starts once the run has gone on for :data:`SHORTEST_S`
+        (a shorter run is too short to diagnose): short runs start no thread.
+        """
         clock = time.perf_counter
         try:
             while True:
                 start = clock()
+                if self.pending is not None and start - self.started > SHORTEST_S:
+                    nodes, cpu = self.pending
+                    self.pending = None
+                    if self.ended is None:
+                        self.sampler = _Sampler(self, nodes, cpu=cpu)
                 try:
                     item = next(iterator)
                 finally:
@@ -226,9 +238,19 @@ class StageStats:
             self.ended = time.perf_counter()
             if threading.get_ident() == self.consumer:
                 self.cpu_ended = time.thread_time()
+        # Frames keep their locals (the last elements) alive: not needed any more.
+        self.frames.clear()
+        self.stage_frames.clear()
+        self.codes.clear()
         _SIGNALS.discard(self)
+        self.pending = None
         if self.sampler is not None:
             self.sampler.stop()
+
+    def restart_clock(self) -> None:
+        """Start the run's clocks now (after a resumed run replayed its epoch)."""
+        self.started = time.perf_counter()
+        self.cpu_started = time.thread_time()
 
     def wall(self) -> float:
         return (self.ended or time.perf_counter()) - self.started
@@ -332,7 +354,9 @@ class _Sampler:
 
     def __init__(self, stats: StageStats, nodes: list[Any], *, cpu: bool) -> None:
         self._stats = weakref.ref(stats)
-        self._nodes = nodes
+        # Weakly: a run dropped by its user (even in a reference cycle) must be freed,
+        # and closed by its finalizer, not kept alive by the thread that watches it.
+        self._nodes = [weakref.ref(n) for n in nodes if hasattr(n, "gi_frame")]
         self._cpu = cpu
         self._consumer = stats.consumer
         try:
@@ -355,7 +379,7 @@ class _Sampler:
         wall, cpu = time.perf_counter(), self._cpu_time()
         while not self._stop.wait(SAMPLE_EVERY_S):
             stats = self._stats()
-            if stats is None or not any(getattr(n, "gi_frame", None) for n in self._nodes):
+            if stats is None or not any(_running(node) for node in self._nodes):
                 return  # the run is gone, or every generator of it has finished
             now, used = time.perf_counter(), self._cpu_time()
             self._look(stats, own, now - wall, max(now - wall - (used - cpu), 0.0))
@@ -389,6 +413,11 @@ class _Sampler:
                     record.elsewhere_s += elapsed
 
 
+def _running(node: weakref.ref[Any]) -> bool:
+    found = node()
+    return found is not None and found.gi_frame is not None
+
+
 def _record_of(stats: StageStats, frame: FrameType | None) -> StageRecord | None:
     """The record of the (non-parallel) stage ``frame`` is in, if any."""
     stage = _stage_of(frame, stats.frames, stats.codes)
@@ -420,11 +449,18 @@ class _SignalSampler:
     def __init__(self) -> None:
         # Replaced whole, never changed in place: the handler may run at any moment.
         self._runs: tuple[weakref.ref[StageStats], ...] = ()
-        self._lock = threading.Lock()
+        # Reentrant: allocating inside may run the garbage collector, which may stop
+        # (discard) a dropped run on this very thread.
+        self._lock = threading.RLock()
+        self._closed = False
 
     def available(self) -> bool:
         """Whether this thread can sample by signal: the main thread, a platform
         with ``setitimer``, and ``SIGVTALRM`` not handled by someone else."""
+        import headrace
+
+        if self._closed or headrace._exiting:
+            return False
         if threading.current_thread() is not threading.main_thread():
             return False
         number = getattr(signal, "SIGVTALRM", None)
@@ -437,8 +473,9 @@ class _SignalSampler:
             first = not self._runs
             self._runs = (*self._runs, weakref.ref(stats))
             if first:
-                signal.signal(signal.SIGVTALRM, self._handle)
-                signal.siginterrupt(signal.SIGVTALRM, False)  # system calls go on
+                if signal.getsignal(signal.SIGVTALRM) != self._handle:
+                    signal.signal(signal.SIGVTALRM, self._handle)
+                    signal.siginterrupt(signal.SIGVTALRM, False)  # system calls go on
                 signal.setitimer(signal.ITIMER_VIRTUAL, SAMPLE_EVERY_S, SAMPLE_EVERY_S)
 
     def discard(self, stats: StageStats) -> None:
@@ -450,12 +487,10 @@ class _SignalSampler:
                 self._off()
 
     def _off(self) -> None:
-        """Stop the timer; on the main thread, leave the signal ignored (a signal
-        still on its way then finds no default action to end the process)."""
+        """Stop the timer. The handler stays: a signal still on its way must not find
+        the default action (which ends the process); with no run it does nothing, and
+        programs started later get the default action back, as for every handler."""
         signal.setitimer(signal.ITIMER_VIRTUAL, 0)
-        main = threading.current_thread() is threading.main_thread()
-        if main and signal.getsignal(signal.SIGVTALRM) == self._handle:
-            signal.signal(signal.SIGVTALRM, signal.SIG_IGN)
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
         found = False
@@ -471,26 +506,38 @@ class _SignalSampler:
     def shutdown(self) -> None:
         """At exit: no timer may outlive the interpreter's handlers."""
         with self._lock:
+            self._closed = True
             self._runs = ()
             self._off()
 
 
 _SIGNALS = _SignalSampler()
-atexit.register(_SIGNALS.shutdown)
+
+
+def stop_signals() -> None:
+    """Stop the timer for good (the interpreter is exiting)."""
+    _SIGNALS.shutdown()
 
 
 def _stage_of(
-    frame: FrameType | None, frames: dict[int, tuple[Any, int]], codes: dict[Any, int]
+    frame: FrameType | None,
+    frames: dict[int, tuple[Any, int]],
+    codes: dict[Any, tuple[int, int]],
 ) -> int | None:
-    """The stage a thread is in: the innermost stage generator on its stack, or the
-    fused stage whose function is running."""
+    """The stage a thread is in: the innermost stage generator on its stack or, when
+    that is a fused run's, the stage of the fused run whose function is running (a
+    function counts only when this run's fused generator called it: the same
+    function called by the training loop or another run is not this stage's work)."""
+    member = None
     while frame is not None:
-        stage = codes.get(frame.f_code)
-        if stage is not None:
-            return stage
+        if member is None:
+            member = codes.get(frame.f_code)
         found = frames.get(id(frame))
         if found is not None and found[0] is frame:
-            return found[1]
+            stage = found[1]
+            if member is not None and member[1] == stage:  # called by its fused run
+                return member[0]
+            return stage
         frame = frame.f_back
     return None
 

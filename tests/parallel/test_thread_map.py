@@ -212,9 +212,9 @@ def test_workers_zero_calls_fn_inline_on_the_consumers_thread(live_threads):
         assert alive == []
     calls.clear()
     assert list(hr.range(5).map(record, workers=0)) == list(range(5))
-    for thread, alive in calls:  # with statistics, only their sampling thread
+    for thread, alive in calls:  # statistics start no thread for a run this short
         assert thread is threading.current_thread()
-        assert [name.rsplit("-", 1)[0] for name in alive] == ["headrace-stats"]
+        assert alive == []
 
 
 @pytest.mark.parametrize("workers", [1, 2, 4])

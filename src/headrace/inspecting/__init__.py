@@ -143,7 +143,11 @@ def inspect_command(args: argparse.Namespace) -> int:
         # The reader of the output has gone (``| head``): not a failure of the inspection.
         # Standard output goes to /dev/null so that the flush at exit does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    if not any(part["records"] for part in report["datasets"]):
+    problems = report["problems"] or any(part["problems"] for part in report["datasets"])
+    if not any(part["records"] for part in report["datasets"]) and (
+        problems or not report["datasets"]
+    ):
+        # Nothing read, and something in the way (empty files are not a failure).
         print(
             f"headrace inspect: error: not one record of {args.path!r} could be read "
             "(see the problems above)",
