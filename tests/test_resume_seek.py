@@ -310,3 +310,30 @@ def test_pipelines_made_per_element_go_on_from_their_own_state(kind: str, files:
     first = next(resumed)
     assert len(calls) <= 2  # not the lines of the open files again
     assert [*taken, first, *resumed] == full
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz", ".bz2"])
+@pytest.mark.parametrize("reader", ["text_lines", "read_jsonl"])
+def test_a_line_reader_seeks_to_its_saved_offset(reader: str, suffix: str, tmp_path: Path) -> None:
+    import bz2
+    import gzip
+
+    text = "".join(f'{{"n": {i}}}\n' for i in range(5000))
+    path = tmp_path / f"big.jsonl{suffix}"
+    opener = {"": open, ".gz": gzip.open, ".bz2": bz2.open}[suffix]
+    with opener(path, "wt") as out:
+        out.write(text)
+    pipeline = getattr(hr, reader)(str(path))
+    full = list(pipeline.iter(epoch=0))
+    run = pipeline.iter(epoch=0)
+    taken = [next(run) for _ in range(3000)]
+    state = json.loads(json.dumps(run.state()))
+    run.close()
+    saved = state["stages"][0]["read"]
+    assert saved["records"] == 3000
+    assert saved["offset"] == len(text.encode()[: text.index('{"n": 3000}')])
+    assert taken + list(pipeline.iter(state=state)) == full
+    # The lines are not read again: with a wrong line count, the offset still holds
+    # (only the line numbers in error notes would be off).
+    saved["records"] = 1
+    assert next(iter(pipeline.iter(state=state))) == full[3000]

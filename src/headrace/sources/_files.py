@@ -33,7 +33,7 @@ import re
 import string
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar, Self, cast
 
 from headrace._checks import check_int
@@ -289,6 +289,15 @@ class _Layered(io.BufferedIOBase):
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._stream)
 
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def skip_to(self, offset: int) -> None:
+        """Go forward to ``offset`` of the decompressed bytes (decompressing up to
+        there). Not ``seek``: a reader that seeks about (pyarrow in a compressed
+        Parquet file) would decompress from the start at every backward seek."""
+        self._stream.seek(offset)
+
     def close(self) -> None:
         try:
             self._stream.close()
@@ -299,9 +308,9 @@ class _Layered(io.BufferedIOBase):
 
 @dataclass(slots=True)
 class ReadPosition:
-    """Where a file reader is: the file (an index into the run's sorted, sharded list)
-    and how many of its input records (lines, rows, members) are behind the last
-    record handed out.
+    """Where a file reader is: the file (an index into the run's sorted, sharded list),
+    how many of its input records (lines, rows, members) are behind the last record
+    handed out and, for the line readers, the byte offset after them.
 
     Plain data: :meth:`as_dict` and :meth:`from_dict` round-trip through JSON. A reader
     started from a position yields what the reader it was taken from would have
@@ -311,13 +320,24 @@ class ReadPosition:
     file: int = 0
     records: int = 0
     path: str = ""
+    #: Where the line readers stand in the file's (decompressed) bytes after
+    #: ``records`` lines, or -1: a resumed reader seeks there instead of reading
+    #: those lines again. Taken from ``stream`` when the position is saved.
+    offset: int = -1
+    #: The open stream of a line reader (not saved).
+    stream: Any = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "records": self.records, "path": self.path}
+        saved: dict[str, Any] = {"file": self.file, "records": self.records, "path": self.path}
+        if self.stream is not None:
+            with contextlib.suppress(OSError, ValueError, AttributeError):  # cannot tell
+                saved["offset"] = int(self.stream.tell())
+        return saved
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReadPosition:
-        return cls(int(data["file"]), int(data["records"]), str(data.get("path", "")))
+        offset = int(data.get("offset", -1))
+        return cls(int(data["file"]), int(data["records"]), str(data.get("path", "")), offset)
 
 
 def open_reader(
@@ -460,7 +480,10 @@ DAMAGED = (EOFError, zlib.error, OSError)
 def line_file(path: str, tally: Tally, position: ReadPosition) -> Iterator[Iterator[bytes]]:
     """The raw lines of a file after the first ``position.records``, for a ``with`` block.
 
-    The reader sets ``position.records`` to each line's number as it reads it. A file
+    Those lines are not read again when ``position.offset`` says where they end and the
+    stream can go there. The reader sets ``position.records`` to each line's number as
+    it reads it; ``position.stream`` is the open stream meanwhile (its offset is saved
+    with the position). A file
     that cannot be opened gives no lines; one that turns out damaged or cut short
     ends the block early. Both are rejected under the policy, the second with the
     line where reading stopped.
@@ -472,8 +495,9 @@ def line_file(path: str, tally: Tally, position: ReadPosition) -> Iterator[Itera
     with stream:
         try:
             start = position.records
-            if start:
+            if start and not _seek(stream, position.offset):
                 next(itertools.islice(stream, start - 1, start), None)
+            position.stream = stream
             yield stream
         except DAMAGED as error:
             line = position.records
@@ -482,6 +506,26 @@ def line_file(path: str, tally: Tally, position: ReadPosition) -> Iterator[Itera
                 f"{path}:{line + 1}",
                 f"the file is damaged or cut short after line {line} ({error})",
             )
+        finally:
+            position.stream, position.offset = None, -1
+
+
+def _seek(stream: io.BufferedIOBase, offset: int) -> bool:
+    """Move ``stream`` to ``offset`` if it can (a compressed stream decompresses up to
+    there, in C); ``False`` when the lines must be read again instead."""
+    if offset < 0:
+        return False
+    if isinstance(stream, _Layered):
+        # Damage met on the way is the file's, as it would be reading the lines.
+        stream.skip_to(offset)
+        return True
+    try:
+        if not stream.seekable():
+            return False
+        stream.seek(offset)  # fails, if at all, before moving
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def open_or_reject(path: str, tally: Tally) -> io.BufferedIOBase | None:
