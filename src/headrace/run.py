@@ -30,6 +30,7 @@ from headrace.stages._state import (
     Tracker,
     count_of,
     passing_over,
+    saved_count,
 )
 from headrace.stages.fusion import fuse, fused_counts, inputs_taken
 from headrace.stats import StageStats, diagnose, format_report
@@ -62,6 +63,13 @@ class Chain:
         """The chain's state after it handed out ``position`` elements of its epoch (see
         ``headrace.stages._state``), or ``None`` when only replaying can resume it."""
         return None if self.tracker is None else self.tracker.entries(position)
+
+    def closing(self) -> Iterator[Any]:
+        """Yield from the chain and close all of it however the consumer stops."""
+        try:
+            yield from self.iterator
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Close every node that can be closed, downstream first.
@@ -105,6 +113,11 @@ def open_chain(
     the stage that opened it. ``entries``: a saved state to go on from (what
     :meth:`Chain.entries` gave). If a stage fails to open, what was opened is closed.
     """
+    if entries is not None and not (isinstance(entries, list) and len(entries) == len(stages)):
+        where = path.rstrip(" >") or "the pipeline"
+        raise ValueError(
+            f"{where}: the saved state does not fit its {len(stages)} stages: {entries!r:.80}"
+        )
     nodes: list[Any] = []
     tracker = Tracker(stages)
     opening = _Opening(stages, epoch, stats, nodes, path, seed, tracker)
@@ -162,7 +175,7 @@ class _Opening:
                 self.path,
                 stage.name,
                 own,
-                _start(entry),
+                saved_count(entry, "start", self.label(index)),
                 entry,
                 self.tracker,
             )
@@ -177,7 +190,7 @@ class _Opening:
                     if not isinstance(below, list):
                         raise ValueError(f"{ctx.label}: its saved input is not a list")
                 upstream = self.open(index, below)
-                skip = _count("skip", entry.get("skip", 0)) if entry is not None else 0
+                skip = saved_count(entry, "skip", ctx.label)
                 if skip > ctx.start:
                     raise ValueError(f"{ctx.label}: its saved skip is past its position")
                 ahead = None
@@ -230,7 +243,7 @@ class _Opening:
             # The group's input count is its first filter's (the stages before it give
             # one output per input); the later filters' counts do not matter.
             first = start + kinds.index("filter")
-            begin = _start(_entry(entries, first, self.label))
+            begin = saved_count(_entry(entries, first, self.label), "start", self.label(first))
         fused = fuse(upstream, kinds, fns, labels, begin, ends)
         if "filter" in kinds:
             self.tracker.getters[first] = lambda _: {"start": inputs_taken(fused, ends)}
@@ -243,7 +256,7 @@ class _Opening:
                 taken, drops = fused_counts(fused, ends)
                 return max(taken - begin, 0), drops  # 0 for one closed before it began
 
-            self.stats.fused_run(start, [s.name for s in run], kinds, fused, counts)
+            self.stats.fused_run(start, [s.name for s in run], kinds, counts)
             self.stats.watch(start, fused, [getattr(fn, "__code__", None) for fn in fns])
         return fused
 
@@ -308,16 +321,6 @@ def _passing(position: int) -> Entry:
     return {}
 
 
-def _start(entry: Entry) -> int:
-    return 0 if entry is None else _count("start", entry.get("start", 0))
-
-
-def _count(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"a saved {name!r} must be a non-negative int, got {value!r:.80}")
-    return value
-
-
 def _noting(
     upstream: Iterator[Any],
     first: int,
@@ -347,14 +350,6 @@ def _skip(iterator: Iterator[Any], count: int, pipeline: Pipeline[Any], epoch: i
             f"of it yields only {skipped} (was the state taken from another pipeline, "
             "or have its files changed?)"
         )
-
-
-def _closing(chain: Chain) -> Iterator[Any]:
-    """Yield from ``chain`` and close all of it however the consumer stops."""
-    try:
-        yield from chain.iterator
-    finally:
-        chain.close()
 
 
 class _EndOfRun:
@@ -471,7 +466,7 @@ class Run(itertools.chain[T], Generic[T]):
         if not isinstance(chain.iterator, types.GeneratorType):
             # Only a generator stops cleanly once closed: a C iterator (range, a list's
             # iterator) would go on yielding, and a file would raise on its next read.
-            chain.iterator = _closing(Chain(chain.iterator, []))
+            chain.iterator = Chain(chain.iterator, []).closing()
             chain.nodes.append(chain.iterator)
         if start and entries is None:
             try:

@@ -458,8 +458,6 @@ def _run_share(
 ) -> Iterator[Any]:
     from headrace.run import open_chain
 
-    if saved is not None and not (isinstance(saved, list) and len(saved) == len(share.stages)):
-        raise ValueError(f"{ctx.label}: its saved share state does not fit the share")
     # The share's stages take the places they have in the share itself (in error notes
     # and in the seeds they derive), so that this run is that of the share.
     seed = share.seed if share.seed is not None else ctx.seed
@@ -470,14 +468,7 @@ def _run_share(
         return None if inner is None else {"placement": placement, "inner": inner}
 
     ctx.keep(entry)
-
-    def run() -> Iterator[Any]:
-        try:
-            yield from chain.iterator
-        finally:
-            chain.close()
-
-    return run()
+    return chain.closing()
 
 
 # -- where this process stands ------------------------------------------------------

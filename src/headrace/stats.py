@@ -190,9 +190,7 @@ class StageStats:
             if code is not None:
                 self.codes[code] = (index + position, index)
 
-    def fused_run(
-        self, first: int, names: list[str], kinds: list[str], fused: Any, counts: Any
-    ) -> None:
+    def fused_run(self, first: int, names: list[str], kinds: list[str], counts: Any) -> None:
         """Register a fused run of stages starting at ``first``."""
         for position, name in enumerate(names):
             self.record(first + position, name)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from headrace.stages._state import Entries, Entry, Getter, Tracker
+from headrace.stages._state import Entries, Entry, Getter, Tracker, saved_count
 
 if TYPE_CHECKING:
     from headrace.run import Chain
@@ -99,12 +99,7 @@ class StageContext:
 
     def saved(self, name: str) -> int:
         """A count from this stage's saved entry (0 when there is none), checked."""
-        value = 0 if self.resume is None else self.resume.get(name, 0)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(
-                f"{self.label}: its saved {name!r} must be a non-negative int, got {value!r:.80}"
-            )
-        return value
+        return saved_count(self.resume, name, self.label)
 
     def upstream_entries(self, snapshot: int | Entries | None) -> Entries | None:
         """The entries of a :meth:`snapshot`, for an ``"upstream"`` field."""

@@ -41,6 +41,7 @@ __all__ = [
     "encode_plain",
     "pack_counts",
     "passing_over",
+    "saved_count",
     "unpack_counts",
 ]
 
@@ -79,6 +80,17 @@ class _Counted(map):  # type: ignore[type-arg]
         close = getattr(self._source, "close", None)
         if close is not None:
             close()
+
+
+def saved_count(entry: Entry, name: str, where: str) -> int:
+    """The count ``name`` of a stage's saved ``entry`` (0 when it has none), checked:
+    ``ValueError`` naming ``where`` (the stage) when it is not a non-negative int."""
+    value = 0 if entry is None else entry.get(name, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(
+            f"{where}: its saved {name!r} must be a non-negative int, got {value!r:.80}"
+        )
+    return value
 
 
 def passing_over(upstream: Iterator[Any], count: int) -> Iterator[Any]:

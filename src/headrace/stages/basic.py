@@ -188,10 +188,6 @@ def _flat_map(
                         # in the pipeline's own next epoch: the run replays the same way.
                         where = ctx.inner_path(f"for input element {index}")
                         seed = produced.seed if produced.seed is not None else ctx.seed
-                        if resumed is not None and (
-                            not isinstance(resumed, list) or len(resumed) != len(produced.stages)
-                        ):
-                            raise ValueError(f"{label}: its saved inner state does not fit")
                         chain = open_chain(produced.stages, ctx.epoch, None, where, seed, resumed)
                         if resumed is not None:
                             drop = 0  # the pipeline goes on from its own state

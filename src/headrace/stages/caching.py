@@ -16,15 +16,12 @@ import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from headrace.errors import HeadraceError
 from headrace.stages._base import RUN_LOCK, Length, OpenUpstream, Stage, StageContext
 from headrace.stages._guard import close_iterator
 from headrace.stages._state import Entry, passing_over
-
-if TYPE_CHECKING:
-    from headrace.run import Chain
 
 __all__ = ["Cache", "CacheFileError"]
 
@@ -93,7 +90,7 @@ class Cache(Stage):
                 raise ValueError(f"{ctx.label}: its saved epoch {epoch!r} is not a list of ints")
             chain = upstream(tuple(epoch), None)
             ctx.keep(lambda position: {**_replaying(position), "epoch": epoch})
-            return passing_over(_closing(chain), at)
+            return passing_over(chain.closing(), at)
         saved = ctx.resume.get("inner") if ctx.resume is not None else None
         chain = upstream(ctx.epoch, saved)
 
@@ -103,10 +100,10 @@ class Cache(Stage):
 
         ctx.keep(filling)
         if mode == "fill":
-            return _closing(chain)
+            return chain.closing()
         if self._path is not None:
-            return _fill_file(_closing(chain), self._path)
-        return self._fill_memory(_closing(chain), ctx.epoch)
+            return _fill_file(chain.closing(), self._path)
+        return self._fill_memory(chain.closing(), ctx.epoch)
 
     def _fill_memory(self, upstream: Iterator[Any], epoch: tuple[int, ...]) -> Iterator[Any]:
         items: list[Any] = []
@@ -140,13 +137,6 @@ class Cache(Stage):
 
 def _replaying(position: int) -> dict[str, Any]:
     return {"mode": "replay", "at": position}
-
-
-def _closing(chain: Chain) -> Iterator[Any]:
-    try:
-        yield from chain.iterator
-    finally:
-        chain.close()
 
 
 # A cache file is one pickle per element, then this fixed-size trailer: the magic

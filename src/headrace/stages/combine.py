@@ -34,10 +34,6 @@ def _open_sub(
     from its saved ``entries`` if given."""
     from headrace.run import open_chain
 
-    if entries is not None and not (
-        isinstance(entries, list) and len(entries) == len(pipeline.stages)
-    ):
-        raise ValueError(f"{ctx.label}: the saved state of {path.strip(' >')} does not fit it")
     seed = pipeline.seed if pipeline.seed is not None else ctx.seed
     return open_chain(pipeline.stages, ctx.epoch, None, path, seed, entries)
 
