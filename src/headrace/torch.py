@@ -37,14 +37,15 @@ loop.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any
 
-import cloudpickle
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from headrace import _pickling
 from headrace._checks import check_bool, check_int
 from headrace.pipeline import Pipeline, as_pipeline
 from headrace.sharding import shard
@@ -170,11 +171,11 @@ class TorchDataset(IterableDataset[Any]):
 
     def __reduce__(self) -> tuple[Callable[[bytes], TorchDataset], tuple[bytes]]:
         state = (self._pipeline, self._device, self._pin_memory, self._epoch, self._worker_runs)
-        return (_restore, (cloudpickle.dumps(state),))
+        return (_restore, (_pickling.dumps(state),))
 
 
 def _restore(payload: bytes) -> TorchDataset:
-    pipeline, device, pin_memory, epoch, worker_runs = cloudpickle.loads(payload)
+    pipeline, device, pin_memory, epoch, worker_runs = pickle.loads(payload)
     dataset = TorchDataset(pipeline, device=device, pin_memory=pin_memory)
     dataset._epoch = epoch
     dataset._worker_runs = worker_runs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import collections
 import os
 import pickle
@@ -413,11 +414,23 @@ import headrace as hr
 import headrace.torch as hrt
 from torch.utils.data import DataLoader
 
+
+def refuse_three(x):
+    if x % 1000 == 3:
+        raise ValueError(f"refused {x}")  # the line a worker's traceback shows
+    return x
+
+
 if __name__ == "__main__":
     offset = int(sys.argv[1])
     dataset = hrt.to_torch(hr.range(40).map(lambda x: x + offset).filter(lambda x: x % 2))
     loader = DataLoader(dataset, batch_size=None, num_workers=2, multiprocessing_context="spawn")
     print(sorted(int(x) for x in loader))
+    failing = hrt.to_torch(hr.range(8).map(lambda x: x + offset).map(refuse_three))
+    try:
+        list(DataLoader(failing, batch_size=None, num_workers=1, multiprocessing_context="spawn"))
+    except ValueError as error:
+        print(repr(str(error)))
 """
 
 
@@ -440,7 +453,19 @@ def test_the_dataset_pickles_lambdas_and_all_for_spawned_workers(tmp_path: Path)
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.strip() == str([x + offset for x in range(40) if (x + offset) % 2])
+    output, message = completed.stdout.strip().splitlines()
+    assert output == str([x + offset for x in range(40) if (x + offset) % 2])
+    # The worker's traceback names the script's own file, line and source line, though
+    # the function travelled to the spawned worker by value.
+    message = ast.literal_eval(message)
+    line = (
+        SPAWNED.splitlines().index(
+            '        raise ValueError(f"refused {x}")  # the line a worker\'s traceback shows'
+        )
+        + 1
+    )
+    assert f'File "{script}", line {line}, in refuse_three' in message, message
+    assert 'raise ValueError(f"refused {x}")' in message, message
 
 
 def test_pin_memory_and_cuda_devices_are_refused_inside_worker_processes() -> None:

@@ -92,8 +92,7 @@ class ProcessPool:
     """The worker processes of one run, and the pipes to them."""
 
     def __init__(self, call: Callable[[int, Any], Any], workers: int, label: str) -> None:
-        import cloudpickle
-
+        from headrace import _pickling
         from headrace.parallel import _transport
 
         self.transport = _transport
@@ -109,7 +108,7 @@ class ProcessPool:
         #: Set when the thread this pool is driven from (a prefetch thread) must stop.
         self.stop = _stop.current()
         try:
-            payload = cloudpickle.dumps(call, protocol=5)
+            payload = _pickling.dumps(call, protocol=5)
         except Exception as error:
             error.add_note(
                 f"headrace: {label} could not send its function to worker processes; "
