@@ -148,7 +148,7 @@ def test_bench_json_has_a_rate_per_worker_count(project: Path) -> None:
         (("run", "missing.py:lines"), "no such file: missing.py"),
         (("run", "no_such_module:lines"), "no module named 'no_such_module'"),
         (("run", "pipelines.py"), "is not MODULE_OR_FILE:NAME"),
-        (("run", "pipelines.py:not_a_pipeline"), "is a int, not a pipeline"),
+        (("run", "pipelines.py:not_a_pipeline"), "is an int, not a pipeline"),
         (("bench", "pipelines.py:lines", "--workers", "2"), "is a pipeline, not a function"),
         (("bench", "pipelines.py:broken", "--workers", "2"), "does not take workers="),
         (("run", "pipelines.py:lines", "--items", "0"), "must be at least 1"),
@@ -174,8 +174,37 @@ def test_a_failing_pipeline_is_one_line_and_exit_1(project: Path) -> None:
     assert lines[0].endswith(
         "(raised in stage 1 'map(broken.<lambda>)' on its input element 0 (0-based))"
     )
-    debug = headrace(project, "--debug", "run", "pipelines.py:broken", "--no-progress")
-    assert "Traceback" in debug.stderr
+    # --debug before or after the command adds the traceback and keeps the exit code.
+    for args in (
+        ("--debug", "run", "pipelines.py:broken", "--no-progress"),
+        ("run", "pipelines.py:broken", "--no-progress", "--debug"),
+        ("run", "--debug", "pipelines.py:broken", "--no-progress"),
+    ):
+        debug = headrace(project, *args)
+        assert debug.returncode == 1, (args, debug.stderr)
+        assert "Traceback (most recent call last)" in debug.stderr, args
+        assert "ValueError: invalid literal for int()" in debug.stderr, args
+        assert debug.stderr.strip().splitlines()[-1] == lines[0], args
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_keeps_the_exit_code_of_a_usage_error(project: Path, where: str) -> None:
+    args = ["run", "pipelines.py:not_a_pipeline"]
+    args = ["--debug", *args] if where == "before" else [*args, "--debug"]
+    done = headrace(project, *args)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback (most recent call last)" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith("is an int, not a pipeline or a function")
+
+
+def test_every_command_takes_debug_after_it(project: Path) -> None:
+    for command in ("demo", "run", "bench", "inspect"):
+        done = headrace(project, command, "--help")
+        assert done.returncode == 0
+        assert "--debug" in done.stdout, command
+    # Without --debug given anywhere, a failure stays one line.
+    done = headrace(project, "inspect", str(project / "nothing-here-*.csv"))
+    assert "Traceback" not in done.stderr
 
 
 def test_help_lists_every_command() -> None:

@@ -1,7 +1,7 @@
 """The ``headrace`` command line.
 
 Exit codes: 0 success, 1 failure, 2 usage error. Failures print one line; ``--debug``
-prints the traceback too.
+(before or after the command) prints the traceback too, and keeps the exit code.
 """
 
 from __future__ import annotations
@@ -10,12 +10,15 @@ import argparse
 import os
 import sys
 import tempfile
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 import headrace
 
 __all__ = ["main", "run"]
+
+_DEBUG_HELP = "on failure, print the traceback as well (the exit code stays the same)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"headrace {headrace.__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on failure")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser(
@@ -62,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
 
     add_commands(commands)
     add_inspect_command(commands)
+    # --debug is read before or after the command (``headrace run x:p --debug``); given
+    # after it, it must not reset the value given before.
+    for command in commands.choices.values():
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP
+        )
     return parser
 
 
@@ -137,9 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as error:
-        if args.debug:
-            raise
         from headrace.running import TargetError
+
+        if args.debug:
+            traceback.print_exc()
 
         # The note headrace adds names the stage and the element: keep it on the line.
         notes = [

@@ -80,7 +80,9 @@ def pipeline_of(found: Any, target: str, **kwargs: Any) -> Pipeline[Any]:
             )
         return found
     if not callable(found):
-        raise TargetError(f"{target} is a {type(found).__name__}, not a pipeline or a function")
+        kind = type(found).__name__
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
+        raise TargetError(f"{target} is {article} {kind}, not a pipeline or a function")
     try:
         inspect.signature(found).bind(**kwargs)
     except TypeError:
