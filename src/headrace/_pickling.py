@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import linecache
+import os
 import pickle
 import types
 from collections import ChainMap
@@ -60,14 +61,15 @@ def _reduce_code(code: types.CodeType) -> Any:
 
 
 def _lines_in_memory(filename: str) -> list[str] | None:
-    """The source lines :mod:`linecache` holds for ``filename`` and no file has."""
+    """The source lines :mod:`linecache` holds for ``filename`` when no file has them."""
     entry = linecache.cache.get(filename)
-    # Entries read from a file carry its mtime; those registered by hand (IPython's
-    # cells, the REPL of Python 3.13) carry None and exist nowhere else.
-    if entry is not None and len(entry) == 4 and entry[1] is None:
-        lines = entry[2]
-        if isinstance(lines, list) and all(isinstance(line, str) for line in lines):
-            return lines
+    # IPython's cells, the REPL of Python 3.13 and code given to exec register their
+    # lines by hand under a name that is no file; a lazy entry (one field) has none.
+    if entry is None or len(entry) != 4 or os.path.isfile(entry[3]):
+        return None
+    lines = entry[2]
+    if isinstance(lines, list) and all(isinstance(line, str) for line in lines):
+        return lines
     return None
 
 

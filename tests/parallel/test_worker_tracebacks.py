@@ -238,7 +238,10 @@ def test_functions_sent_by_value_keep_their_files_and_still_run() -> None:
     assert pickle.loads(_pickling.dumps(fn))(2) == 7
 
 
-def test_in_memory_source_travels_only_when_no_file_holds_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mtime", [None, 1.0e9], ids=["no-mtime", "with-mtime"])
+def test_in_memory_source_travels_only_when_no_file_holds_it(
+    tmp_path: Path, mtime: float | None
+) -> None:
     import linecache
     import pickle
 
@@ -250,8 +253,9 @@ def test_in_memory_source_travels_only_when_no_file_holds_it(tmp_path: Path) -> 
             return x + 1
         """
     )
+    # Newer IPython registers a cell without an mtime, older IPython with one.
     name = "<cell-test-only>"
-    linecache.cache[name] = (len(source), None, source.splitlines(True), name)
+    linecache.cache[name] = (len(source), mtime, source.splitlines(True), name)
     scope: dict[str, object] = {}
     exec(compile(source, name, "exec"), scope)
     try:
