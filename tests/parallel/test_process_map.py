@@ -839,20 +839,29 @@ import headrace as hr
 
 print("script body runs", flush=True)
 
+STEP = 1
+
 
 class Point:
     def __init__(self, x):
         self.x = x
 
+    def moved(self):
+        return Point(self.x + STEP)
+
 
 def shift(point):
     assert type(point).__name__ == "Point"
-    return Point(point.x + 1)
+    return point.moved()
 
 
 points = [Point(i) for i in range(6)]
 out = list(hr.from_iterable(points).map(shift, workers=2, backend="process"))
 print(all(type(p) is Point for p in out), [p.x for p in out], flush=True)
+# Point came back inside the results: this script's class is left as it was, its
+# methods still this file's and still reading this module's globals.
+STEP = 100
+print(Point(1).moved().x, Point.moved.__code__.co_filename == __file__, flush=True)
 """
 
 
@@ -878,7 +887,8 @@ def test_a_script_without_a_main_guard_maps_instances_of_its_own_classes(tmp_pat
     assert child.returncode == 0, stderr
     lines = stdout.splitlines()
     assert lines.count("script body runs") == 1, stdout  # workers did not run __main__
-    assert lines[-1] == "True [1, 2, 3, 4, 5, 6]", stdout
+    assert lines[-2] == "True [1, 2, 3, 4, 5, 6]", stdout
+    assert lines[-1] == "101 True", stdout
 
 
 # -- waits that another thread must be able to stop -------------------------------------

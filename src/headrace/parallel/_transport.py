@@ -1,9 +1,10 @@
 """How elements and results cross between processes: pickle, with big buffers in shared memory.
 
-A message is pickled with protocol 5 by cloudpickle, so that instances of classes
-defined in a script's ``__main__`` cross too (and come back as the same class). Every
-buffer the pickler offers out of band (the data of contiguous numpy arrays, wherever
-they sit in tuples, dicts or objects) of at least ``threshold`` bytes is copied into
+A message is pickled with protocol 5 by cloudpickle (through
+:func:`headrace._pickling.dumps`), so that instances of classes defined in a script's
+``__main__`` cross too, and come back as the same class, untouched. Every buffer the
+pickler offers out of band (the data of contiguous numpy arrays, wherever they sit
+in tuples, dicts or objects) of at least ``threshold`` bytes is copied into
 a POSIX shared-memory segment; the pipe carries only the pickle stream and the
 segment's name.
 
@@ -33,8 +34,9 @@ import sys
 from collections import OrderedDict
 from typing import Any, Final
 
-import cloudpickle
 import numpy as np
+
+from headrace._pickling import dumps
 
 try:
     import _posixshmem
@@ -82,7 +84,7 @@ class Arena:
         """The bytes that carry ``obj``."""
         threshold = self.threshold
         if threshold is None:
-            return _PLAIN + _dumps(obj)
+            return _PLAIN + dumps(obj, protocol=5)
         buffers: list[memoryview] = []
 
         def in_band(buffer: pickle.PickleBuffer) -> bool:
@@ -95,7 +97,7 @@ class Arena:
             buffers.append(raw)
             return False
 
-        body: bytes = cloudpickle.dumps(obj, protocol=5, buffer_callback=in_band)
+        body = dumps(obj, protocol=5, buffer_callback=in_band)
         # A big pickle stream (a long string, a list of many objects) goes through the
         # segment too: through the pipe it would block the sender until the receiver,
         # perhaps busy with a long call, reads it.
@@ -112,7 +114,7 @@ class Arena:
             name = self._take(size)
         except OSError:
             # /dev/shm is full or unavailable: the pipe still works.
-            return _PLAIN + _dumps(obj)
+            return _PLAIN + dumps(obj, protocol=5)
         mapped = self._own[name]
         for (offset, length), part in zip(spans, parts, strict=True):
             mapped[offset : offset + length] = part
@@ -185,11 +187,6 @@ class Arena:
             _, oldest = self._peer.popitem(last=False)
             oldest.close()
         return mapped
-
-
-def _dumps(obj: object) -> bytes:
-    data: bytes = cloudpickle.dumps(obj, protocol=5)
-    return data
 
 
 def _create(name: str, size: int) -> mmap.mmap:

@@ -25,8 +25,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-import cloudpickle
-
+from headrace._pickling import dumps
 from headrace.parallel._protocol import FAILURE, FREE, INDEX, READY, RESULT, TASK, TIMED
 from headrace.parallel._transport import Arena, remove_segments
 
@@ -134,7 +133,7 @@ def failure(error: BaseException) -> bytes:
     text = "".join(traceback.format_exception(type(error), error, tb))
     exc: bytes | None = None
     try:
-        data: bytes = cloudpickle.dumps(error, protocol=5)
+        data = dumps(error, protocol=5)
         pickle.loads(data)  # an exception that pickles may still fail to rebuild
         exc = data
     except Exception:

@@ -1,11 +1,12 @@
-"""A process worker's traceback names the user's file and line and shows the source line.
+"""What travels to process workers by value: their tracebacks, and their classes.
 
-Functions that workers cannot import travel by value (cloudpickle rebuilds their code
-objects there), and cloudpickle 3.1.3 and later rename the file of such code to
-``<dynamic-code>``. These tests run a real script as ``__main__`` in a fresh
+Functions and classes that workers cannot import travel by value (cloudpickle
+rebuilds their code there), and cloudpickle 3.1.3 and later rename the file of such
+code to ``<dynamic-code>``. These tests run a real script as ``__main__`` in a fresh
 interpreter, as a user runs a training script, and read the traceback notes its
 errors arrive with: for every kind of function that travels by value, under the
 cloudpickle the test environment locks and under the oldest one the project admits.
+A class that travels back and forth is reused as it is where it is already whole.
 """
 
 from __future__ import annotations
@@ -72,6 +73,16 @@ class Scaler:
         return x * self.factor
 
 
+class Record:
+    def __init__(self, x):
+        self.x = x
+
+    def check(self):
+        if self.x == 2:
+            raise TypeError(f"record {self.x} refused")  # raises: element_method
+        return self.x
+
+
 def jitter(x, rng):
     if x == 2:
         raise RuntimeError(f"cannot jitter {x}")  # raises: random_map
@@ -105,6 +116,7 @@ cases = {
     "closure": numbers.map(make_limit(2), workers=2, backend="process"),
     "nested_function": numbers.map(nested_function(), workers=2, backend="process"),
     "method": numbers.map(Scaler(3).apply, workers=2, backend="process"),
+    "element_method": numbers.map(Record).map(lambda r: r.check(), workers=2, backend="process"),
     "registered_module": numbers.map(tb_helpers.check_positive, workers=2, backend="process"),
     "random_map": numbers.random_map(jitter, seed=0, workers=2, backend="process"),
     "nested_pipeline": hr.zip(numbers.map(parse, workers=2, backend="process"), numbers),
@@ -274,3 +286,61 @@ def test_in_memory_source_travels_only_when_no_file_holds_it(
         assert linecache.getline(name, 2).strip() == "return x + 1"
     finally:
         linecache.cache.pop(name, None)
+
+
+def test_a_class_that_comes_back_is_reused_as_it_is() -> None:
+    import pickle
+
+    from headrace import _pickling
+
+    scale = {"factor": 2}
+
+    class Sample:  # defined in a function: sent by value
+        def __init__(self, x: int) -> None:
+            self.x = x
+
+        def scaled(self) -> int:
+            return self.x * scale["factor"]
+
+    method = Sample.__dict__["scaled"]
+    back = pickle.loads(_pickling.dumps(Sample(3)))
+    # cloudpickle found the class it already had; its attributes were not set again
+    # (they would be copies, their closures and globals snapshots of the payload's).
+    assert type(back) is Sample
+    assert Sample.__dict__["scaled"] is method
+    scale["factor"] = 10
+    assert back.scaled() == 30
+    # Plain cloudpickle replaces the method with a copy (what this module mends).
+    pickle.loads(cloudpickle.dumps(Sample(3)))
+    assert Sample.__dict__["scaled"] is not method
+
+
+def test_a_class_rebuilt_elsewhere_is_complete_after_the_first_payload(tmp_path: Path) -> None:
+    from headrace import _pickling
+
+    class Box:
+        def __init__(self, x: int) -> None:
+            self.x = x
+
+        def get(self) -> int:
+            return self.x
+
+    first, second = tmp_path / "first.pkl", tmp_path / "second.pkl"
+    first.write_bytes(_pickling.dumps(Box(1)))
+    second.write_bytes(_pickling.dumps(Box(2)))
+    # A fresh interpreter rebuilds Box from the first payload; the second reuses it.
+    code = (
+        "import pickle, sys\n"
+        "a = pickle.loads(open(sys.argv[1], 'rb').read())\n"
+        "get = type(a).__dict__['get']\n"
+        "b = pickle.loads(open(sys.argv[2], 'rb').read())\n"
+        "print(type(a) is type(b), type(b).__dict__['get'] is get, a.get(), b.get())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(first), str(second)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "1", "2"]
