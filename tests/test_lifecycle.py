@@ -12,7 +12,7 @@ import pytest
 
 import headrace as hr
 from headrace import stages
-from headrace.stages._base import Stage
+from headrace.engine.stage import Stage
 
 # -- user code that records when its ``finally:`` runs ------------------------------
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import headrace as hr
-from headrace.stages._state import Tracker
+from headrace.engine.stage import Tracker
 
 pytestmark = pytest.mark.usefixtures("nothing_left_running")
 

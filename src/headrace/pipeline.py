@@ -25,11 +25,11 @@ from typing import Any, Generic, TextIO, TypeGuard, TypeVar, overload
 import numpy as np
 
 from headrace._checks import check_int, check_seed
+from headrace.engine.stage import INFINITE, RUN_LOCK, Length, Stage
 from headrace.parallel import ParallelMap, Prefetch, RandomMap
 from headrace.parallel.threads import check_backend, pool_options
 from headrace.policy import ErrorPolicy, OnError
 from headrace.run import STATE_FORMAT, Run, fingerprint
-from headrace.stages._base import INFINITE, RUN_LOCK, Length, Stage
 from headrace.stages.basic import (
     Enumerate,
     Filter,

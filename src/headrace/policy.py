@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 from headrace.errors import ParseError
 
 if TYPE_CHECKING:
-    from headrace.stages._base import StageContext
+    from headrace.engine.stage import StageContext
 
 __all__ = ["ErrorPolicy", "OnError", "ParseError", "Tally"]
 
@@ -80,12 +80,8 @@ class ErrorPolicy:
     def tally(self, ctx: StageContext) -> Tally:
         """The counts of one run of the stage ``ctx`` describes."""
         tally = Tally(self, ctx.label)
-        if ctx.stats is not None:
-            record = ctx.stats.record(ctx.index, ctx.name)
-            if record.tally is None:
-                record.tally = tally
-            else:  # opened again in the same run (inside repeat): count on
-                tally = record.tally
+        if ctx.stats is not None:  # opened again in the same run (repeat): count on
+            tally = ctx.stats.shared(ctx.index, ctx.name, "tally", tally)
         return tally
 
 

@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from headrace._checks import check_int
+from headrace.engine.guard import close_iterator
+from headrace.engine.stage import INFINITE, Length, Stage, StageContext, first_unfixed
+from headrace.engine.state import Entry
 from headrace.parallel import ParallelMap, Prefetch, RandomMap
 from headrace.pipeline import Pipeline
 from headrace.sources._files import FileSource
-from headrace.stages._base import INFINITE, Length, Stage, StageContext, first_unfixed
-from headrace.stages._guard import close_iterator
-from headrace.stages._state import Entry
 from headrace.stages.basic import FlatMap, FusedStage
 from headrace.stages.batching import Batch, Unbatch
 from headrace.stages.caching import Cache
@@ -456,7 +456,7 @@ class _ProcessShare(Stage):
 def _run_share(
     share: Pipeline[Any], ctx: StageContext, placement: list[int], saved: Any
 ) -> Iterator[Any]:
-    from headrace.run import open_chain
+    from headrace.engine.opening import open_chain
 
     # The share's stages take the places they have in the share itself (in error notes
     # and in the seeds they derive), so that this run is that of the share.

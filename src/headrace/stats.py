@@ -32,15 +32,15 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from headrace.stages._state import count_of, counting
+from headrace.engine.state import count_of, counting
 
 if TYPE_CHECKING:
     from types import FrameType
 
+    from headrace.engine.stage import StageContext
     from headrace.policy import Tally
-    from headrace.stages._base import StageContext
 
 __all__ = ["PoolCounters", "StageRecord", "StageStats", "diagnose", "format_report", "format_table"]
 
@@ -51,6 +51,8 @@ SHORTEST_S = 0.05
 
 _SAMPLERS = itertools.count()
 
+
+_V = TypeVar("_V")
 
 @dataclass(slots=True)
 class PoolCounters:
@@ -86,10 +88,7 @@ class PoolCounters:
         """
         if ctx.stats is None:
             return cls()
-        record = ctx.stats.record(ctx.index, ctx.name)
-        if record.pool is None:
-            record.pool = cls()
-        return record.pool
+        return ctx.stats.shared(ctx.index, ctx.name, "pool", cls())
 
 
 @dataclass(slots=True)
@@ -166,6 +165,16 @@ class StageStats:
         if found is None:
             found = self.records[index] = StageRecord(index, name)
         return found
+
+    def shared(self, index: int, name: str, kind: str, value: _V) -> _V:
+        """The ``pool`` or ``tally`` of stage ``index``: ``value`` when it has none yet,
+        else the one an earlier opening in this run gave (inside ``repeat``)."""
+        record = self.record(index, name)
+        found = getattr(record, kind)
+        if found is None:
+            setattr(record, kind, value)
+            return value
+        return found  # type: ignore[no-any-return]
 
     def count(self, index: int, name: str, iterator: Iterator[Any]) -> Iterator[Any]:
         """``iterator`` (what stage ``index`` hands out) counted in C."""

@@ -48,8 +48,8 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 import tensorflow as tf
 
+from headrace.engine.stage import INFINITE
 from headrace.pipeline import Pipeline, as_pipeline
-from headrace.stages._base import INFINITE
 
 if TYPE_CHECKING:
     from headrace.run import Run

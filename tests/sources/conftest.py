@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from headrace.engine.stage import Stage, StageContext
 from headrace.errors import StageLabel
 from headrace.sources._files import ReadPosition
-from headrace.stages._base import Stage, StageContext
 
 
 def _context(stage: Stage) -> StageContext:

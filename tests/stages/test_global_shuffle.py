@@ -20,9 +20,9 @@ import pytest
 
 import headrace as hr
 from headrace._seeds import derive_seed, python_rng
+from headrace.engine.stage import StageContext
 from headrace.errors import StageLabel
 from headrace.sharding import shard
-from headrace.stages._base import StageContext
 from headrace.stages.permute import (
     CHUNK,
     EXACT_UP_TO,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from headrace.stages._guard import close_iterator
+from headrace.engine.guard import close_iterator
 from headrace.stats import PoolCounters
 
 __all__ = ["Failed", "WorkerPool", "drive"]

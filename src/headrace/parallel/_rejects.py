@@ -14,10 +14,10 @@ import builtins
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+from headrace.engine.guard import close_iterator
+from headrace.engine.stage import StageContext
 from headrace.errors import ParseError, annotate
 from headrace.policy import ErrorPolicy
-from headrace.stages._base import StageContext
-from headrace.stages._guard import close_iterator
 
 __all__ = ["DATA_ERRORS", "Guarded", "Rejected", "inline", "screen"]
 

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from headrace._checks import check_callable
+from headrace.engine.stage import Length, Stage, StageContext
+from headrace.engine.state import count_of, counting
 from headrace.errors import describe_callable
 from headrace.parallel._drive import drive
 from headrace.parallel._protocol import Plain
@@ -18,8 +20,6 @@ from headrace.parallel._rejects import Guarded, inline, screen
 from headrace.parallel.processes import ProcessPool
 from headrace.parallel.threads import ThreadPool, check_backend, pool_options
 from headrace.policy import ErrorPolicy
-from headrace.stages._base import Length, Stage, StageContext
-from headrace.stages._state import count_of, counting
 from headrace.stats import PoolCounters
 
 __all__ = ["CallStage", "ParallelMap", "run_pool"]

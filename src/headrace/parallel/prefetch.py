@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from headrace._checks import check_int
+from headrace.engine.guard import close_iterator
+from headrace.engine.stage import Length, Stage, StageContext
 from headrace.parallel import _stop
-from headrace.stages._base import Length, Stage, StageContext
-from headrace.stages._guard import close_iterator
 from headrace.stats import PoolCounters
 
 __all__ = ["Prefetch"]

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from headrace._checks import check_int
+from headrace.engine.stage import StageContext
 from headrace.errors import describe_callable
 from headrace.parallel._protocol import Seeded, element_rng
 from headrace.parallel.pool import CallStage
-from headrace.stages._base import StageContext
 
 __all__ = ["RandomMap", "element_rng"]
 

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar, Self, cast
 
 from headrace._checks import check_int
+from headrace.engine.stage import Length, Stage, StageContext
 from headrace.policy import ErrorPolicy, Tally
-from headrace.stages._base import Length, Stage, StageContext
 
 __all__ = [
     "DAMAGED",

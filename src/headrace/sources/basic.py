@@ -19,9 +19,9 @@ from typing import Any, cast
 import numpy as np
 
 from headrace._checks import check_callable, check_int
+from headrace.engine.guard import drive
+from headrace.engine.stage import RUN_LOCK, Length, Stage, StageContext
 from headrace.errors import describe_callable
-from headrace.stages._base import RUN_LOCK, Length, Stage, StageContext
-from headrace.stages._guard import drive
 
 __all__ = ["FromGenerator", "FromIterable", "Range"]
 

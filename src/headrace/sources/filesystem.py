@@ -21,6 +21,7 @@ from typing import Any
 
 from headrace._checks import check_bool, check_shuffle
 from headrace._seeds import python_rng
+from headrace.engine.stage import Length, Stage, StageContext
 from headrace.errors import DecodeError
 from headrace.policy import Tally
 from headrace.sources._files import (
@@ -31,7 +32,6 @@ from headrace.sources._files import (
     line_file,
     normalise_paths,
 )
-from headrace.stages._base import Length, Stage, StageContext
 
 __all__ = ["Files", "TextLines"]
 

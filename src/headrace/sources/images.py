@@ -34,6 +34,7 @@ from typing import Any, Final, cast, overload
 
 from headrace._checks import check_shuffle
 from headrace._seeds import python_rng
+from headrace.engine.stage import RUN_LOCK, StageContext
 from headrace.pipeline import Pipeline
 from headrace.policy import Tally
 from headrace.sources._files import (
@@ -43,7 +44,6 @@ from headrace.sources._files import (
     local_path,
     remote_filesystem,
 )
-from headrace.stages._base import RUN_LOCK, StageContext
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFiles", "ImageFolder", "image_folder"]
 

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from headrace._checks import check_callable, check_int, check_optional_int
+from headrace.engine.guard import close_iterator
+from headrace.engine.stage import Length, Stage, StageContext
 from headrace.errors import annotate
 from headrace.pipeline import Pipeline
 from headrace.policy import ErrorPolicy, OnError, Tally
 from headrace.sources._files import ReadPosition, open_reader
-from headrace.stages._base import Length, Stage, StageContext
-from headrace.stages._guard import close_iterator
 
 __all__ = ["ReadSql", "read_sql"]
 

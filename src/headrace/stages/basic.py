@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from headrace._checks import check_callable, check_int
+from headrace.engine.fusion import fuse, inputs_taken
+from headrace.engine.guard import close_iterator, drive
+from headrace.engine.stage import Length, Stage, StageContext
+from headrace.engine.state import Entry, count_of, counting, decode_plain, encode_plain
 from headrace.errors import annotate, describe_callable, mark
-from headrace.stages._base import Length, Stage, StageContext
-from headrace.stages._guard import close_iterator, drive
-from headrace.stages._state import Entry, count_of, counting, decode_plain, encode_plain
-from headrace.stages.fusion import fuse, inputs_taken
 
 __all__ = [
     "drop_while",
@@ -153,8 +153,8 @@ class FlatMap(Stage):
 def _flat_map(
     upstream: Iterator[Any], fn: Callable[[Any], Iterable[Any]], ctx: StageContext
 ) -> Iterator[Any]:
+    from headrace.engine.opening import open_chain
     from headrace.pipeline import Pipeline
-    from headrace.run import open_chain
 
     label = ctx.label
     # The state: the input as it stood before the element being expanded, and how

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from headrace._checks import check_bool, check_callable, check_int
+from headrace.engine.guard import close_iterator
+from headrace.engine.stage import INFINITE, Length, Stage, StageContext
+from headrace.engine.state import Entry
 from headrace.errors import annotate
-from headrace.stages._base import INFINITE, Length, Stage, StageContext
-from headrace.stages._guard import close_iterator
-from headrace.stages._state import Entry
 
 __all__ = ["batch", "collate", "padded_batch", "unbatch"]
 

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from headrace.engine.guard import close_iterator
+from headrace.engine.stage import RUN_LOCK, Length, OpenUpstream, Stage, StageContext
+from headrace.engine.state import Entry, passing_over
 from headrace.errors import HeadraceError
-from headrace.stages._base import RUN_LOCK, Length, OpenUpstream, Stage, StageContext
-from headrace.stages._guard import close_iterator
-from headrace.stages._state import Entry, passing_over
 
 __all__ = ["Cache", "CacheFileError"]
 

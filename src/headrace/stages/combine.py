@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from headrace._checks import check_bool, check_callable, check_int, check_optional_int
+from headrace.engine.guard import close_all, close_iterator
+from headrace.engine.stage import INFINITE, Length, OpenUpstream, Stage, StageContext, first_unfixed
+from headrace.engine.state import Entries, Entry, count_of, counting
 from headrace.errors import annotate, describe_callable
-from headrace.stages._base import INFINITE, Length, OpenUpstream, Stage, StageContext, first_unfixed
-from headrace.stages._guard import close_all, close_iterator
-from headrace.stages._state import Entries, Entry, count_of, counting
 
 if TYPE_CHECKING:
+    from headrace.engine.chain import Chain
     from headrace.pipeline import Pipeline
-    from headrace.run import Chain
 
 __all__ = ["Concat", "Interleave", "Repeat", "Zip", "concat", "interleave", "repeat", "zip"]
 
@@ -32,7 +32,7 @@ def _open_sub(
 ) -> Chain:
     """Open a pipeline nested in the stage of ``ctx``: its own seed, or the stage's;
     from its saved ``entries`` if given."""
-    from headrace.run import open_chain
+    from headrace.engine.opening import open_chain
 
     seed = pipeline.seed if pipeline.seed is not None else ctx.seed
     return open_chain(pipeline.stages, ctx.epoch, None, path, seed, entries)

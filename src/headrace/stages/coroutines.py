@@ -27,9 +27,9 @@ import builtins
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
+from headrace.engine.guard import close_all, close_iterator
+from headrace.engine.stage import RUN_LOCK, Stage, StageContext
 from headrace.errors import annotate, describe_callable
-from headrace.stages._base import RUN_LOCK, Stage, StageContext
-from headrace.stages._guard import close_all, close_iterator
 
 __all__ = ["Coroutine", "GeneratorPipeline", "coroutine"]
 

@@ -10,10 +10,10 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from headrace.engine.guard import close_iterator
+from headrace.engine.stage import Length, Stage, StageContext
+from headrace.engine.state import count_of, counting
 from headrace.policy import ErrorPolicy
-from headrace.stages._base import Length, Stage, StageContext
-from headrace.stages._guard import close_iterator
-from headrace.stages._state import count_of, counting
 
 __all__ = ["Parse", "parse"]
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from headrace._checks import check_int, check_seed
 from headrace._seeds import python_rng
-from headrace.stages._base import Length, Stage, StageContext
+from headrace.engine.stage import Length, Stage, StageContext
 
 if TYPE_CHECKING:
     from headrace.pipeline import Pipeline

@@ -15,9 +15,9 @@ from typing import Any
 
 from headrace._checks import check_int, check_seed
 from headrace._seeds import python_rng
-from headrace.stages._base import Length, Stage, StageContext
-from headrace.stages._guard import close_iterator
-from headrace.stages._state import Entry, pack_counts, unpack_counts
+from headrace.engine.guard import close_iterator
+from headrace.engine.stage import Length, Stage, StageContext
+from headrace.engine.state import Entry, pack_counts, unpack_counts
 
 __all__ = ["shuffle"]
 

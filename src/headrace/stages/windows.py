@@ -13,9 +13,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from headrace._checks import check_bool, check_int, check_optional_int
-from headrace.stages._base import INFINITE, Length, Stage, StageContext
-from headrace.stages._guard import close_iterator
-from headrace.stages._state import Entry
+from headrace.engine.guard import close_iterator
+from headrace.engine.stage import INFINITE, Length, Stage, StageContext
+from headrace.engine.state import Entry
 
 __all__ = ["window"]
 

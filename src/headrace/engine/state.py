@@ -25,16 +25,12 @@ import base64
 import itertools
 import operator
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from headrace.stages._base import Stage
+from typing import Any
 
 __all__ = [
     "Entries",
     "Entry",
     "Getter",
-    "Tracker",
     "count_of",
     "counting",
     "decode_plain",
@@ -175,53 +171,3 @@ def decode_plain(data: Any, where: str) -> Any:
         if kind == "dict" and isinstance(inside, dict):
             return {k: decode_plain(v, where) for k, v in inside.items()}
     raise ValueError(f"{where}: its saved value is damaged: {data!r:.80}")
-
-
-class Tracker:
-    """The getters of the live stages of one opened chain, and the walk over them."""
-
-    __slots__ = ("getters", "stages")
-
-    def __init__(self, stages: Sequence[Stage]) -> None:
-        self.stages = stages
-        self.getters: dict[int, Getter] = {}
-
-    def live_below(self, index: int) -> bool:
-        """Whether a stage before ``index`` keeps live state (its entries must then be
-        read when it stands where they are wanted, not worked out later from counts)."""
-        return any(i < index for i in self.getters)
-
-    def entries(self, position: int, end: int | None = None) -> Entries | None:
-        """The state of ``stages[:end]`` (all by default) after the last of them has
-        handed out ``position`` elements of the epoch; ``None`` if some stage cannot
-        tell, so that resuming means replaying."""
-        end = len(self.stages) if end is None else end
-        entries: Entries = [None] * end
-        count = position
-        index = end - 1
-        while index >= 0:
-            stage = self.stages[index]
-            getter = self.getters.get(index)
-            if getter is not None:
-                entry = getter(count)
-                if entry is None:
-                    return None
-                entries[index] = entry or None
-                if "upstream" in entry or stage.is_source or stage.lazy_upstream:
-                    break  # the stages below are in the entry, or have nothing to add
-                count = entry.get("start", count)
-            elif stage.lazy_upstream:
-                return None
-            elif stage.is_source:
-                if not stage.seekable:
-                    return None
-                entries[index] = {"start": count} if count else None
-                break
-            else:
-                upstream = stage.resume_upstream(count)
-                if upstream is None:
-                    return None
-                count = upstream
-                entries[index] = {"start": count} if count else None
-            index -= 1
-        return entries

@@ -15,8 +15,8 @@ import linecache
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from headrace.engine.guard import close_iterator
 from headrace.errors import annotate
-from headrace.stages._guard import close_iterator
 
 __all__ = ["fuse", "fused_counts", "inputs_taken"]
 

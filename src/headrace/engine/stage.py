@@ -5,15 +5,14 @@ from __future__ import annotations
 import itertools
 import math
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, TypeVar
 
-from headrace.stages._state import Entries, Entry, Getter, Tracker, saved_count
+from headrace.engine.state import Entries, Entry, Getter, saved_count
 
 if TYPE_CHECKING:
-    from headrace.run import Chain
-    from headrace.stats import StageStats
+    from headrace.engine.chain import Chain
 
 __all__ = [
     "INFINITE",
@@ -22,6 +21,8 @@ __all__ = [
     "OpenUpstream",
     "Stage",
     "StageContext",
+    "StatsSink",
+    "Tracker",
     "first_unfixed",
 ]
 
@@ -30,6 +31,38 @@ __all__ = [
 #: objects free of locks, so descriptions pickle; it is taken once per run, never per
 #: element, so sharing it costs nothing measurable.
 RUN_LOCK: Final = threading.Lock()
+
+_V = TypeVar("_V")
+
+
+class StatsSink(Protocol):
+    """What the engine and the stages tell a run's statistics (``headrace.stats``
+    implements it); ``None`` in a context when the run collects none."""
+
+    def count(self, index: int, name: str, iterator: Iterator[Any]) -> Iterator[Any]:
+        """``iterator`` (what stage ``index`` hands out), counted."""
+        ...
+
+    def record(self, index: int, name: str) -> object:
+        """Make sure stage ``index`` has a row, even when another stage counts it."""
+        ...
+
+    def watch(self, index: int, iterator: Any, codes: list[Any] | None = None) -> None:
+        """Let the sampler tell when a thread runs ``iterator`` (stage ``index``)."""
+        ...
+
+    def fused_run(
+        self, first: int, names: list[str], kinds: list[str], counts: Callable[[], Any]
+    ) -> None:
+        """A fused run of stages from ``first``; ``counts()`` gives (inputs, drops)."""
+        ...
+
+    def shared(self, index: int, name: str, kind: str, value: _V) -> _V:
+        """The ``kind`` of figures (``"pool"``, ``"tally"``) stage ``index`` reports:
+        ``value`` on its first opening in the run, what that opening gave later on
+        (inside ``repeat``), so every opening adds to the same figures."""
+        ...
+
 
 #: The length of an endless stream (``repeat()`` of a non-empty pipeline).
 INFINITE: Final = math.inf
@@ -55,7 +88,7 @@ class StageContext:
     #: ``repeat()``, so every repetition of a shuffled upstream draws a new order.
     epoch: tuple[int, ...]
     #: Collects per-stage figures when the run was started with ``stats=True``.
-    stats: StageStats | None = None
+    stats: StatsSink | None = None
     #: Where this stage's chain sits when it is a nested pipeline (inside ``zip``,
     #: ``concat`` or ``interleave``): a prefix of its label, empty at the top level.
     path: str = ""
@@ -229,3 +262,53 @@ class Stage:
 
     def __repr__(self) -> str:
         return self.name
+
+
+class Tracker:
+    """The getters of the live stages of one opened chain, and the walk over them."""
+
+    __slots__ = ("getters", "stages")
+
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        self.stages = stages
+        self.getters: dict[int, Getter] = {}
+
+    def live_below(self, index: int) -> bool:
+        """Whether a stage before ``index`` keeps live state (its entries must then be
+        read when it stands where they are wanted, not worked out later from counts)."""
+        return any(i < index for i in self.getters)
+
+    def entries(self, position: int, end: int | None = None) -> Entries | None:
+        """The state of ``stages[:end]`` (all by default) after the last of them has
+        handed out ``position`` elements of the epoch; ``None`` if some stage cannot
+        tell, so that resuming means replaying."""
+        end = len(self.stages) if end is None else end
+        entries: Entries = [None] * end
+        count = position
+        index = end - 1
+        while index >= 0:
+            stage = self.stages[index]
+            getter = self.getters.get(index)
+            if getter is not None:
+                entry = getter(count)
+                if entry is None:
+                    return None
+                entries[index] = entry or None
+                if "upstream" in entry or stage.is_source or stage.lazy_upstream:
+                    break  # the stages below are in the entry, or have nothing to add
+                count = entry.get("start", count)
+            elif stage.lazy_upstream:
+                return None
+            elif stage.is_source:
+                if not stage.seekable:
+                    return None
+                entries[index] = {"start": count} if count else None
+                break
+            else:
+                upstream = stage.resume_upstream(count)
+                if upstream is None:
+                    return None
+                count = upstream
+                entries[index] = {"start": count} if count else None
+            index -= 1
+        return entries

@@ -1,0 +1,273 @@
+"""Opening a chain of stages for one run, and owning what it opened.
+
+Who closes what: every stage generator closes its upstream when it ends (exhausted,
+failed or closed), so an ending anywhere releases everything upstream of it. On top
+of that a :class:`Chain` remembers every closeable node it opened, so closing a run
+from outside reaches them all, downstream first, even nodes that never started.
+
+:func:`open_chain` walks the stages from the consumer's end towards the source: each
+stage gets a :class:`~headrace.engine.stage.StageContext` (its label, epoch path,
+seed, saved entry) and the iterator of the stages before it; runs of ``map``,
+``filter`` and ``tap`` are fused into one generator (:mod:`headrace.engine.fusion`);
+stages that decide when to open their input (``repeat``, ``cache``) get a function
+that opens it instead; a stage resuming from an entry with ``"upstream"`` gets its
+input opened from that state.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from headrace._seeds import derive_seed
+from headrace.engine.chain import Chain
+from headrace.engine.fusion import fuse, fused_counts, inputs_taken
+from headrace.engine.guard import close_iterator
+from headrace.engine.stage import OpenUpstream, Stage, StageContext, StatsSink, Tracker
+from headrace.engine.state import Entries, Entry, Getter, passing_over, saved_count
+from headrace.errors import StageLabel
+
+__all__ = ["open_chain"]
+
+
+def open_chain(
+    stages: Sequence[Stage],
+    epoch: tuple[int, ...],
+    stats: StatsSink | None,
+    path: str = "",
+    seed: int | None = None,
+    entries: Entries | None = None,
+) -> Chain:
+    """Open ``stages`` (a source first) for one run of the given epoch path.
+
+    ``path`` prefixes every stage label, naming where a nested pipeline sits inside
+    the stage that opened it. ``entries``: a saved state to go on from (what
+    :meth:`Chain.entries` gave). If a stage fails to open, what was opened is closed.
+    """
+    if entries is not None and not (isinstance(entries, list) and len(entries) == len(stages)):
+        where = path.rstrip(" >") or "the pipeline"
+        raise ValueError(
+            f"{where}: the saved state does not fit its {len(stages)} stages: {entries!r:.80}"
+        )
+    nodes: list[Any] = []
+    tracker = Tracker(stages)
+    opening = _Opening(stages, epoch, stats, nodes, path, seed, tracker)
+    try:
+        iterator = opening.open(len(stages), entries)
+    except BaseException:
+        Chain(iter(()), nodes).close()
+        raise
+    return Chain(iterator, nodes, tracker.entries)
+
+
+class _Opening:
+    """What every stage of one chain is opened with."""
+
+    __slots__ = ("epoch", "nodes", "path", "scope", "seed", "stages", "stats", "tracker")
+
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        epoch: tuple[int, ...],
+        stats: StatsSink | None,
+        nodes: list[Any],
+        path: str,
+        seed: int | None,
+        tracker: Tracker,
+    ) -> None:
+        self.stages = stages
+        self.epoch = epoch
+        self.stats = stats
+        self.nodes = nodes
+        self.path = path
+        self.scope = object()  # tells this chain's error notes from those of nested chains
+        self.seed = seed
+        self.tracker = tracker
+
+    def label(self, position: int) -> StageLabel:
+        name = self.stages[position].name
+        return StageLabel(f"{self.path}stage {position} {name!r}", self.scope)
+
+    def open(self, end: int, entries: Entries | None, *, counted: bool = True) -> Iterator[Any]:
+        """The iterator of ``stages[:end]``, registering closeable nodes in ``nodes``;
+        ``counted=False`` when the caller counts what it takes (a fused run)."""
+        index = end - 1
+        stage = self.stages[index]
+        entry = _entry(entries, index, self.label)
+        if stage.fuse_kind is not None and self._fusible(index, entries):
+            iterator = self._open_fused(index, entries)
+        else:
+            own = None if self.seed is None else derive_seed(self.seed, f"{self.path}{index}")
+            ctx = StageContext(
+                index,
+                self.label(index),
+                self.epoch,
+                self.stats,
+                self.path,
+                stage.name,
+                own,
+                saved_count(entry, "start", self.label(index)),
+                entry,
+                self.tracker,
+            )
+            if stage.is_source:
+                iterator = stage.open(iter(()), ctx)
+            elif stage.lazy_upstream:
+                iterator = stage.open_lazy(self._lazy(index), ctx)
+            else:
+                below = entries
+                if entry is not None and "upstream" in entry:
+                    below = entry["upstream"]
+                    if not isinstance(below, list):
+                        raise ValueError(f"{ctx.label}: its saved input is not a list")
+                upstream = self.open(index, below)
+                skip = saved_count(entry, "skip", ctx.label)
+                if skip > ctx.start:
+                    raise ValueError(f"{ctx.label}: its saved skip is past its position")
+                ahead = None
+                if stage.read_ahead:
+                    # Noted from where the stages below stand now, before the skip.
+                    upstream, ahead = self._reading_ahead(stage, upstream, ctx, ctx.start - skip)
+                if skip:  # a state noted before this stage's position (see _reading_ahead)
+                    upstream = passing_over(upstream, skip)
+                iterator = stage.open(upstream, ctx)
+                if ahead is not None:
+                    # After open: the stage's own getter (if any) counts its inputs.
+                    self.tracker.getters[index] = ahead(self.tracker.getters.get(index))
+            if self.stats is not None:
+                if counted:
+                    iterator = self.stats.count(index, stage.name, iterator)
+                else:  # the fused run after it counts what it takes
+                    self.stats.record(index, stage.name)
+                    self.stats.watch(index, iterator)
+        if hasattr(iterator, "close"):
+            self.nodes.append(iterator)
+        return iterator
+
+    def _fusible(self, index: int, entries: Entries | None) -> bool:
+        """Whether the fusible stages ending at ``index`` can run as one generator: not
+        when one resumes from a state of its own input (saved by a parallel ``map``)."""
+        if entries is None:
+            return True
+        while index > 0 and self.stages[index].fuse_kind is not None:
+            entry = _entry(entries, index, self.label)
+            if entry is not None and ("upstream" in entry or "skip" in entry):
+                return False
+            index -= 1
+        return True
+
+    def _open_fused(self, index: int, entries: Entries | None) -> Iterator[Any]:
+        stages = self.stages
+        start = index
+        while stages[start - 1].fuse_kind is not None:  # a source never fuses: stops at 1
+            start -= 1
+        run = stages[start : index + 1]
+        kinds = [s.fuse_kind or "" for s in run]
+        upstream = self.open(start, entries, counted=self.stats is None)
+        labels = [self.label(start + k) for k in range(len(run))]
+        fns = [s.fn for s in run]
+        # The generator counts its inputs (and each filter its drops): read from its
+        # frame when a state or the statistics are asked for.
+        ends: list[tuple[int, list[int]]] = []
+        begin = 0
+        if "filter" in kinds:
+            # The group's input count is its first filter's (the stages before it give
+            # one output per input); the later filters' counts do not matter.
+            first = start + kinds.index("filter")
+            begin = saved_count(_entry(entries, first, self.label), "start", self.label(first))
+        fused = fuse(upstream, kinds, fns, labels, begin, ends)
+        if "filter" in kinds:
+            self.tracker.getters[first] = lambda _: {"start": inputs_taken(fused, ends)}
+            for later in range(first + 1, index + 1):
+                if kinds[later - start] == "filter":
+                    self.tracker.getters[later] = _passing
+        if self.stats is not None:
+
+            def counts() -> tuple[int, list[int]]:
+                taken, drops = fused_counts(fused, ends)
+                return max(taken - begin, 0), drops  # 0 for one closed before it began
+
+            self.stats.fused_run(start, [s.name for s in run], kinds, counts)
+            self.stats.watch(start, fused, [getattr(fn, "__code__", None) for fn in fns])
+        return fused
+
+    def _lazy(self, index: int) -> OpenUpstream:
+        stages, stats, path, seed = self.stages, self.stats, self.path, self.seed
+
+        def open_upstream(epoch: tuple[int, ...], entries: Entries | None = None) -> Chain:
+            return open_chain(stages[:index], epoch, stats, path, seed, entries)
+
+        return open_upstream
+
+    def _reading_ahead(
+        self, stage: Stage, upstream: Iterator[Any], ctx: StageContext, first: int
+    ) -> tuple[Iterator[Any], Callable[[Getter | None], Getter] | None]:
+        """``upstream`` for a stage that reads ahead of what it hands out.
+
+        When the stages below keep live state, they have moved on by the time the
+        consumer asks for the state; so the thread that reads them notes their state
+        every few elements, and the stage's entry is the last note at or before its
+        position plus how many elements to pass over after it. ``first``: the input
+        count the stages below stand at now. Returns the input and, in that case, what
+        makes the stage's getter from its own (if it has one).
+        """
+        if not self.tracker.live_below(ctx.index):
+            return upstream, None
+        # A note is a walk over the stages below (microseconds): one every 16 elements
+        # or more keeps that small per element, and what a resumed run reads again is
+        # at most a note's spacing plus what the stage had read ahead.
+        every = max(16, stage.read_ahead // 2)
+        notes: collections.deque[tuple[int, Entries | None]] = collections.deque(maxlen=40)
+        notes.append((first, self.tracker.entries(first, ctx.index)))
+
+        def ahead(own: Getter | None) -> Getter:
+            def getter(position: int) -> Entry:
+                inputs = position
+                if own is not None:  # the stage's outputs are not its inputs (rejects)
+                    found = own(position)
+                    if found is None:
+                        return None
+                    inputs = found.get("start", position)
+                for count, noted in reversed(list(notes)):  # list(): one step in C
+                    if count <= inputs:
+                        if noted is None:
+                            return None
+                        return {"upstream": noted, "start": inputs, "skip": inputs - count}
+                return None  # it read further ahead than the notes reach: replay
+
+            return getter
+
+        noted = _noting(upstream, first, every, notes, self.tracker, ctx.index)
+        return noted, ahead
+
+
+def _entry(entries: Entries | None, index: int, label: Callable[[int], str]) -> Entry:
+    entry = entries[index] if entries is not None and index < len(entries) else None
+    if entry is not None and not isinstance(entry, dict):
+        raise ValueError(f"{label(index)}: its saved state is not a dict: {entry!r:.80}")
+    return entry
+
+
+def _passing(position: int) -> Entry:
+    return {}
+
+
+def _noting(
+    upstream: Iterator[Any],
+    first: int,
+    every: int,
+    notes: collections.deque[tuple[int, Entries | None]],
+    tracker: Tracker,
+    end: int,
+) -> Iterator[Any]:
+    count = first
+    try:
+        for item in upstream:
+            count += 1
+            if not count % every:
+                # Here the stages below stand right after their element ``count``.
+                notes.append((count, tracker.entries(count, end)))
+            yield item
+    finally:
+        close_iterator(upstream)
