@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Generic, TextIO, TypeGuard, TypeVar, overload
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TextIO, TypeGuard, TypeVar, overload
 
 import numpy as np
 
-from headrace._checks import check_int, check_seed
-from headrace.engine.stage import INFINITE, RUN_LOCK, Length, Stage
+from headrace._checks import check_seed
+from headrace.engine.plan import Plan
+from headrace.engine.stage import INFINITE, Stage
 from headrace.parallel import ParallelMap, Prefetch, RandomMap
 from headrace.parallel.threads import check_backend, pool_options
 from headrace.policy import ErrorPolicy, OnError
-from headrace.run import STATE_FORMAT, Run, fingerprint
+from headrace.run import Run, start
 from headrace.stages.basic import (
     Enumerate,
     Filter,
@@ -57,7 +58,7 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 
-class Pipeline(Generic[T]):
+class Pipeline(Plan[T]):
     """A source and a chain of stages; iterate it to run one epoch.
 
     Build pipelines with the source functions (:func:`headrace.range`,
@@ -66,29 +67,11 @@ class Pipeline(Generic[T]):
     stages, and raises ``TypeError`` when it cannot be known without running.
     """
 
-    __slots__ = ("_epochs", "_seed", "_stages")
+    __slots__ = ()
 
-    def __init__(self, stages: tuple[Stage, ...], *, seed: int | None = None) -> None:
-        if not stages or not stages[0].is_source:
-            raise ValueError("a pipeline starts with a source stage")
-        if any(stage.is_source for stage in stages[1:]):
-            raise ValueError("only the first stage of a pipeline may be a source")
-        self._stages = stages
-        self._seed = check_seed(seed)
-        # Each iteration is the next epoch: a seeded shuffle reshuffles every epoch,
-        # reproducibly. Runs change a description only through this counter and
-        # stages' once-per-run records (a filled cache, a spent one-shot source).
-        self._epochs = _Epochs()
-
-    @property
-    def stages(self) -> tuple[Stage, ...]:
-        """The source and stages, in order."""
-        return self._stages
-
-    @property
-    def seed(self) -> int | None:
-        """The pipeline's seed (:meth:`with_seed`), or ``None``."""
-        return self._seed
+    def with_stages(self, stages: Sequence[Stage]) -> Pipeline[Any]:
+        """A pipeline with other ``stages`` and this one's seed."""
+        return Pipeline(stages, seed=self.seed)
 
     def with_seed(self, seed: int) -> Pipeline[T]:
         """This pipeline with one seed from which every stage without its own derives one.
@@ -149,77 +132,10 @@ class Pipeline(Generic[T]):
         ...     next(run), next(run)
         (0, 1)
         """
-        if state is not None:
-            if epoch is not None:
-                raise ValueError("pass epoch= or state=, not both: the state has its epoch")
-            number, start, entries = self._resume_point(state)
-            self._epochs.move_past(number)
-            return Run(
-                self, epoch=number, stats=stats, start=start, entries=entries, progress=progress
-            )
-        number = self._epochs.take() if epoch is None else check_int("epoch", epoch, minimum=0)
-        return Run(self, epoch=number, stats=stats, progress=progress)
-
-    def _resume_point(self, state: Mapping[str, Any]) -> tuple[int, int, list[Any] | None]:
-        """The epoch and position a state names, checked against this pipeline."""
-        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
-            raise ValueError(
-                f"state must be what Run.state() returns (format {STATE_FORMAT!r}), "
-                f"got {state!r:.200}"
-            )
-        if state.get("pipeline") != fingerprint(self):
-            raise ValueError(
-                f"the state was taken from another pipeline than {self!r} (its stages "
-                "or their arguments differ), so it cannot say where this one stands"
-            )
-        numbers = []
-        for name in ("epoch", "position"):
-            value = state.get(name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"state[{name!r}] must be a non-negative int, got {value!r}")
-            numbers.append(value)
-        entries = state.get("stages")
-        if entries is not None and not (
-            isinstance(entries, list) and len(entries) == len(self._stages)
-        ):
-            raise ValueError(
-                f"state['stages'] must be a list with one entry per stage "
-                f"({len(self._stages)}), or None, got {entries!r:.200}"
-            )
-        return numbers[0], numbers[1], entries
+        return start(self, epoch=epoch, stats=stats, state=state, progress=progress)
 
     def __iter__(self) -> Run[T]:
         return self.iter()
-
-    def __bool__(self) -> bool:
-        # Without this, ``if pipeline:`` would call __len__, which raises for pipelines
-        # whose length is unknown. A description is always something.
-        return True
-
-    def known_length(self) -> Length:
-        """The number of elements if it can be known without running, else ``None``.
-
-        ``math.inf`` stands for an endless pipeline.
-        """
-        length: Length = None
-        for stage in self._stages:
-            length = stage.length(length)
-        return length
-
-    def __len__(self) -> int:
-        length = self.known_length()
-        if length is None:
-            raise TypeError(
-                f"the length of {self!r} is not known before running it "
-                "(a stage such as filter or flat_map changes it by data)"
-            )
-        if length == INFINITE:
-            raise TypeError(f"{self!r} is endless")
-        return int(length)
-
-    def __repr__(self) -> str:
-        seed = "" if self._seed is None else f", seed={self._seed}"
-        return f"Pipeline({' -> '.join(stage.name for stage in self._stages)}{seed})"
 
     # -- element-wise ---------------------------------------------------------------
 
@@ -740,34 +656,6 @@ class Pipeline(Generic[T]):
         from headrace.tf import to_tf_dataset
 
         return to_tf_dataset(self, output_signature=output_signature)
-
-
-class _Epochs:
-    """The next epoch number of a pipeline; pickles with its position.
-
-    A copy continues the count of the pipeline it was pickled from. A copy that is
-    iterated where the original is not (a process that receives the pipeline anew
-    every epoch) sees the same epoch each time: such callers pass ``iter(epoch=n)``.
-    """
-
-    __slots__ = ("_next",)
-
-    def __init__(self, start: int = 0) -> None:
-        self._next = start
-
-    def take(self) -> int:
-        with RUN_LOCK:
-            number = self._next
-            self._next += 1
-        return number
-
-    def move_past(self, number: int) -> None:
-        """Make ``number + 1`` the next epoch: a run resumed in epoch ``number``."""
-        with RUN_LOCK:
-            self._next = number + 1
-
-    def __reduce__(self) -> tuple[type[_Epochs], tuple[int]]:
-        return (_Epochs, (self._next,))
 
 
 def as_pipeline(value: Iterable[Any]) -> Pipeline[Any]:

@@ -14,11 +14,13 @@ import hashlib
 import itertools
 import operator
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TextIO, TypeVar
 
+from headrace._checks import check_int
 from headrace.engine.chain import Chain
 from headrace.engine.opening import open_chain
+from headrace.engine.plan import Plan
 from headrace.engine.stage import Stage, first_unfixed
 from headrace.engine.state import Entries, count_of
 from headrace.progress import Progress
@@ -27,15 +29,13 @@ from headrace.stats import StageStats, diagnose, format_report
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from headrace.pipeline import Pipeline
-
-__all__ = ["STATE_FORMAT", "Run", "fingerprint"]
+__all__ = ["STATE_FORMAT", "Run", "fingerprint", "start"]
 
 #: The ``"format"`` of the states :meth:`Run.state` gives.
 STATE_FORMAT = "headrace.run-state/2"
 
 
-def _skip(iterator: Iterator[Any], count: int, pipeline: Pipeline[Any], epoch: int) -> None:
+def _skip(iterator: Iterator[Any], count: int, pipeline: Plan[Any], epoch: int) -> None:
     """Take ``count`` elements from ``iterator`` and drop them: a resumed run's replay."""
     skipped = sum(1 for _ in itertools.islice(iterator, count))
     if skipped < count:
@@ -86,7 +86,7 @@ def _unit(stages: Sequence[Stage]) -> str:
     return unit
 
 
-def fingerprint(pipeline: Pipeline[Any]) -> str:
+def fingerprint(pipeline: Plan[Any]) -> str:
     """A short digest of the pipeline's stages, to tell a state from another pipeline's.
 
     It covers what the stages compute (:attr:`Stage.identity`) and the seed, not how
@@ -98,7 +98,7 @@ def fingerprint(pipeline: Pipeline[Any]) -> str:
     return hashlib.sha256(described.encode()).hexdigest()[:16]
 
 
-def _replay_problem(pipeline: Pipeline[Any]) -> str | None:
+def _replay_problem(pipeline: Plan[Any]) -> str | None:
     """Why replaying an epoch of ``pipeline`` may not give the same elements, if so."""
     found = first_unfixed(pipeline.stages, seeded=pipeline.seed is not None)
     if found is None:
@@ -135,12 +135,12 @@ class Run(itertools.chain[T], Generic[T]):
     _description: str
     _end: _EndOfRun
     _epoch: int
-    _pipeline: Pipeline[T]
+    _pipeline: Plan[T]
     _stats: StageStats | None
 
     def __new__(
         cls,
-        pipeline: Pipeline[T],
+        pipeline: Plan[T],
         *,
         epoch: int,
         stats: bool = True,
@@ -355,3 +355,52 @@ class Run(itertools.chain[T], Generic[T]):
     def __repr__(self) -> str:
         state = "closed" if self._chain.closed else "open"
         return f"<headrace.Run ({state}) of {self._description}>"
+
+
+def start(
+    plan: Plan[T],
+    *,
+    epoch: int | None = None,
+    stats: bool = True,
+    state: Mapping[str, Any] | None = None,
+    progress: bool | TextIO = False,
+) -> Run[T]:
+    """Start a run of ``plan``: what :meth:`headrace.Pipeline.iter` does (see there).
+
+    ``epoch`` pins the epoch number (by default the plan's counter gives the next);
+    ``state`` resumes where a :meth:`Run.state` stood, in its epoch.
+    """
+    if state is not None:
+        if epoch is not None:
+            raise ValueError("pass epoch= or state=, not both: the state has its epoch")
+        number, first, entries = _resume_point(plan, state)
+        plan.epochs.move_past(number)
+        return Run(plan, epoch=number, stats=stats, start=first, entries=entries, progress=progress)
+    number = plan.epochs.take() if epoch is None else check_int("epoch", epoch, minimum=0)
+    return Run(plan, epoch=number, stats=stats, progress=progress)
+
+
+def _resume_point(plan: Plan[Any], state: Mapping[str, Any]) -> tuple[int, int, list[Any] | None]:
+    """The epoch and position a state names, checked against this pipeline."""
+    if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
+        raise ValueError(
+            f"state must be what Run.state() returns (format {STATE_FORMAT!r}), got {state!r:.200}"
+        )
+    if state.get("pipeline") != fingerprint(plan):
+        raise ValueError(
+            f"the state was taken from another pipeline than {plan!r} (its stages "
+            "or their arguments differ), so it cannot say where this one stands"
+        )
+    numbers = []
+    for name in ("epoch", "position"):
+        value = state.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"state[{name!r}] must be a non-negative int, got {value!r}")
+        numbers.append(value)
+    entries = state.get("stages")
+    if entries is not None and not (isinstance(entries, list) and len(entries) == len(plan.stages)):
+        raise ValueError(
+            f"state['stages'] must be a list with one entry per stage "
+            f"({len(plan.stages)}), or None, got {entries!r:.200}"
+        )
+    return numbers[0], numbers[1], entries

@@ -54,6 +54,7 @@ _SAMPLERS = itertools.count()
 
 _V = TypeVar("_V")
 
+
 @dataclass(slots=True)
 class PoolCounters:
     """What a parallel stage (a worker pool or a prefetch thread) did with its time.

@@ -17,7 +17,8 @@ input opened from that state.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Iterator, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from headrace._seeds import derive_seed
@@ -28,7 +29,7 @@ from headrace.engine.stage import OpenUpstream, Stage, StageContext, StatsSink, 
 from headrace.engine.state import Entries, Entry, Getter, passing_over, saved_count
 from headrace.errors import StageLabel
 
-__all__ = ["open_chain"]
+__all__ = ["apply", "open_chain"]
 
 
 def open_chain(
@@ -59,6 +60,30 @@ def open_chain(
         Chain(iter(()), nodes).close()
         raise
     return Chain(iterator, nodes, tracker.entries)
+
+
+def apply(stage: Stage, iterable: Iterable[Any], *, epoch: int = 0) -> Iterator[Any]:
+    """Run ``stage`` on its own over ``iterable``: the standalone stage functions.
+
+    The label in error notes is the stage's name; seeded stages use ``epoch``.
+    """
+    label = StageLabel(stage.name, object())  # a scope of its own, as a chain has
+    ctx = StageContext(0, label, (epoch,), name=stage.name, opener=_open_inner)
+    # The caller owns its iterator (a file it goes on reading after take(), say):
+    # a C wrapper without close() keeps the stage from closing it, as itertools
+    # functions leave their input open.
+    return stage.open(itertools.chain(iter(iterable)), ctx)
+
+
+def _open_inner(
+    stages: Sequence[Stage],
+    epoch: tuple[int, ...],
+    path: str,
+    seed: int | None,
+    entries: Entries | None,
+) -> Chain:
+    # A nested pipeline reports no statistics of its own: its stage's row covers it.
+    return open_chain(stages, epoch, None, path, seed, entries)
 
 
 class _Opening:
@@ -110,6 +135,7 @@ class _Opening:
                 saved_count(entry, "start", self.label(index)),
                 entry,
                 self.tracker,
+                _open_inner,
             )
             if stage.is_source:
                 iterator = stage.open(iter(()), ctx)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -71,6 +70,14 @@ INFINITE: Final = math.inf
 #: without running the pipeline (after ``filter``, for example).
 Length = int | float | None
 
+#: Opens a pipeline nested in a stage (``stages``, a source first) for an epoch path,
+#: with a label prefix, a seed and a saved state (or ``None``): what
+#: :func:`headrace.engine.opening.open_chain` does, handed to stages through their
+#: context so that no stage reaches up to the code that opens it.
+Opener = Callable[
+    [Sequence["Stage"], tuple[int, ...], str, "int | None", "Entries | None"], "Chain"
+]
+
 #: Opens the stages before a ``lazy_upstream`` stage for an epoch path, from a saved
 #: state of theirs if one is given, as a chain the stage closes.
 OpenUpstream = Callable[[tuple[int, ...], "Entries | None"], "Chain"]
@@ -105,6 +112,25 @@ class StageContext:
     resume: Entry = None
     #: Where a live stage registers its state getter (``None`` outside a run).
     tracker: Tracker | None = None
+    #: Opens the pipelines nested in this stage (see :meth:`open_inner`).
+    opener: Opener | None = None
+
+    def open_inner(
+        self,
+        stages: Sequence[Stage],
+        seed: int | None,
+        what: str,
+        entries: Entries | None = None,
+    ) -> Chain:
+        """Open a pipeline nested in this stage: an input of ``zip``, a pipeline that a
+        ``flat_map`` function returned. It runs in this run's epoch path, so a replay
+        gives the same elements; with its own ``seed``, or else this stage's; from its
+        saved ``entries`` when given. ``what`` names it in labels (``"input 0"``).
+        """
+        if self.opener is None:
+            raise RuntimeError(f"{self.label}: opened outside a run, it cannot open {what}")
+        own = seed if seed is not None else self.seed
+        return self.opener(stages, self.epoch, self.inner_path(what), own, entries)
 
     def keep(self, getter: Getter) -> None:
         """Register ``getter`` as this stage's state for :meth:`Run.state`.
@@ -197,20 +223,6 @@ class Stage:
         is closed or exhausted.
         """
         raise NotImplementedError
-
-    def apply(self, iterable: Iterable[Any], *, epoch: int = 0) -> Iterator[Any]:
-        """Run this stage on its own over ``iterable``: the standalone stage functions.
-
-        The label in error notes is the stage's name; seeded stages use ``epoch``.
-        """
-        from headrace.errors import StageLabel
-
-        label = StageLabel(self.name, object())  # a scope of its own, as a chain has
-        ctx = StageContext(0, label, (epoch,), name=self.name)
-        # The caller owns its iterator (a file it goes on reading after take(), say):
-        # a C wrapper without close() keeps the stage from closing it, as itertools
-        # functions leave their input open.
-        return self.open(itertools.chain(iter(iterable)), ctx)
 
     def length(self, upstream: Length) -> Length:
         """Number of elements out, given the upstream's (``None`` when unknown)."""

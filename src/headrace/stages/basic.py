@@ -20,6 +20,7 @@ from typing import Any
 from headrace._checks import check_callable, check_int
 from headrace.engine.fusion import fuse, inputs_taken
 from headrace.engine.guard import close_iterator, drive
+from headrace.engine.opening import apply
 from headrace.engine.stage import Length, Stage, StageContext
 from headrace.engine.state import Entry, count_of, counting, decode_plain, encode_plain
 from headrace.errors import annotate, describe_callable, mark
@@ -105,7 +106,7 @@ def map(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
     >>> list(map([1, 2, 3], lambda x: x * 10))
     [10, 20, 30]
     """
-    return Map(fn).apply(iterable)
+    return apply(Map(fn), iterable)
 
 
 def starmap(iterable: Iterable[Any], fn: Callable[..., Any]) -> Iterator[Any]:
@@ -114,7 +115,7 @@ def starmap(iterable: Iterable[Any], fn: Callable[..., Any]) -> Iterator[Any]:
     >>> list(starmap([(2, 5), (3, 2), (10, 3)], pow))
     [32, 9, 1000]
     """
-    return Starmap(fn).apply(iterable)
+    return apply(Starmap(fn), iterable)
 
 
 def filter(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
@@ -123,7 +124,7 @@ def filter(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
     >>> list(filter(range(6), lambda x: x % 2))
     [1, 3, 5]
     """
-    return Filter(fn).apply(iterable)
+    return apply(Filter(fn), iterable)
 
 
 def tap(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
@@ -133,7 +134,7 @@ def tap(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
     >>> list(tap("ab", seen.append)), seen
     (['a', 'b'], ['a', 'b'])
     """
-    return Tap(fn).apply(iterable)
+    return apply(Tap(fn), iterable)
 
 
 class FlatMap(Stage):
@@ -231,7 +232,7 @@ def flat_map(iterable: Iterable[Any], fn: Callable[[Any], Iterable[Any]]) -> Ite
     [1, 2, 2, 3, 3, 3]
     """
     stage = FlatMap(fn)
-    return stage.apply(iterable)
+    return apply(stage, iterable)
 
 
 class Take(Stage):
@@ -302,7 +303,7 @@ def take(iterable: Iterable[Any], count: int) -> Iterator[Any]:
     >>> list(take(range(10), 3))
     [0, 1, 2]
     """
-    return Take(count).apply(iterable)
+    return apply(Take(count), iterable)
 
 
 def skip(iterable: Iterable[Any], count: int) -> Iterator[Any]:
@@ -311,7 +312,7 @@ def skip(iterable: Iterable[Any], count: int) -> Iterator[Any]:
     >>> list(skip(range(5), 3))
     [3, 4]
     """
-    return Skip(count).apply(iterable)
+    return apply(Skip(count), iterable)
 
 
 class Enumerate(Stage):
@@ -340,7 +341,7 @@ def enumerate(iterable: Iterable[Any], start: int = 0) -> Iterator[tuple[int, An
     >>> list(enumerate("ab", start=1))
     [(1, 'a'), (2, 'b')]
     """
-    return Enumerate(start).apply(iterable)
+    return apply(Enumerate(start), iterable)
 
 
 class TakeWhile(Stage):
@@ -416,7 +417,7 @@ def take_while(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[An
     [1, 2]
     """
     stage = TakeWhile(fn, drop=False)
-    return stage.apply(iterable)
+    return apply(stage, iterable)
 
 
 def drop_while(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
@@ -426,7 +427,7 @@ def drop_while(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[An
     [5, 1]
     """
     stage = TakeWhile(fn, drop=True)
-    return stage.apply(iterable)
+    return apply(stage, iterable)
 
 
 _PLAIN_CONTAINERS = (list, dict, set, bytearray)
@@ -500,7 +501,7 @@ def scan(iterable: Iterable[Any], fn: Callable[[Any, Any], Any], initial: Any) -
     [(5, 1), (9, 2), (11, 3)]
     """
     stage = Scan(fn, initial, fresh=False)  # one run: the caller's state, as given
-    return stage.apply(iterable)
+    return apply(stage, iterable)
 
 
 class Pipe(Stage):
@@ -583,4 +584,4 @@ def pipe(
     ['a-a', 'b-b']
     """
     stage = Pipe(fn, args, kwargs)
-    return stage.apply(iterable)
+    return apply(stage, iterable)

@@ -33,6 +33,7 @@ import numpy as np
 
 from headrace._checks import check_bool, check_callable, check_int
 from headrace.engine.guard import close_iterator
+from headrace.engine.opening import apply
 from headrace.engine.stage import INFINITE, Length, Stage, StageContext
 from headrace.engine.state import Entry
 from headrace.errors import annotate
@@ -357,7 +358,7 @@ def batch(
     [[0, 1, 2], [3, 4, 5]]
     """
     stage = Batch(size, drop_remainder=drop_remainder, collate=collate)
-    return stage.apply(iterable)
+    return apply(stage, iterable)
 
 
 def padded_batch(
@@ -381,7 +382,7 @@ def padded_batch(
            [ 4,  5,  6]])
     """
     stage = padded_batch_stage(size, padded_shapes, padding_value, drop_remainder)
-    return stage.apply(iterable)
+    return apply(stage, iterable)
 
 
 def padded_batch_stage(
@@ -479,4 +480,4 @@ def unbatch(iterable: Iterable[Any]) -> Iterator[Any]:
     >>> [(int(x), str(y)) for x, y in unbatch([(np.array([1, 2]), np.array(["a", "b"]))])]
     [(1, 'a'), (2, 'b')]
     """
-    return Unbatch().apply(iterable)
+    return apply(Unbatch(), iterable)

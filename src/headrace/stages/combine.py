@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from headrace._checks import check_bool, check_callable, check_int, check_optional_int
 from headrace.engine.guard import close_all, close_iterator
+from headrace.engine.opening import apply
 from headrace.engine.stage import INFINITE, Length, OpenUpstream, Stage, StageContext, first_unfixed
 from headrace.engine.state import Entries, Entry, count_of, counting
 from headrace.errors import annotate, describe_callable
@@ -503,7 +504,7 @@ def interleave(
     ['a', 'x', 'b', 'y', 'z']
     """
     stage = Interleave(fn, cycle_length=cycle_length, block_length=block_length)
-    return stage.apply(iterable)
+    return apply(stage, iterable)
 
 
 def repeat(iterable: Iterable[Any], count: int | None = None) -> Iterator[Any]:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 from headrace.engine.guard import close_all, close_iterator
+from headrace.engine.opening import apply
 from headrace.engine.stage import RUN_LOCK, Stage, StageContext
 from headrace.errors import annotate, describe_callable
 
@@ -130,7 +131,7 @@ def coroutine(
     [-1, -2]
     """
     stage = Coroutine(fn, *args, **kwargs)
-    return stage.apply(iterable)
+    return apply(stage, iterable)
 
 
 class GeneratorPipeline:

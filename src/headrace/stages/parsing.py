@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from headrace.engine.guard import close_iterator
+from headrace.engine.opening import apply
 from headrace.engine.stage import Length, Stage, StageContext
 from headrace.engine.state import count_of, counting
 from headrace.policy import ErrorPolicy
@@ -100,4 +101,4 @@ def parse(
     >>> list(parse(["GET /a 200", "POST /b 404"], r"(?P<verb>\\w+) (?P<path>\\S+) (?P<code>\\d+)"))
     [{'verb': 'GET', 'path': '/a', 'code': '200'}, {'verb': 'POST', 'path': '/b', 'code': '404'}]
     """
-    return Parse(pattern, on_error=on_error, search=search).apply(iterable)
+    return apply(Parse(pattern, on_error=on_error, search=search), iterable)

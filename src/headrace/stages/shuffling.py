@@ -16,6 +16,7 @@ from typing import Any
 from headrace._checks import check_int, check_seed
 from headrace._seeds import python_rng
 from headrace.engine.guard import close_iterator
+from headrace.engine.opening import apply
 from headrace.engine.stage import Length, Stage, StageContext
 from headrace.engine.state import Entry, pack_counts, unpack_counts
 
@@ -212,4 +213,4 @@ def shuffle(
     [0, 1, 2, 3, 4]
     """
     stage = Shuffle(buffer_size, seed=seed)
-    return stage.apply(iterable, epoch=check_int("epoch", epoch))
+    return apply(stage, iterable, epoch=check_int("epoch", epoch))

@@ -14,6 +14,7 @@ from typing import Any
 
 from headrace._checks import check_bool, check_int, check_optional_int
 from headrace.engine.guard import close_iterator
+from headrace.engine.opening import apply
 from headrace.engine.stage import INFINITE, Length, Stage, StageContext
 from headrace.engine.state import Entry
 
@@ -136,4 +137,4 @@ def window(
     [(0, 1, 2), (2, 3, 4), (4, 5, 6), (6,)]
     """
     stage = Window(size, shift=shift, drop_remainder=drop_remainder)
-    return stage.apply(iterable)
+    return apply(stage, iterable)
