@@ -38,25 +38,25 @@ def _at_exit() -> None:
 _EXPORTS = {
     "CacheFileError": "headrace.stages.caching",
     "DecodeError": "headrace.errors",
-    "GeneratorPipeline": "headrace.stages.coroutines",
+    "GeneratorPipeline": "headrace.generator_pipeline",
     "HeadraceError": "headrace.errors",
     "ParseError": "headrace.errors",
     "Pipeline": "headrace.pipeline",
     "Run": "headrace.run",
     "WorkerError": "headrace.errors",
-    "concat": "headrace.sources",
-    "files": "headrace.sources",
-    "from_generator": "headrace.sources",
-    "from_iterable": "headrace.sources",
-    "image_folder": "headrace.sources.images",
-    "range": "headrace.sources",
+    "concat": "headrace.readers",
+    "files": "headrace.readers",
+    "from_generator": "headrace.readers",
+    "from_iterable": "headrace.readers",
+    "image_folder": "headrace.readers",
+    "range": "headrace.readers",
     "read_csv": "headrace.sources.csv",
-    "read_jsonl": "headrace.sources",
-    "read_parquet": "headrace.sources.parquet",
-    "read_sql": "headrace.sources.sql",
-    "read_tar_shards": "headrace.sources.tar",
-    "text_lines": "headrace.sources",
-    "zip": "headrace.sources",
+    "read_jsonl": "headrace.readers",
+    "read_parquet": "headrace.readers",
+    "read_sql": "headrace.readers",
+    "read_tar_shards": "headrace.readers",
+    "text_lines": "headrace.readers",
+    "zip": "headrace.readers",
 }
 
 __all__ = [
@@ -88,25 +88,25 @@ __all__ = [
 if TYPE_CHECKING:
     from headrace import stages
     from headrace.errors import DecodeError, HeadraceError, ParseError, WorkerError
+    from headrace.generator_pipeline import GeneratorPipeline
     from headrace.pipeline import Pipeline
-    from headrace.run import Run
-    from headrace.sources import (
+    from headrace.readers import (
         concat,
         files,
         from_generator,
         from_iterable,
+        image_folder,
         range,
         read_jsonl,
+        read_parquet,
+        read_sql,
+        read_tar_shards,
         text_lines,
         zip,
     )
+    from headrace.run import Run
     from headrace.sources.csv import read_csv
-    from headrace.sources.images import image_folder
-    from headrace.sources.parquet import read_parquet
-    from headrace.sources.sql import read_sql
-    from headrace.sources.tar import read_tar_shards
     from headrace.stages.caching import CacheFileError
-    from headrace.stages.coroutines import GeneratorPipeline
 else:
 
     def __getattr__(name: str) -> Any:

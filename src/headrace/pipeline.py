@@ -31,6 +31,7 @@ from headrace.parallel import ParallelMap, Prefetch, RandomMap
 from headrace.parallel.threads import check_backend, pool_options
 from headrace.policy import ErrorPolicy, OnError
 from headrace.run import Run, start
+from headrace.sources.basic import FromIterable
 from headrace.stages.basic import (
     Enumerate,
     Filter,
@@ -49,6 +50,7 @@ from headrace.stages.caching import Cache
 from headrace.stages.combine import Concat, Interleave, Repeat, Zip
 from headrace.stages.coroutines import Coroutine, Step
 from headrace.stages.parsing import Parse
+from headrace.stages.permute import global_shuffle
 from headrace.stages.shuffling import Shuffle
 from headrace.stages.windows import Window
 
@@ -465,8 +467,6 @@ class Pipeline(Plan[T]):
         >>> sorted(first) == list(range(10)), first != second
         (True, True)
         """
-        from headrace.stages.permute import global_shuffle
-
         return global_shuffle(self, seed=seed)
 
     def shuffle(self, buffer_size: int, *, seed: int | None = None) -> Pipeline[T]:
@@ -660,8 +660,6 @@ class Pipeline(Plan[T]):
 
 def as_pipeline(value: Iterable[Any]) -> Pipeline[Any]:
     """``value`` itself if it is a pipeline, else a pipeline over its elements."""
-    from headrace.sources.basic import FromIterable
-
     if isinstance(value, Pipeline):
         return value
     return Pipeline((FromIterable(value),))

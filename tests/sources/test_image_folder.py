@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from headrace.sources.images import IMAGE_EXTENSIONS, image_folder
+from headrace.readers import image_folder
+from headrace.sources.images import IMAGE_EXTENSIONS
 
 COLOURS = {"airedale": (200, 30, 30), "boxer": (30, 200, 30), "golden_retriever": (30, 30, 200)}
 

@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import headrace as hr
+from headrace.readers import read_parquet
 from headrace.sources._files import ReadPosition
-from headrace.sources.parquet import read_parquet
 
 ROWS = 25  # per file: row groups of 10, 10 and 5
 

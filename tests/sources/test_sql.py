@@ -29,7 +29,7 @@ import psycopg
 import pytest
 
 import headrace as hr
-from headrace.sources.sql import read_sql
+from headrace.readers import read_sql
 
 COUNT = 40
 QUERY = "SELECT id, name, price, qty, data FROM items ORDER BY id"

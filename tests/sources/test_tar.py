@@ -27,8 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import headrace as hr
+from headrace.readers import read_tar_shards
 from headrace.sources._files import ReadPosition
-from headrace.sources.tar import ReadTarShards, read_tar_shards
+from headrace.sources.tar import ReadTarShards
 
 
 def samples(shard: int, count: int) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from headrace.engine.stage import OpenUpstream, Stage, StageContext, StatsSink, 
 from headrace.engine.state import Entries, Entry, Getter, passing_over, saved_count
 from headrace.errors import StageLabel
 
-__all__ = ["apply", "open_chain"]
+__all__ = ["apply", "iterate", "open_chain"]
 
 
 def open_chain(
@@ -73,6 +73,13 @@ def apply(stage: Stage, iterable: Iterable[Any], *, epoch: int = 0) -> Iterator[
     # a C wrapper without close() keeps the stage from closing it, as itertools
     # functions leave their input open.
     return stage.open(itertools.chain(iter(iterable)), ctx)
+
+
+def iterate(stages: Sequence[Stage], *, epoch: int = 0, seed: int | None = None) -> Iterator[Any]:
+    """The elements of one run of ``stages`` (a source first) without statistics: the
+    standalone functions that take several iterables (``zip``, ``concat``, ``repeat``).
+    Closing the iterator, or exhausting it, closes every stage."""
+    return open_chain(stages, (epoch,), None, "", seed).closing()
 
 
 def _open_inner(

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INFINITE",
     "RUN_LOCK",
+    "STREAM_ONLY",
     "Length",
     "OpenUpstream",
     "Stage",
@@ -62,6 +63,9 @@ class StatsSink(Protocol):
         (inside ``repeat``), so every opening adds to the same figures."""
         ...
 
+
+#: The end of the refusals of sources that cannot be read by index.
+STREAM_ONLY: Final = "; use shuffle(buffer_size) for sources that can only be streamed"
 
 #: The length of an endless stream (``repeat()`` of a non-empty pipeline).
 INFINITE: Final = math.inf
@@ -205,6 +209,9 @@ class Stage:
     lazy_upstream: ClassVar[bool] = False
     #: True for sources that can start at any element (``ctx.start``) at once.
     seekable: ClassVar[bool] = False
+    #: For sources read by index (:meth:`by_index`): whether the sequence is the same
+    #: on every run (``False``: a list of files, found anew as each run starts).
+    fixed_index: ClassVar[bool] = True
 
     @property
     def name(self) -> str:
@@ -227,6 +234,19 @@ class Stage:
     def length(self, upstream: Length) -> Length:
         """Number of elements out, given the upstream's (``None`` when unknown)."""
         return None
+
+    def index_problem(self) -> str | None:
+        """Why this source cannot be read by index (what ``global_shuffle`` needs), or
+        ``None`` when :meth:`by_index` can give its elements."""
+        return (
+            f"global_shuffle cannot read {self.name} by index: it takes range(), files() "
+            f"or from_iterable() of a sequence or numpy array{STREAM_ONLY}"
+        )
+
+    def by_index(self) -> Sequence[Any]:
+        """The elements of one run of this source as a sequence, read by index; called
+        as each run starts, and only when :meth:`index_problem` is ``None``."""
+        raise ValueError(self.index_problem())
 
     @property
     def identity(self) -> str:

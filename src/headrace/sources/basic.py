@@ -20,10 +20,11 @@ import numpy as np
 
 from headrace._checks import check_callable, check_int
 from headrace.engine.guard import drive
-from headrace.engine.stage import RUN_LOCK, Length, Stage, StageContext
+from headrace.engine.plan import Plan
+from headrace.engine.stage import RUN_LOCK, STREAM_ONLY, Length, Stage, StageContext
 from headrace.errors import describe_callable
 
-__all__ = ["FromGenerator", "FromIterable", "Range"]
+__all__ = ["FromGenerator", "FromIterable", "Range", "as_plan"]
 
 
 class FromIterable(Stage):
@@ -81,6 +82,32 @@ class FromIterable(Stage):
 
     def length(self, upstream: Length) -> Length:
         return len(self._iterable) if self._sized() else None  # type: ignore[arg-type]
+
+    def index_problem(self) -> str | None:
+        data = self._iterable
+        if self._one_shot:
+            return (
+                f"global_shuffle cannot read {self.name} by index: it wraps a one-shot "
+                f"iterator; pass a list or a numpy array{STREAM_ONLY}"
+            )
+        if isinstance(data, np.ndarray):
+            if data.ndim >= 1:
+                return None
+            # Not self.name: that asks the 0-d array for its len().
+            what = "from_iterable(<0-d ndarray>)"
+        elif isinstance(data, Sequence):
+            return None
+        else:
+            what = self.name
+        return (
+            f"global_shuffle cannot read {what} by index: it needs a sequence "
+            f"(list, tuple, range, ...) or a numpy array of at least one dimension{STREAM_ONLY}"
+        )
+
+    def by_index(self) -> Sequence[Any]:
+        if self.index_problem() is not None:
+            raise ValueError(self.index_problem())
+        return cast("Sequence[Any]", self._iterable)
 
 
 def _is_iterable(value: object) -> bool:
@@ -149,6 +176,12 @@ class Range(Stage):
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         return iter(self._range[ctx.start :])
 
+    def index_problem(self) -> str | None:
+        return None
+
+    def by_index(self) -> Sequence[Any]:
+        return self._range
+
     def length(self, upstream: Length) -> Length:
         # Not len(range): it raises OverflowError past sys.maxsize elements, and list()
         # asks for the length even of range(10**20).take(3).
@@ -156,3 +189,10 @@ class Range(Stage):
         if r.step > 0:
             return builtins.max(0, (r.stop - r.start + r.step - 1) // r.step)
         return builtins.max(0, (r.start - r.stop - r.step - 1) // -r.step)
+
+
+def as_plan(value: Iterable[Any]) -> Plan[Any]:
+    """``value`` itself if it is a plan (a pipeline), else a plan over its elements."""
+    if isinstance(value, Plan):
+        return value
+    return Plan((FromIterable(value),))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import codecs
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from headrace._checks import check_bool, check_shuffle
@@ -81,6 +81,21 @@ class Files(Stage):
         # Unknown: counting would glob the filesystem on every len() (and list() asks
         # for one), and the files present may change before the run starts anyway.
         return None
+
+    #: Read by index, the files are found anew as each run starts.
+    fixed_index = False
+
+    def index_problem(self) -> str | None:
+        if self._shuffle:
+            return (
+                f"global_shuffle of {self.name}: the files are shuffled already; "
+                "leave out shuffle=True (global_shuffle permutes them every epoch)"
+            )
+        return None
+
+    def by_index(self) -> Sequence[Any]:
+        """The files as they are now, sorted."""
+        return find_files(self._patterns)
 
     def unfixed_order(self, *, seeded: bool = False) -> str | None:
         if self._shuffle and self._seed is None and not seeded:

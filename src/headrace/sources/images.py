@@ -1,4 +1,4 @@
-"""``image_folder``: ``(path, label)`` pairs of a folder holding one subfolder per class.
+"""The source of ``image_folder``: ``(path, label)`` pairs of a folder of class folders.
 
 The layout of seed 000, torchvision's ``ImageFolder`` and Keras'
 ``image_dataset_from_directory``::
@@ -10,13 +10,13 @@ The layout of seed 000, torchvision's ``ImageFolder`` and Keras'
 Nothing is read but the folder listings: decoding the images is a later stage (a
 ``map`` with workers), so the listing stays cheap and the decoding runs in parallel.
 
->>> import pathlib, tempfile
+>>> import headrace as hr, pathlib, tempfile
 >>> scratch = tempfile.TemporaryDirectory()
 >>> root = pathlib.Path(scratch.name)
 >>> for name in ["boxer/b.jpg", "airedale/a.png", "boxer/notes.txt"]:
 ...     (root / name).parent.mkdir(exist_ok=True)
 ...     (root / name).touch()
->>> images = image_folder(root)
+>>> images = hr.image_folder(root)
 >>> images.classes
 ('airedale', 'boxer')
 >>> [(pathlib.Path(path).name, label) for path, label in images]
@@ -30,12 +30,11 @@ import copy
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any, Final, cast, overload
+from typing import Any, Final, overload
 
 from headrace._checks import check_shuffle
 from headrace._seeds import python_rng
 from headrace.engine.stage import RUN_LOCK, StageContext
-from headrace.pipeline import Pipeline
 from headrace.policy import Tally
 from headrace.sources._files import (
     FileSource,
@@ -45,7 +44,7 @@ from headrace.sources._files import (
     remote_filesystem,
 )
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFiles", "ImageFolder", "image_folder"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFiles"]
 
 logger = logging.getLogger("headrace")
 
@@ -315,25 +314,6 @@ class ImageFiles(FileSource):
         return label
 
 
-class ImageFolder(Pipeline[tuple[str, int]]):
-    """The pipeline :func:`image_folder` returns: a pipeline, plus the class names.
-
-    Chained methods return plain pipelines; keep this one to ask for ``classes``.
-    """
-
-    __slots__ = ()
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        """The class names in label order (sorted folder names unless given)."""
-        return cast("ImageFiles", self.stages[0]).classes
-
-    @property
-    def class_to_index(self) -> dict[str, int]:
-        """Each class name's label."""
-        return {name: index for index, name in enumerate(self.classes)}
-
-
 @overload
 def _indexes(classes: tuple[str, ...]) -> dict[str, int]: ...
 @overload
@@ -380,85 +360,3 @@ def _check_classes(classes: object) -> tuple[str, ...] | None:
 def _raise(error: OSError) -> None:
     # os.walk skips folders it cannot read unless told otherwise: images lost unsaid.
     raise error
-
-
-def image_folder(
-    root: str | os.PathLike[str],
-    *,
-    extensions: Sequence[str] | None = IMAGE_EXTENSIONS,
-    classes: Sequence[str] | None = None,
-    shuffle: bool = False,
-    seed: int | None = None,
-    num_shards: int = 1,
-    shard_index: int = 0,
-) -> ImageFolder:
-    """``(path, label)`` for every image in a folder holding one subfolder per class.
-
-    Labels index the sorted class names, ``.classes`` on the returned pipeline (a
-    one-hot encoder needs them before training starts). Images in folders nested
-    inside a class folder belong to that class. Left out: hidden files and folders
-    (names starting with ``.``, such as ``.ipynb_checkpoints``), files beside the
-    class folders, and files whose names do not end with one of ``extensions``
-    (letter case ignored). A class folder with no images is still a class, so labels
-    do not shift when one is emptied. No file is opened: pair this with a decoding
-    ``map``, which is where unreadable images show.
-
-    The listing happens when a run starts, and ``.classes`` lists the root the first
-    time it is asked for; the class list then stays fixed for every later run of the
-    pipeline, and a folder added meanwhile is left out with a warning. Pass the
-    training set's ``classes`` to the validation set's ``image_folder`` so both use
-    the same labels.
-
-    >>> import pathlib, tempfile
-    >>> scratch = tempfile.TemporaryDirectory()
-    >>> root = pathlib.Path(scratch.name)
-    >>> for name in ["dog/1.jpg", "dog/2.JPG", "cat/x.png", ".cache/y.png"]:
-    ...     (root / name).parent.mkdir(exist_ok=True)
-    ...     (root / name).touch()
-    >>> images = image_folder(root)
-    >>> images.classes, images.class_to_index
-    (('cat', 'dog'), {'cat': 0, 'dog': 1})
-    >>> [(pathlib.Path(path).name, label) for path, label in images]
-    [('x.png', 0), ('1.jpg', 1), ('2.JPG', 1)]
-    >>> dogs = image_folder(root, classes=["dog"])
-    >>> [label for _, label in dogs]
-    [0, 0]
-    >>> scratch.cleanup()
-
-    Args:
-        root: the folder's path or fsspec URL (``s3://bucket/train/``).
-        extensions: the file name endings to take, such as ``[".jpg", ".png"]``
-            (default: :data:`IMAGE_EXTENSIONS`); ``None`` takes every file.
-        classes: the class folders to read, in label order; other folders are left
-            out. By default, every subfolder, sorted by name.
-        shuffle: shuffle the files anew every epoch (a bool); the files come class by
-            class otherwise, which a small shuffle buffer cannot mix.
-        seed: makes the shuffled order reproducible (and resumable); only with
-            ``shuffle=True``.
-        num_shards, shard_index: take every ``num_shards``-th file of the listing,
-            from ``shard_index``: disjoint shares with every class in each. With
-            ``shuffle``, each shard shuffles its own share.
-
-    Returns:
-        An :class:`ImageFolder`: a pipeline of ``(path, label)`` pairs with
-        ``classes`` and ``class_to_index``.
-
-    Raises:
-        TypeError, ValueError: a bad argument.
-        FileNotFoundError: (when listing) ``root`` does not exist or has no class
-            folders, a class in ``classes`` has no folder, or no file matches.
-        NotADirectoryError: (when listing) ``root`` is a file.
-    """
-    return ImageFolder(
-        (
-            ImageFiles(
-                root,
-                extensions=extensions,
-                classes=classes,
-                shuffle=shuffle,
-                seed=seed,
-                num_shards=num_shards,
-                shard_index=shard_index,
-            ),
-        )
-    )

@@ -1,11 +1,11 @@
 """``read_parquet``: rows or column batches of Parquet files, streamed by row group.
 
->>> import headrace.sources.parquet as hp, pathlib, tempfile
+>>> import headrace as hr, pathlib, tempfile
 >>> import pyarrow as pa, pyarrow.parquet as pq
 >>> scratch = tempfile.TemporaryDirectory()
 >>> path = str(pathlib.Path(scratch.name) / "rows.parquet")
 >>> pq.write_table(pa.table({"x": [1, 2, 3], "y": ["a", "b", None]}), path)
->>> list(hp.read_parquet(path))
+>>> list(hr.read_parquet(path))
 [{'x': 1, 'y': 'a'}, {'x': 2, 'y': 'b'}, {'x': 3, 'y': None}]
 >>> scratch.cleanup()
 """
@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 
 from headrace._checks import check_optional_int
-from headrace.pipeline import Pipeline
-from headrace.policy import OnError, Tally
+from headrace.policy import Tally
 from headrace.sources._files import FileSource, PathsArg, ReadPosition, open_or_reject
 
-__all__ = ["ReadParquet", "read_parquet"]
+__all__ = ["ReadParquet"]
 
 #: Rows turned into dicts at a time when records are handed out one by one: enough
 #: that the per-chunk cost vanishes, few enough that the dicts waiting take little memory.
@@ -246,81 +245,3 @@ def _numpy(column: Any) -> np.ndarray:
     for index, value in enumerate(values):  # one by one: lists must stay list entries
         array[index] = value
     return array
-
-
-def read_parquet(
-    path: PathsArg,
-    *,
-    columns: Sequence[str] | None = None,
-    batch_size: int | None = None,
-    on_error: OnError = "raise",
-    num_shards: int = 1,
-    shard_index: int = 0,
-) -> Pipeline[Any]:
-    """The rows of Parquet files, streamed a row group at a time.
-
-    By default each row is a dict of Python values, as pyarrow gives them: ``None``
-    for a null, ``str``, ``bytes``, ``datetime`` (time-zone aware if the column is),
-    ``date``, ``Decimal``, lists for list columns and dicts for struct columns.
-
-    With ``batch_size=N`` the elements are dicts of numpy arrays holding ``N`` rows
-    each: integer, float and bool columns keep their dtype, timestamps and dates become
-    ``datetime64`` (in UTC for time-zone aware columns), durations ``timedelta64``, and
-    fixed-size lists of numbers (embeddings) a 2-D array; every other column (text,
-    bytes, lists, structs, decimals) is an ``object`` array of the Python values. A
-    batch whose column holds nulls gives that column as a ``numpy.ma.MaskedArray`` of
-    the same dtype, masked at the nulls, so a null never turns an integer into a
-    float. Batches never mix rows of two files: a file's last batch may be shorter.
-
-    Several files (a glob, a brace pattern or a list) are read in sorted order; fsspec
-    URLs work wherever a path does. Columns are as stored: a pandas index that is not
-    a plain range is stored as a column (``__index_level_0__`` if unnamed), so it
-    appears too unless ``columns`` leaves it out.
-
-    A saved read position counts rows of the current file: resuming passes over whole
-    row groups by the file's metadata without reading them.
-
-    >>> import headrace.sources.parquet as hp, pathlib, tempfile
-    >>> import pyarrow as pa, pyarrow.parquet as pq
-    >>> scratch = tempfile.TemporaryDirectory()
-    >>> path = str(pathlib.Path(scratch.name) / "rows.parquet")
-    >>> pq.write_table(pa.table({"x": [1, 2, 3], "y": [0.5, None, 2.0]}), path)
-    >>> for batch in hp.read_parquet(path, columns=["x"], batch_size=2):
-    ...     print(batch)
-    {'x': array([1, 2])}
-    {'x': array([3])}
-    >>> scratch.cleanup()
-
-    Args:
-        path: file path, glob or brace pattern, URL, or a list of them.
-        columns: read only these columns (a list of top-level column names), in
-            this order.
-        batch_size: hand out dicts of numpy arrays of this many rows instead of one
-            dict per row.
-        on_error: what to do with a file that cannot be opened, is not Parquet, is
-            cut short or damaged, or lacks a column of ``columns``: ``"raise"``
-            (default) raises :class:`headrace.ParseError` naming the file and the
-            reason; ``"skip"`` drops the rest of the file, counts it as one rejected
-            record and logs a summary; a file path also appends it there as a JSON
-            line (see :mod:`headrace.policy`). The ``read`` count is in rows.
-        num_shards, shard_index: read only every ``num_shards``-th file of the sorted
-            list, starting at ``shard_index``.
-
-    Raises:
-        TypeError: ``columns`` is not a list of names, or ``batch_size`` not an int.
-        ValueError: ``columns`` is empty or repeats a name, or ``batch_size`` is
-            below 1.
-        ImportError: pyarrow is not installed (``pip install 'headrace[arrow]'``).
-    """
-    return Pipeline(
-        (
-            ReadParquet(
-                path,
-                columns=columns,
-                batch_size=batch_size,
-                on_error=on_error,
-                num_shards=num_shards,
-                shard_index=shard_index,
-            ),
-        )
-    )

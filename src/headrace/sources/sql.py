@@ -1,11 +1,11 @@
 """``read_sql``: the rows of a query, streamed from any DB-API 2 connection.
 
 >>> import sqlite3
->>> import headrace.sources.sql as hs
+>>> import headrace as hr
 >>> db = sqlite3.connect(":memory:")
 >>> _ = db.execute("CREATE TABLE t (id INTEGER, name TEXT)")
 >>> _ = db.executemany("INSERT INTO t VALUES (?, ?)", [(1, "a"), (2, None)])
->>> list(hs.read_sql(db, "SELECT id, name FROM t ORDER BY id"))
+>>> list(hr.read_sql(db, "SELECT id, name FROM t ORDER BY id"))
 [{'id': 1, 'name': 'a'}, {'id': 2, 'name': None}]
 >>> db.close()
 """
@@ -25,11 +25,10 @@ from headrace._checks import check_callable, check_int, check_optional_int
 from headrace.engine.guard import close_iterator
 from headrace.engine.stage import Length, Stage, StageContext
 from headrace.errors import annotate
-from headrace.pipeline import Pipeline
-from headrace.policy import ErrorPolicy, OnError, Tally
+from headrace.policy import ErrorPolicy, Tally
 from headrace.sources._files import ReadPosition, open_reader
 
-__all__ = ["ReadSql", "read_sql"]
+__all__ = ["ReadSql"]
 
 #: The dtype kinds a batch column may have: bool, integers, floats, datetime64,
 #: timedelta64 and object.
@@ -404,104 +403,3 @@ def _names(cursor: Any, query: str, dtypes: Mapping[str, Any] | None) -> list[st
 def _short(query: str) -> str:
     text = " ".join(query.split())
     return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
-
-
-def read_sql(
-    connection: Any,
-    query: str,
-    params: Sequence[Any] | Mapping[str, Any] | None = None,
-    *,
-    batch_size: int | None = None,
-    dtypes: Mapping[str, Any] | None = None,
-    fetch_size: int = 1000,
-    cursor: Callable[[Any], Any] | None = None,
-    on_error: OnError = "raise",
-) -> Pipeline[Any]:
-    """The rows of a SQL query, fetched ``fetch_size`` at a time from a DB-API 2 driver.
-
-    Each row is a dict keyed by the column names of the result, holding what the
-    driver returns. With ``batch_size=N`` the elements are dicts of numpy arrays of
-    ``N`` rows (the last batch may be shorter): a column takes its dtype from
-    ``dtypes`` or else from its value in the first row (``bool``, ``int`` → int64,
-    ``float`` → float64, anything else, NULL included, → ``object``). NULLs in a
-    non-object column are masked: that batch's column is a ``numpy.ma.MaskedArray``
-    of the same dtype (with NaN or NaT under the mask in float and datetime
-    columns). Time-zone aware datetimes go into ``datetime64`` columns in UTC. A
-    value that does not fit its column's dtype exactly (text in an integer column,
-    2.5 in an int64 one, a number out of range) rejects its row under ``on_error``;
-    the row's number in the result is in the message.
-
-    Every run (every epoch) runs the query again. Pass a function that opens a
-    connection rather than a connection where you can: each run then opens its own
-    and closes it when the run ends, the pipeline can be sent to worker processes,
-    and a run may read in another thread (a ``sqlite3`` connection works only in
-    the thread that opened it). A connection you pass is used as it is, never
-    closed, committed or rolled back. The cursor is closed when the run ends,
-    however it ends.
-
-    When a run starts, an error of the driver's (bad SQL, say) is raised as it is,
-    with a note naming the stage and its query; a statement that makes no result
-    (an ``UPDATE``), a result with two columns of one name, and ``dtypes`` naming a
-    column the result lacks raise ``ValueError``.
-
-    A saved read position counts the rows of the result consumed: resuming runs the
-    query again and passes over that many rows. That is only right if the query
-    returns its rows in the same order every time, so give it an ``ORDER BY`` on a
-    unique key.
-
-    Drivers that fetch the whole result when the query runs (psycopg's default
-    cursor does) hold it all in memory; ask them for a server-side cursor with
-    ``cursor=``, for PostgreSQL ``cursor=lambda conn: conn.cursor(name="rows")``
-    (its rows then come ``fetch_size`` at a time; it needs a transaction, which
-    psycopg opens unless the connection is in autocommit mode).
-
-    >>> import sqlite3
-    >>> import headrace.sources.sql as hs
-    >>> db = sqlite3.connect(":memory:")
-    >>> _ = db.execute("CREATE TABLE t (x REAL)")
-    >>> _ = db.executemany("INSERT INTO t VALUES (?)", [(0.5,), (None,), (2.0,)])
-    >>> for batch in hs.read_sql(db, "SELECT rowid AS id, x FROM t ORDER BY id", batch_size=2):
-    ...     print(batch["id"], batch["x"])
-    [1 2] [0.5 --]
-    [3] [2.]
-    >>> db.close()
-
-    Args:
-        connection: a DB-API 2 connection, or a function without arguments that
-            returns a new one (``functools.partial(sqlite3.connect, path)``).
-        query: the SQL text; use placeholders and ``params`` for values.
-        params: the placeholders' values, as the driver takes them (a sequence or a
-            mapping).
-        batch_size: hand out dicts of numpy arrays of this many rows instead of one
-            dict per row.
-        dtypes: numpy dtypes of batch columns, by column name (bool, integer, float,
-            ``datetime64``, ``timedelta64`` or ``object``); only with ``batch_size``.
-        fetch_size: rows asked of the driver at a time (``cursor.fetchmany``).
-        cursor: makes the cursor from the connection; default ``connection.cursor()``.
-        on_error: what to do with a row whose value does not fit its batch column:
-            ``"raise"`` (default) raises :class:`headrace.ParseError` naming the row
-            and the column; ``"skip"`` drops the row and counts it; a file path also
-            appends it there as a JSON line (see :mod:`headrace.policy`). The
-            ``read`` count is in rows, in batches too.
-
-    Raises:
-        TypeError: ``connection`` is neither a connection nor callable, ``query`` is
-            not a str, ``params`` is not a sequence or mapping, or a dtype is not a
-            numpy dtype.
-        ValueError: ``query`` is empty, a number is below 1, or ``dtypes`` is given
-            without ``batch_size`` or names a dtype a batch column cannot have.
-    """
-    return Pipeline(
-        (
-            ReadSql(
-                connection,
-                query,
-                params,
-                batch_size=batch_size,
-                dtypes=dtypes,
-                fetch_size=fetch_size,
-                cursor=cursor,
-                on_error=on_error,
-            ),
-        )
-    )

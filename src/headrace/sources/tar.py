@@ -14,18 +14,15 @@ import tarfile
 from collections.abc import Iterator
 from typing import Any, Final, Self
 
-from headrace.pipeline import Pipeline
-from headrace.policy import OnError, Tally
+from headrace.policy import Tally
 from headrace.sources._files import (
     DAMAGED,
     FileSource,
-    PathsArg,
     ReadPosition,
-    normalise_paths,
     open_or_reject,
 )
 
-__all__ = ["ReadTarShards", "read_tar_shards"]
+__all__ = ["ReadTarShards"]
 
 # webdataset's ``base_plus_ext``: the key runs to the first dot of the last path part.
 _KEY_EXT: Final = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
@@ -168,68 +165,3 @@ class ReadTarShards(FileSource):
             position.records = consumed
             tally.read += 1
             yield sample
-
-
-def read_tar_shards(
-    urls: PathsArg, *, on_error: OnError = "raise", num_shards: int = 1, shard_index: int = 0
-) -> Pipeline[dict[str, Any]]:
-    """The samples of WebDataset-style tar shards, streamed without unpacking.
-
-    Reads shards written by ``webdataset.TarWriter`` / ``ShardWriter`` or by
-    ``tar --sort=name``: members named ``KEY.EXT``, those of one sample next to each
-    other. Each sample is a dict ``{"__key__": KEY, "__url__": shard, EXT: bytes, ...}``
-    with the same keys and raw bytes that ``webdataset.WebDataset(urls)`` gives before
-    decoding. As there, the key ends at the first dot of the file name
-    (``cat.0001.jpg`` is key ``cat``, field ``0001.jpg``), fields are lower-cased, a
-    sample never spans two shards, a key that comes back after another key starts a
-    new sample, and ``__name__`` metadata members and folders are passed over.
-
-    >>> import io, pathlib, tarfile, tempfile
-    >>> from headrace.sources.tar import read_tar_shards
-    >>> scratch = tempfile.TemporaryDirectory()
-    >>> with tarfile.open(pathlib.Path(scratch.name) / "shard-0.tar", "w") as shard:
-    ...     for name, data in [("cat.jpg", b"\\xff\\xd8"), ("cat.cls", b"3"), ("dog.cls", b"5")]:
-    ...         member = tarfile.TarInfo(name)
-    ...         member.size = len(data)
-    ...         shard.addfile(member, io.BytesIO(data))
-    >>> [(s["__key__"], s["cls"]) for s in read_tar_shards(scratch.name + "/shard-{0..0}.tar")]
-    [('cat', b'3'), ('dog', b'5')]
-    >>> scratch.cleanup()
-
-    Shards are read in streaming mode, so ``.tar.gz`` (or ``.tgz``), ``.tar.bz2`` and
-    ``.tar.xz`` shards and fsspec URLs (``s3://``, ``https://``, ...) need no seeking.
-
-    Every sample is one record. A rejected member (see ``on_error``) is one record
-    too and takes no part in grouping: the other members of its key still form one
-    sample, without it. A damaged shard is one record, and the sample being read when
-    the damage showed is dropped with it (it may lack members); the samples before it
-    are kept. So ``read == yielded + rejected`` in the run's stats.
-
-    A saved read position counts the shard's members: a restarted run passes over
-    that many member headers, reading past their data without keeping it.
-
-    Args:
-        urls: shard path, glob or brace pattern (``data-{000..099}.tar``), fsspec URL,
-            or a list of them; read in sorted order.
-        on_error: what to do with a member that is a link, a device or a FIFO, whose
-            path is absolute or climbs out with ``..``, that has no ``.EXT``, or that
-            repeats a field of its sample; and with a shard that cannot be opened, is
-            not a tar archive, or is damaged or cut short (also inside its
-            compression): ``"raise"`` (default) raises :class:`headrace.ParseError`
-            naming the shard, the member and the reason; ``"skip"`` drops it, counts it
-            and logs a summary; a file path also appends each as a JSON line there.
-        num_shards, shard_index: read only every ``num_shards``-th shard of the sorted
-            list, starting at ``shard_index`` (one share of the shards per rank or
-            worker).
-
-    Raises:
-        TypeError: ``urls`` is not a path, a pattern, a URL or a list of them.
-        ValueError: ``urls`` is empty, ``shard_index`` is not below ``num_shards``,
-            or (when a run starts) there are fewer shards than ``num_shards``.
-        FileNotFoundError: when a run starts, a pattern matches no file or a listed
-            local shard is missing.
-    """
-    paths = normalise_paths(urls, "urls")
-    return Pipeline(
-        (ReadTarShards(paths, on_error=on_error, num_shards=num_shards, shard_index=shard_index),)
-    )

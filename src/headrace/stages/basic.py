@@ -21,6 +21,7 @@ from headrace._checks import check_callable, check_int
 from headrace.engine.fusion import fuse, inputs_taken
 from headrace.engine.guard import close_iterator, drive
 from headrace.engine.opening import apply
+from headrace.engine.plan import Plan
 from headrace.engine.stage import Length, Stage, StageContext
 from headrace.engine.state import Entry, count_of, counting, decode_plain, encode_plain
 from headrace.errors import annotate, describe_callable, mark
@@ -154,9 +155,6 @@ class FlatMap(Stage):
 def _flat_map(
     upstream: Iterator[Any], fn: Callable[[Any], Iterable[Any]], ctx: StageContext
 ) -> Iterator[Any]:
-    from headrace.engine.opening import open_chain
-    from headrace.pipeline import Pipeline
-
     label = ctx.label
     # The state: the input as it stood before the element being expanded, and how
     # many of its outputs were handed out (resuming expands it again and skips them).
@@ -184,12 +182,11 @@ def _flat_map(
             for index, item in builtins.enumerate(upstream, ctx.start):
                 try:
                     produced = fn(item)
-                    if isinstance(produced, Pipeline):
+                    if isinstance(produced, Plan):
                         # Opened in this run's epoch, as interleave opens its pipelines, not
                         # in the pipeline's own next epoch: the run replays the same way.
-                        where = ctx.inner_path(f"for input element {index}")
-                        seed = produced.seed if produced.seed is not None else ctx.seed
-                        chain = open_chain(produced.stages, ctx.epoch, None, where, seed, resumed)
+                        where = f"for input element {index}"
+                        chain = ctx.open_inner(produced.stages, produced.seed, where, resumed)
                         if resumed is not None:
                             drop = 0  # the pipeline goes on from its own state
                         here[3] = chain

@@ -12,31 +12,19 @@ from __future__ import annotations
 import builtins
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from headrace._checks import check_bool, check_callable, check_int, check_optional_int
+from headrace.engine.chain import Chain
 from headrace.engine.guard import close_all, close_iterator
-from headrace.engine.opening import apply
+from headrace.engine.opening import apply, iterate
+from headrace.engine.plan import Plan
 from headrace.engine.stage import INFINITE, Length, OpenUpstream, Stage, StageContext, first_unfixed
-from headrace.engine.state import Entries, Entry, count_of, counting
+from headrace.engine.state import Entry, count_of, counting
 from headrace.errors import annotate, describe_callable
-
-if TYPE_CHECKING:
-    from headrace.engine.chain import Chain
-    from headrace.pipeline import Pipeline
+from headrace.sources.basic import as_plan
 
 __all__ = ["Concat", "Interleave", "Repeat", "Zip", "concat", "interleave", "repeat", "zip"]
-
-
-def _open_sub(
-    pipeline: Pipeline[Any], ctx: StageContext, path: str, entries: Entries | None = None
-) -> Chain:
-    """Open a pipeline nested in the stage of ``ctx``: its own seed, or the stage's;
-    from its saved ``entries`` if given."""
-    from headrace.engine.opening import open_chain
-
-    seed = pipeline.seed if pipeline.seed is not None else ctx.seed
-    return open_chain(pipeline.stages, ctx.epoch, None, path, seed, entries)
 
 
 def _saved_list(ctx: StageContext, name: str, length: int) -> list[Any] | None:
@@ -55,7 +43,7 @@ class Zip(Stage):
     __slots__ = ("_parts", "_strict")
     is_source = True
 
-    def __init__(self, parts: Sequence[Pipeline[Any]], *, strict: bool = False) -> None:
+    def __init__(self, parts: Sequence[Plan[Any]], *, strict: bool = False) -> None:
         if not parts:
             raise ValueError("zip needs at least one pipeline")
         self._parts = tuple(parts)
@@ -79,7 +67,7 @@ class Zip(Stage):
         return builtins.min(n for n in lengths if n is not None)
 
 
-def _zip(parts: Sequence[Pipeline[Any]], strict: bool, ctx: StageContext) -> Iterator[Any]:
+def _zip(parts: Sequence[Plan[Any]], strict: bool, ctx: StageContext) -> Iterator[Any]:
     chains: list[Chain] = []
     saved = _saved_list(ctx, "inputs", len(parts)) or [None] * len(parts)
 
@@ -95,7 +83,7 @@ def _zip(parts: Sequence[Pipeline[Any]], strict: bool, ctx: StageContext) -> Ite
     def run() -> Iterator[Any]:
         try:
             for i, part in builtins.enumerate(parts):
-                chains.append(_open_sub(part, ctx, ctx.inner_path(f"input {i}"), saved[i]))
+                chains.append(ctx.open_inner(part.stages, part.seed, f"input {i}", saved[i]))
             joined = builtins.zip(*(c.iterator for c in chains), strict=strict)
             while True:
                 try:
@@ -122,7 +110,7 @@ class Concat(Stage):
     __slots__ = ("_parts",)
     is_source = True
 
-    def __init__(self, parts: Sequence[Pipeline[Any]]) -> None:
+    def __init__(self, parts: Sequence[Plan[Any]]) -> None:
         if not parts:
             raise ValueError("concat needs at least one pipeline")
         self._parts = tuple(parts)
@@ -171,7 +159,7 @@ class _Reading:
         return None if inner is None else {self.kind: self.number, "position": done, "inner": inner}
 
 
-def _concat(parts: Sequence[Pipeline[Any]], ctx: StageContext) -> Iterator[Any]:
+def _concat(parts: Sequence[Plan[Any]], ctx: StageContext) -> Iterator[Any]:
     first = ctx.saved("input")
     if first >= len(parts):
         raise ValueError(f"{ctx.label}: its saved input {first} is past its {len(parts)} inputs")
@@ -184,7 +172,7 @@ def _concat(parts: Sequence[Pipeline[Any]], ctx: StageContext) -> Iterator[Any]:
             saved = None
             if i == first and ctx.resume is not None:
                 saved = ctx.resume.get("inner")
-            chain = _open_sub(parts[i], ctx, ctx.inner_path(f"input {i}"), saved)
+            chain = ctx.open_inner(parts[i].stages, parts[i].seed, f"input {i}", saved)
             try:
                 yield from current.read(i, chain, position if i == first else 0)
             finally:
@@ -193,7 +181,7 @@ def _concat(parts: Sequence[Pipeline[Any]], ctx: StageContext) -> Iterator[Any]:
     return run()
 
 
-def unfixed_in(parts: Sequence[Pipeline[Any]], seeded: bool) -> str | None:
+def unfixed_in(parts: Sequence[Plan[Any]], seeded: bool) -> str | None:
     """The first reason any stage of the nested pipelines ``parts`` has to change its
     order between runs (``seeded``: the pipeline around them has a seed)."""
     for part in parts:
@@ -233,14 +221,12 @@ class _Inner:
     def __init__(
         self, produced: Any, index: int, ctx: StageContext, noted: Any, saved: Any = None
     ) -> None:
-        from headrace.pipeline import Pipeline
-
         self.index = index
         self.noted = noted
         self.count = 0
         self.chain = (
-            _open_sub(produced, ctx, ctx.inner_path(f"for input element {index}"), saved)
-            if isinstance(produced, Pipeline)
+            ctx.open_inner(produced.stages, produced.seed, f"for input element {index}", saved)
+            if isinstance(produced, Plan)
             else None
         )
         self.iterator: Iterator[Any] = (
@@ -463,21 +449,13 @@ def _repeat(upstream: OpenUpstream, count: int | None, ctx: StageContext) -> Ite
     return run()
 
 
-def _pipeline(iterable: Iterable[Any]) -> Pipeline[Any]:
-    from headrace.pipeline import as_pipeline
-
-    return as_pipeline(iterable)
-
-
 def zip(*iterables: Iterable[Any], strict: bool = False) -> Iterator[tuple[Any, ...]]:
     """Tuples of the elements of several iterables, in step (``strict`` as in builtins).
 
     >>> list(zip("ab", range(5)))
     [('a', 0), ('b', 1)]
     """
-    from headrace.pipeline import Pipeline
-
-    return iter(Pipeline((Zip([_pipeline(i) for i in iterables], strict=strict),)))
+    return iterate((Zip([as_plan(i) for i in iterables], strict=strict),))
 
 
 def concat(*iterables: Iterable[Any]) -> Iterator[Any]:
@@ -486,9 +464,7 @@ def concat(*iterables: Iterable[Any]) -> Iterator[Any]:
     >>> list(concat("ab", [1]))
     ['a', 'b', 1]
     """
-    from headrace.pipeline import Pipeline
-
-    return iter(Pipeline((Concat([_pipeline(i) for i in iterables]),)))
+    return iterate((Concat([as_plan(i) for i in iterables]),))
 
 
 def interleave(
@@ -515,4 +491,5 @@ def repeat(iterable: Iterable[Any], count: int | None = None) -> Iterator[Any]:
     >>> list(repeat([1, 2], 2))
     [1, 2, 1, 2]
     """
-    return iter(_pipeline(iterable).repeat(count))
+    plan = as_plan(iterable)
+    return iterate((*plan.stages, Repeat(count)), seed=plan.seed)

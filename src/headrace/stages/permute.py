@@ -34,20 +34,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import numpy as np
 
 from headrace._checks import check_int, check_seed
 from headrace._seeds import python_rng
+from headrace.engine.plan import Plan
 from headrace.engine.stage import Length, Stage, StageContext
-
-if TYPE_CHECKING:
-    from headrace.pipeline import Pipeline
 
 __all__ = ["CHUNK", "EXACT_UP_TO", "ROUNDS", "GlobalShuffle", "IndexPermutation", "global_shuffle"]
 
-T = TypeVar("T")
+P = TypeVar("P", bound=Plan[Any])
 
 #: Sources of at most this many elements get an exact Fisher-Yates permutation: a
 #: Feistel network on a domain of a few bits reaches its orders far from uniformly.
@@ -200,11 +198,14 @@ class GlobalShuffle(Stage):
     __slots__ = ("_data", "_seed", "_source")
     is_source = True
 
-    def __init__(self, source: Stage, data: Sequence[Any] | None, *, seed: int | None) -> None:
-        # ``data[i]`` must be the source's i-th element; global_shuffle() checks that.
-        # ``None``: a list of files, taken anew for every run.
+    def __init__(self, source: Stage, *, seed: int | None) -> None:
+        problem = source.index_problem()
+        if problem is not None:
+            raise ValueError(problem)
         self._source = source
-        self._data = data
+        # ``data[i]`` is the source's i-th element. ``None``: a sequence taken anew
+        # as each run starts (a list of files).
+        self._data = source.by_index() if source.fixed_index else None
         self._seed = check_seed(seed)
 
     @property
@@ -237,11 +238,7 @@ class GlobalShuffle(Stage):
         step = check_int("step", step, minimum=1)
         data, size = self._data, None
         if data is None:  # files: the list as it is now, sorted
-            from headrace.sources._files import find_files
-            from headrace.sources.filesystem import Files
-
-            assert isinstance(self._source, Files)
-            data = find_files(self._source.patterns)
+            data = self._source.by_index()
             size = len(data)
         return _elements(data, self.permutation(ctx, size), start, step)
 
@@ -259,6 +256,9 @@ class GlobalShuffle(Stage):
             return "a global shuffle without a seed"
         return None
 
+    def index_problem(self) -> str | None:
+        return f"{self.name} is already a global shuffle"
+
 
 def _elements(data: Sequence[Any], perm: IndexPermutation, start: int, step: int) -> Iterator[Any]:
     get = data.__getitem__
@@ -271,7 +271,7 @@ def _elements(data: Sequence[Any], perm: IndexPermutation, start: int, step: int
         low, size = high, min(2 * size, CHUNK)
 
 
-def global_shuffle(pipeline: Pipeline[T], *, seed: int | None = None) -> Pipeline[T]:
+def global_shuffle(pipeline: P, *, seed: int | None = None) -> P:
     """Read a random-access source in a new pseudo-random order every epoch.
 
     ``pipeline`` must be only a source that can be read at any index:
@@ -302,9 +302,7 @@ def global_shuffle(pipeline: Pipeline[T], *, seed: int | None = None) -> Pipelin
     >>> sorted(order) == list("ABCDEF")
     True
     """
-    from headrace.pipeline import Pipeline
-
-    if not isinstance(pipeline, Pipeline):
+    if not isinstance(pipeline, Plan):
         raise TypeError(
             f"global_shuffle needs a pipeline, got {type(pipeline).__name__}: {pipeline!r:.200}"
         )
@@ -316,54 +314,12 @@ def global_shuffle(pipeline: Pipeline[T], *, seed: int | None = None) -> Pipelin
             f"but {pipeline!r} has stage 1 {rest[0].name!r} there; call global_shuffle on "
             f"the source alone and add the other stages after it"
         )
-    data = _random_access(source)
-    size = source.length(None) if data is not None else None
+    problem = source.index_problem()
+    if problem is not None:
+        raise ValueError(problem)
+    size = source.length(None) if source.fixed_index else None
     if isinstance(size, int) and size > MAX_LENGTH:
         raise ValueError(
             f"a global shuffle covers at most 2**64 elements, {source.name} has {size}"
         )
-    return Pipeline((GlobalShuffle(source, data, seed=seed),), seed=pipeline.seed)
-
-
-def _random_access(source: Stage) -> Sequence[Any] | None:
-    """What ``source`` reads, indexable by position (``None``: a file list, taken per
-    run); ``ValueError`` if it has none."""
-    from headrace.sources.basic import FromIterable, Range
-    from headrace.sources.filesystem import Files
-
-    hint = "; use shuffle(buffer_size) for sources that can only be streamed"
-    if isinstance(source, Range):
-        return source._range
-    if isinstance(source, Files):
-        if source.shuffled:
-            raise ValueError(
-                f"global_shuffle of {source.name}: the files are shuffled already; "
-                "leave out shuffle=True (global_shuffle permutes them every epoch)"
-            )
-        return None
-    if isinstance(source, FromIterable):
-        data = source._iterable
-        if source._one_shot:
-            raise ValueError(
-                f"global_shuffle cannot read {source.name} by index: it wraps a one-shot "
-                f"iterator; pass a list or a numpy array{hint}"
-            )
-        if isinstance(data, np.ndarray):
-            if data.ndim >= 1:
-                return data  # type: ignore[return-value]
-            # Not source.name: that asks the 0-d array for its len().
-            what = "from_iterable(<0-d ndarray>)"
-        elif isinstance(data, Sequence):
-            return data
-        else:
-            what = source.name
-        raise ValueError(
-            f"global_shuffle cannot read {what} by index: it needs a sequence "
-            f"(list, tuple, range, ...) or a numpy array of at least one dimension{hint}"
-        )
-    if isinstance(source, GlobalShuffle):
-        raise ValueError(f"{source.name} is already a global shuffle")
-    raise ValueError(
-        f"global_shuffle cannot read {source.name} by index: it takes range(), files() "
-        f"or from_iterable() of a sequence or numpy array{hint}"
-    )
+    return pipeline.with_stages((GlobalShuffle(source, seed=seed),))  # type: ignore[return-value]

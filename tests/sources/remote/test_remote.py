@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from headrace import ParseError, files, read_jsonl, text_lines
-from headrace.sources.images import image_folder
+from headrace.readers import image_folder
 
 ROWS = [{"id": i, "name": f"row {i}"} for i in range(50)]
 

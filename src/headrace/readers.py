@@ -1,0 +1,560 @@
+"""Where pipelines begin: each function returns a pipeline of one source stage.
+
+Files and tables (``text_lines``, ``read_jsonl``, ``read_csv``, ``read_parquet``,
+``read_tar_shards``, ``image_folder``), a database query (``read_sql``), Python data
+(``range``, ``from_iterable``, ``from_generator``) and other pipelines (``zip``,
+``concat``). The stages that do the reading live in :mod:`headrace.sources`; these
+functions check their arguments there and wrap the stage in a
+:class:`~headrace.Pipeline`. All of them are importable from ``headrace`` itself.
+
+>>> import headrace as hr
+>>> list(hr.range(2, 8, 3)), len(hr.range(10)), list(hr.from_iterable({"a": 1}))
+([2, 5], 10, ['a'])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+from headrace.pipeline import Pipeline, as_pipeline
+from headrace.policy import OnError
+from headrace.sources._files import PathsArg, normalise_paths
+from headrace.sources.basic import FromGenerator, FromIterable, Range
+from headrace.sources.filesystem import Files, TextLines
+from headrace.sources.images import IMAGE_EXTENSIONS, ImageFiles
+from headrace.sources.jsonl import ReadJsonl
+from headrace.sources.parquet import ReadParquet
+from headrace.sources.sql import ReadSql
+from headrace.sources.tar import ReadTarShards
+from headrace.stages.combine import Concat, Zip
+
+__all__ = [
+    "ImageFolder",
+    "concat",
+    "files",
+    "from_generator",
+    "from_iterable",
+    "image_folder",
+    "range",
+    "read_jsonl",
+    "read_parquet",
+    "read_sql",
+    "read_tar_shards",
+    "text_lines",
+    "zip",
+]
+
+T = TypeVar("T")
+
+
+def from_iterable(iterable: Iterable[T]) -> Pipeline[T]:
+    """A pipeline over the elements of ``iterable``.
+
+    A list, tuple, range or other re-iterable container gives the same elements every
+    run. A one-shot iterator (a generator object, a file) feeds only the first run;
+    a second run raises ``RuntimeError`` rather than silently yielding nothing. Use
+    :func:`from_generator` to make a generator re-runnable.
+
+    >>> import headrace as hr
+    >>> list(hr.from_iterable([3, 1, 2]).map(abs))
+    [3, 1, 2]
+    """
+    return Pipeline((FromIterable(iterable),))
+
+
+def from_generator(fn: Callable[..., Iterable[T]], *args: Any, **kwargs: Any) -> Pipeline[T]:
+    """A pipeline over ``fn(*args, **kwargs)``, called anew for every run.
+
+    >>> import headrace as hr, itertools
+    >>> def fib():
+    ...     a, b = 0, 1
+    ...     while True:
+    ...         yield a
+    ...         a, b = b, a + b
+    >>> list(hr.from_generator(fib).take(10))
+    [0, 1, 1, 2, 3, 5, 8, 13, 21, 34]
+    """
+    return Pipeline((FromGenerator(fn, args, kwargs),))
+
+
+def range(start: int, stop: int | None = None, step: int = 1) -> Pipeline[int]:
+    """The integers of ``builtins.range(start, stop, step)``; the length is known.
+
+    >>> import headrace as hr
+    >>> list(hr.range(3)), list(hr.range(1, 10, 4))
+    ([0, 1, 2], [1, 5, 9])
+    """
+    return Pipeline((Range(start, stop, step),))
+
+
+def files(pattern: PathsArg, *, shuffle: bool = False, seed: int | None = None) -> Pipeline[str]:
+    """Paths of the files matching ``pattern`` (a glob, a path, or a list of them).
+
+    Like tf.data's ``list_files``: ``**`` matches any number of folders; paths come
+    sorted, or shuffled anew every epoch with ``shuffle=True`` (reproducibly with a
+    ``seed``). Duplicate paths are removed: a path matched more than once (by two
+    patterns, or listed twice) is yielded once; paths are compared as spelt, so
+    ``a.txt`` and ``./a.txt`` count as two. Patterns are expanded when a run starts,
+    so each epoch sees the files present then; for the same reason the length is not
+    known beforehand, and ``len()`` raises ``TypeError`` rather than searching the
+    filesystem. A pattern that matches nothing raises ``FileNotFoundError``.
+
+    >>> import headrace as hr, pathlib, tempfile
+    >>> scratch = tempfile.TemporaryDirectory()
+    >>> folder = pathlib.Path(scratch.name)
+    >>> _ = (folder / "a.txt").write_text("a")
+    >>> [pathlib.Path(p).name for p in hr.files([str(folder / "*.txt"), folder / "a.txt"])]
+    ['a.txt']
+    >>> scratch.cleanup()
+
+    Args:
+        pattern: glob pattern, path, or a list of them.
+        shuffle: shuffle the list every epoch (a bool).
+        seed: makes the shuffled order reproducible; only with ``shuffle=True``.
+
+    Raises:
+        TypeError: ``pattern`` is not a path or a list of paths, or ``shuffle`` is
+            not a bool.
+        ValueError: ``pattern`` is empty, or ``seed`` is negative or given without
+            ``shuffle=True``.
+    """
+    return Pipeline((Files(pattern, shuffle=shuffle, seed=seed),))
+
+
+def text_lines(
+    path: PathsArg,
+    *,
+    encoding: str = "utf-8",
+    errors: str = "strict",
+    keep_ends: bool = False,
+    on_error: OnError = "raise",
+    num_shards: int = 1,
+    shard_index: int = 0,
+) -> Pipeline[str]:
+    """Lines of one or more text files, streamed without loading whole files.
+
+    Files named ``*.gz``, ``*.bz2`` and ``*.xz`` are decompressed on the fly. Several
+    files (a glob, a brace pattern such as ``logs-{01..31}.txt``, or a list) are read
+    one after another in sorted order. fsspec URLs (``s3://``, ``http://``, ...) work
+    wherever a path does.
+
+    Args:
+        path: file path, glob or brace pattern, URL, or a list of them.
+        encoding: an ASCII-compatible encoding (utf-8, latin-1, cp1252, ...).
+        errors: ``"strict"`` (default) treats a line that does not decode as a bad
+            record, handled by ``on_error``; ``"replace"`` keeps it with U+FFFD in
+            place of the bad bytes and logs a warning per file with the count.
+        keep_ends: keep the ``\\n`` / ``\\r\\n`` at the end of each line.
+        on_error: what to do with an undecodable line, a file that cannot be opened,
+            or a compressed file that is damaged or cut short: ``"raise"`` (default;
+            :class:`headrace.DecodeError` or :class:`headrace.ParseError` naming
+            ``file:line``), ``"skip"``, or a quarantine file path (see
+            :mod:`headrace.policy`).
+        num_shards, shard_index: read only every ``num_shards``-th file of the sorted
+            list, starting at ``shard_index`` (one share of the files per rank or
+            worker).
+    """
+    return Pipeline(
+        (
+            TextLines(
+                path,
+                encoding=encoding,
+                errors=errors,
+                keep_ends=keep_ends,
+                on_error=on_error,
+                num_shards=num_shards,
+                shard_index=shard_index,
+            ),
+        )
+    )
+
+
+def read_jsonl(
+    path: PathsArg, *, on_error: OnError = "raise", num_shards: int = 1, shard_index: int = 0
+) -> Pipeline[Any]:
+    """The JSON values of JSON Lines files, one per non-blank line, streamed.
+
+    Files named ``*.gz``, ``*.bz2`` and ``*.xz`` are decompressed on the fly; several
+    files (a glob, a brace pattern or a list) are read in sorted order; fsspec URLs
+    work wherever a path does.
+
+    Args:
+        path: file path, glob or brace pattern, URL, or a list of them.
+        on_error: what to do with a line that is not valid UTF-8 or JSON, a file that
+            cannot be opened, or a compressed file that is damaged or cut short:
+            ``"raise"`` (default) raises :class:`headrace.ParseError` naming
+            ``file:line`` and the reason; ``"skip"`` drops it, counts it and logs a
+            summary; a file path also appends each as a JSON line to that file.
+        num_shards, shard_index: read only every ``num_shards``-th file of the sorted
+            list, starting at ``shard_index``.
+    """
+    return Pipeline(
+        (ReadJsonl(path, on_error=on_error, num_shards=num_shards, shard_index=shard_index),)
+    )
+
+
+def zip(*pipelines: Iterable[Any], strict: bool = False) -> Pipeline[tuple[Any, ...]]:
+    """Tuples of the elements of several pipelines (or iterables), in step.
+
+    >>> import headrace as hr
+    >>> list(hr.zip(hr.range(3), "abc"))
+    [(0, 'a'), (1, 'b'), (2, 'c')]
+    """
+    return Pipeline((Zip([as_pipeline(p) for p in pipelines], strict=strict),))
+
+
+def concat(*pipelines: Iterable[Any]) -> Pipeline[Any]:
+    """The elements of each pipeline (or iterable) in turn.
+
+    >>> import headrace as hr
+    >>> list(hr.concat(hr.range(2), [9]))
+    [0, 1, 9]
+    """
+    return Pipeline((Concat([as_pipeline(p) for p in pipelines]),))
+
+
+def read_parquet(
+    path: PathsArg,
+    *,
+    columns: Sequence[str] | None = None,
+    batch_size: int | None = None,
+    on_error: OnError = "raise",
+    num_shards: int = 1,
+    shard_index: int = 0,
+) -> Pipeline[Any]:
+    """The rows of Parquet files, streamed a row group at a time.
+
+    By default each row is a dict of Python values, as pyarrow gives them: ``None``
+    for a null, ``str``, ``bytes``, ``datetime`` (time-zone aware if the column is),
+    ``date``, ``Decimal``, lists for list columns and dicts for struct columns.
+
+    With ``batch_size=N`` the elements are dicts of numpy arrays holding ``N`` rows
+    each: integer, float and bool columns keep their dtype, timestamps and dates become
+    ``datetime64`` (in UTC for time-zone aware columns), durations ``timedelta64``, and
+    fixed-size lists of numbers (embeddings) a 2-D array; every other column (text,
+    bytes, lists, structs, decimals) is an ``object`` array of the Python values. A
+    batch whose column holds nulls gives that column as a ``numpy.ma.MaskedArray`` of
+    the same dtype, masked at the nulls, so a null never turns an integer into a
+    float. Batches never mix rows of two files: a file's last batch may be shorter.
+
+    Several files (a glob, a brace pattern or a list) are read in sorted order; fsspec
+    URLs work wherever a path does. Columns are as stored: a pandas index that is not
+    a plain range is stored as a column (``__index_level_0__`` if unnamed), so it
+    appears too unless ``columns`` leaves it out.
+
+    A saved read position counts rows of the current file: resuming passes over whole
+    row groups by the file's metadata without reading them.
+
+    >>> import headrace as hr, pathlib, tempfile
+    >>> import pyarrow as pa, pyarrow.parquet as pq
+    >>> scratch = tempfile.TemporaryDirectory()
+    >>> path = str(pathlib.Path(scratch.name) / "rows.parquet")
+    >>> pq.write_table(pa.table({"x": [1, 2, 3], "y": [0.5, None, 2.0]}), path)
+    >>> for batch in hr.read_parquet(path, columns=["x"], batch_size=2):
+    ...     print(batch)
+    {'x': array([1, 2])}
+    {'x': array([3])}
+    >>> scratch.cleanup()
+
+    Args:
+        path: file path, glob or brace pattern, URL, or a list of them.
+        columns: read only these columns (a list of top-level column names), in
+            this order.
+        batch_size: hand out dicts of numpy arrays of this many rows instead of one
+            dict per row.
+        on_error: what to do with a file that cannot be opened, is not Parquet, is
+            cut short or damaged, or lacks a column of ``columns``: ``"raise"``
+            (default) raises :class:`headrace.ParseError` naming the file and the
+            reason; ``"skip"`` drops the rest of the file, counts it as one rejected
+            record and logs a summary; a file path also appends it there as a JSON
+            line (see :mod:`headrace.policy`). The ``read`` count is in rows.
+        num_shards, shard_index: read only every ``num_shards``-th file of the sorted
+            list, starting at ``shard_index``.
+
+    Raises:
+        TypeError: ``columns`` is not a list of names, or ``batch_size`` not an int.
+        ValueError: ``columns`` is empty or repeats a name, or ``batch_size`` is
+            below 1.
+        ImportError: pyarrow is not installed (``pip install 'headrace[arrow]'``).
+    """
+    return Pipeline(
+        (
+            ReadParquet(
+                path,
+                columns=columns,
+                batch_size=batch_size,
+                on_error=on_error,
+                num_shards=num_shards,
+                shard_index=shard_index,
+            ),
+        )
+    )
+
+
+def read_sql(
+    connection: Any,
+    query: str,
+    params: Sequence[Any] | Mapping[str, Any] | None = None,
+    *,
+    batch_size: int | None = None,
+    dtypes: Mapping[str, Any] | None = None,
+    fetch_size: int = 1000,
+    cursor: Callable[[Any], Any] | None = None,
+    on_error: OnError = "raise",
+) -> Pipeline[Any]:
+    """The rows of a SQL query, fetched ``fetch_size`` at a time from a DB-API 2 driver.
+
+    Each row is a dict keyed by the column names of the result, holding what the
+    driver returns. With ``batch_size=N`` the elements are dicts of numpy arrays of
+    ``N`` rows (the last batch may be shorter): a column takes its dtype from
+    ``dtypes`` or else from its value in the first row (``bool``, ``int`` → int64,
+    ``float`` → float64, anything else, NULL included, → ``object``). NULLs in a
+    non-object column are masked: that batch's column is a ``numpy.ma.MaskedArray``
+    of the same dtype (with NaN or NaT under the mask in float and datetime
+    columns). Time-zone aware datetimes go into ``datetime64`` columns in UTC. A
+    value that does not fit its column's dtype exactly (text in an integer column,
+    2.5 in an int64 one, a number out of range) rejects its row under ``on_error``;
+    the row's number in the result is in the message.
+
+    Every run (every epoch) runs the query again. Pass a function that opens a
+    connection rather than a connection where you can: each run then opens its own
+    and closes it when the run ends, the pipeline can be sent to worker processes,
+    and a run may read in another thread (a ``sqlite3`` connection works only in
+    the thread that opened it). A connection you pass is used as it is, never
+    closed, committed or rolled back. The cursor is closed when the run ends,
+    however it ends.
+
+    When a run starts, an error of the driver's (bad SQL, say) is raised as it is,
+    with a note naming the stage and its query; a statement that makes no result
+    (an ``UPDATE``), a result with two columns of one name, and ``dtypes`` naming a
+    column the result lacks raise ``ValueError``.
+
+    A saved read position counts the rows of the result consumed: resuming runs the
+    query again and passes over that many rows. That is only right if the query
+    returns its rows in the same order every time, so give it an ``ORDER BY`` on a
+    unique key.
+
+    Drivers that fetch the whole result when the query runs (psycopg's default
+    cursor does) hold it all in memory; ask them for a server-side cursor with
+    ``cursor=``, for PostgreSQL ``cursor=lambda conn: conn.cursor(name="rows")``
+    (its rows then come ``fetch_size`` at a time; it needs a transaction, which
+    psycopg opens unless the connection is in autocommit mode).
+
+    >>> import sqlite3
+    >>> import headrace as hr
+    >>> db = sqlite3.connect(":memory:")
+    >>> _ = db.execute("CREATE TABLE t (x REAL)")
+    >>> _ = db.executemany("INSERT INTO t VALUES (?)", [(0.5,), (None,), (2.0,)])
+    >>> for batch in hr.read_sql(db, "SELECT rowid AS id, x FROM t ORDER BY id", batch_size=2):
+    ...     print(batch["id"], batch["x"])
+    [1 2] [0.5 --]
+    [3] [2.]
+    >>> db.close()
+
+    Args:
+        connection: a DB-API 2 connection, or a function without arguments that
+            returns a new one (``functools.partial(sqlite3.connect, path)``).
+        query: the SQL text; use placeholders and ``params`` for values.
+        params: the placeholders' values, as the driver takes them (a sequence or a
+            mapping).
+        batch_size: hand out dicts of numpy arrays of this many rows instead of one
+            dict per row.
+        dtypes: numpy dtypes of batch columns, by column name (bool, integer, float,
+            ``datetime64``, ``timedelta64`` or ``object``); only with ``batch_size``.
+        fetch_size: rows asked of the driver at a time (``cursor.fetchmany``).
+        cursor: makes the cursor from the connection; default ``connection.cursor()``.
+        on_error: what to do with a row whose value does not fit its batch column:
+            ``"raise"`` (default) raises :class:`headrace.ParseError` naming the row
+            and the column; ``"skip"`` drops the row and counts it; a file path also
+            appends it there as a JSON line (see :mod:`headrace.policy`). The
+            ``read`` count is in rows, in batches too.
+
+    Raises:
+        TypeError: ``connection`` is neither a connection nor callable, ``query`` is
+            not a str, ``params`` is not a sequence or mapping, or a dtype is not a
+            numpy dtype.
+        ValueError: ``query`` is empty, a number is below 1, or ``dtypes`` is given
+            without ``batch_size`` or names a dtype a batch column cannot have.
+    """
+    return Pipeline(
+        (
+            ReadSql(
+                connection,
+                query,
+                params,
+                batch_size=batch_size,
+                dtypes=dtypes,
+                fetch_size=fetch_size,
+                cursor=cursor,
+                on_error=on_error,
+            ),
+        )
+    )
+
+
+def read_tar_shards(
+    urls: PathsArg, *, on_error: OnError = "raise", num_shards: int = 1, shard_index: int = 0
+) -> Pipeline[dict[str, Any]]:
+    """The samples of WebDataset-style tar shards, streamed without unpacking.
+
+    Reads shards written by ``webdataset.TarWriter`` / ``ShardWriter`` or by
+    ``tar --sort=name``: members named ``KEY.EXT``, those of one sample next to each
+    other. Each sample is a dict ``{"__key__": KEY, "__url__": shard, EXT: bytes, ...}``
+    with the same keys and raw bytes that ``webdataset.WebDataset(urls)`` gives before
+    decoding. As there, the key ends at the first dot of the file name
+    (``cat.0001.jpg`` is key ``cat``, field ``0001.jpg``), fields are lower-cased, a
+    sample never spans two shards, a key that comes back after another key starts a
+    new sample, and ``__name__`` metadata members and folders are passed over.
+
+    >>> import io, pathlib, tarfile, tempfile
+    >>> from headrace.readers import read_tar_shards
+    >>> scratch = tempfile.TemporaryDirectory()
+    >>> with tarfile.open(pathlib.Path(scratch.name) / "shard-0.tar", "w") as shard:
+    ...     for name, data in [("cat.jpg", b"\\xff\\xd8"), ("cat.cls", b"3"), ("dog.cls", b"5")]:
+    ...         member = tarfile.TarInfo(name)
+    ...         member.size = len(data)
+    ...         shard.addfile(member, io.BytesIO(data))
+    >>> [(s["__key__"], s["cls"]) for s in read_tar_shards(scratch.name + "/shard-{0..0}.tar")]
+    [('cat', b'3'), ('dog', b'5')]
+    >>> scratch.cleanup()
+
+    Shards are read in streaming mode, so ``.tar.gz`` (or ``.tgz``), ``.tar.bz2`` and
+    ``.tar.xz`` shards and fsspec URLs (``s3://``, ``https://``, ...) need no seeking.
+
+    Every sample is one record. A rejected member (see ``on_error``) is one record
+    too and takes no part in grouping: the other members of its key still form one
+    sample, without it. A damaged shard is one record, and the sample being read when
+    the damage showed is dropped with it (it may lack members); the samples before it
+    are kept. So ``read == yielded + rejected`` in the run's stats.
+
+    A saved read position counts the shard's members: a restarted run passes over
+    that many member headers, reading past their data without keeping it.
+
+    Args:
+        urls: shard path, glob or brace pattern (``data-{000..099}.tar``), fsspec URL,
+            or a list of them; read in sorted order.
+        on_error: what to do with a member that is a link, a device or a FIFO, whose
+            path is absolute or climbs out with ``..``, that has no ``.EXT``, or that
+            repeats a field of its sample; and with a shard that cannot be opened, is
+            not a tar archive, or is damaged or cut short (also inside its
+            compression): ``"raise"`` (default) raises :class:`headrace.ParseError`
+            naming the shard, the member and the reason; ``"skip"`` drops it, counts it
+            and logs a summary; a file path also appends each as a JSON line there.
+        num_shards, shard_index: read only every ``num_shards``-th shard of the sorted
+            list, starting at ``shard_index`` (one share of the shards per rank or
+            worker).
+
+    Raises:
+        TypeError: ``urls`` is not a path, a pattern, a URL or a list of them.
+        ValueError: ``urls`` is empty, ``shard_index`` is not below ``num_shards``,
+            or (when a run starts) there are fewer shards than ``num_shards``.
+        FileNotFoundError: when a run starts, a pattern matches no file or a listed
+            local shard is missing.
+    """
+    paths = normalise_paths(urls, "urls")
+    return Pipeline(
+        (ReadTarShards(paths, on_error=on_error, num_shards=num_shards, shard_index=shard_index),)
+    )
+
+
+class ImageFolder(Pipeline[tuple[str, int]]):
+    """The pipeline :func:`image_folder` returns: a pipeline, plus the class names.
+
+    Chained methods return plain pipelines; keep this one to ask for ``classes``.
+    """
+
+    __slots__ = ()
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The class names in label order (sorted folder names unless given)."""
+        return cast("ImageFiles", self.stages[0]).classes
+
+    @property
+    def class_to_index(self) -> dict[str, int]:
+        """Each class name's label."""
+        return {name: index for index, name in enumerate(self.classes)}
+
+
+def image_folder(
+    root: str | os.PathLike[str],
+    *,
+    extensions: Sequence[str] | None = IMAGE_EXTENSIONS,
+    classes: Sequence[str] | None = None,
+    shuffle: bool = False,
+    seed: int | None = None,
+    num_shards: int = 1,
+    shard_index: int = 0,
+) -> ImageFolder:
+    """``(path, label)`` for every image in a folder holding one subfolder per class.
+
+    Labels index the sorted class names, ``.classes`` on the returned pipeline (a
+    one-hot encoder needs them before training starts). Images in folders nested
+    inside a class folder belong to that class. Left out: hidden files and folders
+    (names starting with ``.``, such as ``.ipynb_checkpoints``), files beside the
+    class folders, and files whose names do not end with one of ``extensions``
+    (letter case ignored). A class folder with no images is still a class, so labels
+    do not shift when one is emptied. No file is opened: pair this with a decoding
+    ``map``, which is where unreadable images show.
+
+    The listing happens when a run starts, and ``.classes`` lists the root the first
+    time it is asked for; the class list then stays fixed for every later run of the
+    pipeline, and a folder added meanwhile is left out with a warning. Pass the
+    training set's ``classes`` to the validation set's ``image_folder`` so both use
+    the same labels.
+
+    >>> import pathlib, tempfile
+    >>> scratch = tempfile.TemporaryDirectory()
+    >>> root = pathlib.Path(scratch.name)
+    >>> for name in ["dog/1.jpg", "dog/2.JPG", "cat/x.png", ".cache/y.png"]:
+    ...     (root / name).parent.mkdir(exist_ok=True)
+    ...     (root / name).touch()
+    >>> images = image_folder(root)
+    >>> images.classes, images.class_to_index
+    (('cat', 'dog'), {'cat': 0, 'dog': 1})
+    >>> [(pathlib.Path(path).name, label) for path, label in images]
+    [('x.png', 0), ('1.jpg', 1), ('2.JPG', 1)]
+    >>> dogs = image_folder(root, classes=["dog"])
+    >>> [label for _, label in dogs]
+    [0, 0]
+    >>> scratch.cleanup()
+
+    Args:
+        root: the folder's path or fsspec URL (``s3://bucket/train/``).
+        extensions: the file name endings to take, such as ``[".jpg", ".png"]``
+            (default: :data:`IMAGE_EXTENSIONS`); ``None`` takes every file.
+        classes: the class folders to read, in label order; other folders are left
+            out. By default, every subfolder, sorted by name.
+        shuffle: shuffle the files anew every epoch (a bool); the files come class by
+            class otherwise, which a small shuffle buffer cannot mix.
+        seed: makes the shuffled order reproducible (and resumable); only with
+            ``shuffle=True``.
+        num_shards, shard_index: take every ``num_shards``-th file of the listing,
+            from ``shard_index``: disjoint shares with every class in each. With
+            ``shuffle``, each shard shuffles its own share.
+
+    Returns:
+        An :class:`ImageFolder`: a pipeline of ``(path, label)`` pairs with
+        ``classes`` and ``class_to_index``.
+
+    Raises:
+        TypeError, ValueError: a bad argument.
+        FileNotFoundError: (when listing) ``root`` does not exist or has no class
+            folders, a class in ``classes`` has no folder, or no file matches.
+        NotADirectoryError: (when listing) ``root`` is a file.
+    """
+    return ImageFolder(
+        (
+            ImageFiles(
+                root,
+                extensions=extensions,
+                classes=classes,
+                shuffle=shuffle,
+                seed=seed,
+                num_shards=num_shards,
+                shard_index=shard_index,
+            ),
+        )
+    )
