@@ -30,8 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import headrace as hr
-import headrace.sources._csv_arrow as arrow_module
-import headrace.sources.csv as csv_module
+import headrace.sources.csv.arrow as arrow_module
+import headrace.sources.csv.python as python_module
 from headrace.sources.csv import read_csv
 
 ENGINES = ["pyarrow", "python"]
@@ -47,7 +47,7 @@ def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
     """Segments and pyarrow blocks of a few hundred bytes: a small file crosses many."""
     monkeypatch.setattr(arrow_module, "SEGMENT_SIZE", 512)
     monkeypatch.setattr(arrow_module, "BLOCK_SIZE", 256)
-    monkeypatch.setattr(csv_module, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(python_module, "CHUNK_ROWS", 7)
 
 
 def frame(count: int = 60) -> pd.DataFrame:

@@ -165,7 +165,7 @@ def _delimiter(path: str) -> str:
 
 def _csv_header(path: str) -> list[str]:
     """The column names of a CSV file's first row, as read_csv names them."""
-    from headrace.sources.csv import _unique_names
+    from headrace.sources.csv.common import unique_names
 
     try:
         with open_binary(path) as stream:
@@ -173,7 +173,7 @@ def _csv_header(path: str) -> list[str]:
     except (OSError, EOFError):
         return []
     rows = list(csv.reader([line], delimiter=_delimiter(path)))
-    return _unique_names(rows[0]) if rows and rows[0] else []
+    return unique_names(rows[0]) if rows and rows[0] else []
 
 
 def _cell_type(value: str) -> str:

@@ -133,7 +133,6 @@ class ParallelMap(CallStage):
     """
 
     __slots__ = ()
-    per_element = True
 
     def __init__(
         self,

@@ -46,7 +46,6 @@ class FusedStage(Stage):
     """``map``, ``filter`` and ``tap``: one user function per element, fused in runs."""
 
     __slots__ = ("_fn",)
-    per_element = True
 
     def __init__(self, fn: Callable[[Any], Any]) -> None:
         self._fn = check_callable("fn", fn)
@@ -141,7 +140,6 @@ def tap(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
 
 class FlatMap(Stage):
     __slots__ = ("_fn",)
-    per_element = True
 
     def __init__(self, fn: Callable[[Any], Iterable[Any]]) -> None:
         self._fn = check_callable("fn", fn)

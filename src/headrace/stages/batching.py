@@ -41,12 +41,12 @@ from headrace.errors import annotate
 __all__ = ["batch", "collate", "padded_batch", "unbatch"]
 
 _NUMBERS = (int, float, bool, complex, np.generic)
-NUMERIC_KINDS = "biufc"
+_NUMERIC_KINDS = "biufc"
 # Which dtype kinds stack together: numbers with numbers, datetimes with datetimes,
 # timedeltas with timedeltas, and object arrays (text, lists of objects) with each
 # other. numpy itself would turn ``[np.timedelta64(1, "s"), 5]`` into timedeltas.
 _STACKING: dict[str, str] = {
-    **dict.fromkeys(NUMERIC_KINDS, "numbers"),
+    **dict.fromkeys(_NUMERIC_KINDS, "numbers"),
     "M": "datetime64 values",
     "m": "timedelta64 values",
     "O": "objects",
@@ -129,7 +129,7 @@ def _stack(items: Sequence[Any], path: str, pad: _Padding | None) -> np.ndarray:
             out = np.asarray(items)
         except ValueError:
             out = None  # ragged: numpy refuses; find the element that differs below
-        if out is not None and out.dtype.kind in NUMERIC_KINDS:
+        if out is not None and out.dtype.kind in _NUMERIC_KINDS:
             return out
     arrays = [
         _as_array(item, path, position, keep_mask=masked)
@@ -256,7 +256,6 @@ def _short(item: Any) -> str:
 
 class Batch(Stage):
     __slots__ = ("_collate", "_drop_remainder", "_pad", "_size")
-    per_element = True
 
     def __init__(
         self,
@@ -402,7 +401,6 @@ def padded_batch_stage(
 
 class Unbatch(Stage):
     __slots__ = ()
-    per_element = True
 
     @property
     def name(self) -> str:

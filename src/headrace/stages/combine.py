@@ -193,7 +193,6 @@ def unfixed_in(parts: Sequence[Plan[Any]], seeded: bool) -> str | None:
 
 class Interleave(Stage):
     __slots__ = ("_block_length", "_cycle_length", "_fn")
-    per_element = True
 
     def __init__(
         self, fn: Callable[[Any], Iterable[Any]], *, cycle_length: int = 4, block_length: int = 1
@@ -395,7 +394,6 @@ def _reopen(
 
 class Repeat(Stage):
     __slots__ = ("_count",)
-    per_element = True
     lazy_upstream = True
 
     def __init__(self, count: int | None = None) -> None:

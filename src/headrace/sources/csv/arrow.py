@@ -53,17 +53,8 @@ import numpy as np
 
 from headrace.policy import Tally
 from headrace.sources._files import DAMAGED, open_or_reject
-from headrace.sources.csv import (
-    _FALSE,
-    _TRUE,
-    Chunk,
-    ReadCsv,
-    _Layout,
-    _Prefixed,
-    _python_chunks,
-    _shown,
-    _Unconvertible,
-)
+from headrace.sources.csv.common import FALSE, TRUE, Chunk, Layout, Prefixed, shown
+from headrace.sources.csv.python import python_chunks
 
 __all__ = ["ArrowReader"]
 
@@ -84,6 +75,10 @@ _Bad = tuple[int | None, str, int]
 _Job = Callable[[], "_Part"]
 #: A job, and whether it makes the file's last part.
 _Jobs = Generator[tuple[_Job, bool], None, None]
+
+
+class _Unconvertible(Exception):
+    """A column of a parsed block that pyarrow could not give as asked."""
 
 
 def _workers() -> int:
@@ -131,11 +126,14 @@ class ArrowReader:
     threads; once a quote appears, pyarrow's streaming reader; the Python engine for
     what they cannot read as asked."""
 
-    def __init__(self, source: ReadCsv, path: str, layout: _Layout, tally: Tally) -> None:
+    def __init__(
+        self, path: str, layout: Layout, tally: Tally, *, delimiter: str, quotechar: str
+    ) -> None:
         self.pa = importlib.import_module("pyarrow")
         self.pacsv = importlib.import_module("pyarrow.csv")
-        self.source, self.path, self.layout, self.tally = source, path, layout, tally
-        self.quote = source._quotechar.encode()
+        self.path, self.layout, self.tally = path, layout, tally
+        self.delimiter, self.quotechar = delimiter, quotechar
+        self.quote = quotechar.encode()
         self.names = [f"f{i}" for i in range(layout.width)]
         self.convert_options = self._convert_options(ints=False)
         #: The options that parse float columns as integers (see :meth:`_parse`); None
@@ -158,8 +156,8 @@ class ArrowReader:
             include_columns=[f"f{i}" for i in self.layout.selected],
             column_types=types,
             null_values=[""],
-            true_values=list(_TRUE),
-            false_values=list(_FALSE),
+            true_values=list(TRUE),
+            false_values=list(FALSE),
             strings_can_be_null=False,
         )
 
@@ -188,8 +186,8 @@ class ArrowReader:
                 column_names=self.names, block_size=BLOCK_SIZE, use_threads=False
             ),
             "parse_options": pacsv.ParseOptions(
-                delimiter=self.source._delimiter,
-                quote_char=self.source._quotechar if quoted else False,
+                delimiter=self.delimiter,
+                quote_char=self.quotechar if quoted else False,
                 newlines_in_values=quoted,
                 invalid_row_handler=note,
             ),
@@ -249,7 +247,7 @@ class ArrowReader:
     def _take(self, part: _Part, stream: io.BufferedIOBase, skip: int) -> Iterator[Chunk]:
         """The chunks of one part, with its bad rows rejected in place."""
         if part.quoted is not None:
-            rest = _Prefixed(part.quoted, stream if part.damage is None else None)
+            rest = Prefixed(part.quoted, stream if part.damage is None else None)
             if (yield from self._streamed(rest, part.offset, skip)):
                 return  # the Python engine read the file to its end, damage included
         elif part.unparsed is not None:
@@ -400,7 +398,7 @@ class ArrowReader:
         batches = [self._arrays(b, ints=ints) for b in table.to_batches() if b.num_rows]
         return _Part(batches=batches, bad=bad)
 
-    def _streamed(self, stream: _Prefixed, offset: int, skip: int) -> Generator[Chunk, None, bool]:
+    def _streamed(self, stream: Prefixed, offset: int, skip: int) -> Generator[Chunk, None, bool]:
         """The chunks from pyarrow's streaming reader, which tracks quoted line ends;
         ``stream`` starts at byte ``offset`` of the file. True when the Python engine
         took over and read the file to its end."""
@@ -437,8 +435,16 @@ class ArrowReader:
         return False
 
     def _python(self, stream: io.BufferedIOBase, before: int, skip: int) -> Iterator[Chunk]:
-        source, path, layout, tally = self.source, self.path, self.layout, self.tally
-        self.consumed = yield from _python_chunks(source, stream, path, layout, tally, before, skip)
+        self.consumed = yield from python_chunks(
+            stream,
+            self.path,
+            self.layout,
+            self.tally,
+            before,
+            skip,
+            delimiter=self.delimiter,
+            quotechar=self.quotechar,
+        )
 
     def _arrays(self, batch: Any, *, ints: bool = False) -> list[np.ndarray]:
         arrays = []
@@ -481,11 +487,10 @@ class ArrowReader:
         _, text, found = bad
         self.tally.read += 1
         reason = f"expected {self.layout.width} fields, found {found}"
-        source = self.source
         lines = io.StringIO(text, newline="")
-        reader = csv.reader(lines, delimiter=source._delimiter, quotechar=source._quotechar)
+        reader = csv.reader(lines, delimiter=self.delimiter, quotechar=self.quotechar)
         fields = [field for row in reader for field in row]  # as the Python engine parses it
-        self.tally.reject(f"{self.path} row {self.consumed}", reason, _shown(fields))
+        self.tally.reject(f"{self.path} row {self.consumed}", reason, shown(fields))
 
     def _damaged(self, error: BaseException) -> None:
         self.tally.read += 1

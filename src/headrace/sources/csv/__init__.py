@@ -4,11 +4,12 @@ Two engines read the same files the same way: pyarrow's CSV parser (the fast pat
 ``pip install 'headrace[arrow]'``) and the standard library's :mod:`csv` module (no
 dependencies). ``engine="auto"`` takes pyarrow when it is installed.
 
-The pyarrow engine (in :mod:`headrace.sources._csv_arrow`) parses segments of the
+The pyarrow engine (in :mod:`headrace.sources.csv.arrow`) parses segments of the
 file on a pool of threads, and goes over to pyarrow's streaming reader from the first
 quote character on; whatever pyarrow cannot read as asked is read again by the Python
-engine, which names the exact row: both engines yield the same rows and reject the
-same ones.
+engine (in :mod:`headrace.sources.csv.python`), which names the exact row: both
+engines yield the same rows and reject the same ones. What the stage and the engines
+share is in :mod:`headrace.sources.csv.common`.
 
 >>> import pathlib, tempfile
 >>> scratch = tempfile.TemporaryDirectory()
@@ -23,36 +24,27 @@ same ones.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import importlib.util
 import io
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from typing import IO, Any, Final, cast
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Final
 
 import numpy as np
 
 from headrace._checks import check_bool, check_optional_int
-from headrace.errors import DecodeError, ParseError
 from headrace.pipeline import Pipeline
 from headrace.policy import OnError, Tally
 from headrace.sources._files import DAMAGED, FileSource, PathsArg, ReadPosition, open_or_reject
+from headrace.sources.csv.arrow import ArrowReader
+from headrace.sources.csv.common import Layout, Prefixed, batches, records, unique_names
+from headrace.sources.csv.python import python_chunks
 
 __all__ = ["ReadCsv", "read_csv"]
 
-#: Rows the Python engine converts to arrays at a time.
-CHUNK_ROWS: Final = 4096
-
 _ENGINES = ("auto", "pyarrow", "python")
-# The spellings both engines read as booleans (pyarrow's defaults, stated for both).
-_TRUE: Final = ("1", "True", "TRUE", "true")
-_FALSE: Final = ("0", "False", "FALSE", "false")
-_TRUTH: Final = dict.fromkeys(_TRUE, True) | dict.fromkeys(_FALSE, False)
 _BOM: Final = b"\xef\xbb\xbf"
 
-#: ``(ordinal of the row before the first, one array per selected column)``: a run of
-#: consecutive good rows; rejected rows fall between chunks, never inside one.
-Chunk = tuple[int, list[np.ndarray]]
 DTypeArg = Any  # anything np.dtype() accepts, or str for text
 
 
@@ -74,109 +66,6 @@ def _as_dtype(value: DTypeArg, argument: str) -> np.dtype[Any] | None:
             f"got {dtype}"
         )
     return dtype
-
-
-class _Unconvertible(Exception):
-    """A column of a parsed block that pyarrow could not give as asked."""
-
-
-class _NotUtf8(ValueError):
-    pass
-
-
-def _text(value: str) -> str:
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # undecodable bytes, kept as lone surrogates
-            raise _NotUtf8 from None
-    return value
-
-
-def _to_float(value: str) -> float:
-    return float(value) if value else float("nan")
-
-
-def _converter(dtype: np.dtype[Any] | None) -> Callable[[str], Any]:
-    """Text to the Python value the column's array is built from; ValueError if not."""
-    if dtype is None:
-        return _text
-    if dtype.kind == "f":
-        return _to_float
-    if dtype.kind == "b":
-
-        def to_bool(value: str) -> bool:
-            try:
-                return _TRUTH[value]
-            except KeyError:
-                raise ValueError(value) from None
-
-        return to_bool
-    low, high = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
-
-    def to_int(value: str) -> int:
-        number = int(value)
-        if not low <= number <= high:
-            raise ValueError(value)
-        return number
-
-    return to_int
-
-
-class _Layout:
-    """How one file's columns map to the records: which columns, keys and dtypes."""
-
-    __slots__ = ("converters", "dtypes", "keys", "selected", "width")
-
-    def __init__(
-        self, width: int, selected: list[int], keys: list[Any], dtypes: list[np.dtype[Any] | None]
-    ) -> None:
-        self.width = width
-        self.selected = selected
-        self.keys = keys
-        self.dtypes = dtypes
-        self.converters = [_converter(d) for d in dtypes]
-
-
-def _unique_names(names: list[str]) -> list[str]:
-    """Header names as pandas gives them: blanks become ``Unnamed: i``, repeats ``a.1``."""
-    out: list[str] = []
-    seen: set[str] = set()
-    for index, name in enumerate(names):
-        name = name or f"Unnamed: {index}"
-        candidate, count = name, 0
-        while candidate in seen:
-            count += 1
-            candidate = f"{name}.{count}"
-        seen.add(candidate)
-        out.append(candidate)
-    return out
-
-
-class _Prefixed(io.RawIOBase):
-    """Bytes already read, then the rest of a stream: what pyarrow's reader reads from."""
-
-    def __init__(self, prefix: bytes, stream: io.BufferedIOBase | None) -> None:
-        self._prefix = memoryview(prefix)
-        self._stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        target = memoryview(buffer).cast("B")
-        filled = 0
-        if self._prefix:
-            filled = min(len(target), len(self._prefix))
-            target[:filled] = self._prefix[:filled]
-            self._prefix = self._prefix[filled:]
-        while filled < len(target) and self._stream is not None:
-            data = self._stream.read(len(target) - filled)
-            if not data:
-                break
-            target[filled : filled + len(data)] = data
-            filled += len(data)
-        return filled
 
 
 class ReadCsv(FileSource):
@@ -318,21 +207,28 @@ class ReadCsv(FileSource):
                 return
             # Without a header the first row is data: it is read again, from ``raw``.
             again = [] if self._header else raw
+            delimiter, quotechar = self._delimiter, self._quotechar
             if self._uses_pyarrow():
-                # Imported here: the engine's module imports this one.
-                from headrace.sources._csv_arrow import ArrowReader
-
                 prefix = b"".join(again)
-                reader = ArrowReader(self, path, layout, tally)
+                reader = ArrowReader(path, layout, tally, delimiter=delimiter, quotechar=quotechar)
                 chunks = reader.chunks(stream, prefix, consumed - len(prefix), position.records)
             else:
                 if again:
-                    stream = io.BufferedReader(_Prefixed(b"".join(again), stream))
-                chunks = _python_chunks(self, stream, path, layout, tally, 0, position.records)
+                    stream = io.BufferedReader(Prefixed(b"".join(again), stream))
+                chunks = python_chunks(
+                    stream,
+                    path,
+                    layout,
+                    tally,
+                    0,
+                    position.records,
+                    delimiter=delimiter,
+                    quotechar=quotechar,
+                )
             if self._batch_size is None:
-                yield from _records(chunks, layout.keys, tally, position)
+                yield from records(chunks, layout.keys, tally, position)
             else:
-                yield from _batches(chunks, layout.keys, self._batch_size, tally, position)
+                yield from batches(chunks, layout.keys, self._batch_size, tally, position)
 
     def _first_record(self, stream: io.BufferedIOBase) -> tuple[list[str] | None, list[bytes], int]:
         """The first non-blank row, its raw lines, and the bytes read to get it; read
@@ -357,7 +253,7 @@ class ReadCsv(FileSource):
             raw.clear()  # a blank line before the first row is no part of it
         return None, raw, consumed
 
-    def _layout(self, path: str, first: list[str], tally: Tally) -> _Layout | None:
+    def _layout(self, path: str, first: list[str], tally: Tally) -> Layout | None:
         """The file's column layout, or None after rejecting the file."""
         width = len(first) if self._names is None else len(self._names)
         if self._header and self._names is not None and len(first) != width:
@@ -368,7 +264,7 @@ class ReadCsv(FileSource):
         elif self._header:
             if any(not name.isascii() and _is_undecodable(name) for name in first):
                 return self._reject_file(path, "the header row is not valid UTF-8", tally)
-            all_keys = _unique_names(first)
+            all_keys = unique_names(first)
         else:
             all_keys = list(range(width))
         wanted = list(self._columns) if self._columns is not None else list(range(width))
@@ -398,7 +294,7 @@ class ReadCsv(FileSource):
             ]
         else:
             dtypes = [self._dtype] * len(keys)
-        return _Layout(width, selected, keys, dtypes)
+        return Layout(width, selected, keys, dtypes)
 
     @staticmethod
     def _reject_file(path: str, reason: str, tally: Tally) -> None:
@@ -412,266 +308,6 @@ def _is_undecodable(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
-
-
-# -- the Python engine ---------------------------------------------------------------------
-
-
-def _python_chunks(
-    source: ReadCsv,
-    stream: io.BufferedIOBase,
-    path: str,
-    layout: _Layout,
-    tally: Tally,
-    before: int,
-    skip: int,
-) -> Generator[Chunk, None, int]:
-    """Chunks of the rows in ``stream`` (the bytes after the header), parsed by the csv
-    module. The first row is row ``before + 1``; rows up to ``skip`` are passed over
-    uncounted. Returns the number of the last row read.
-
-    Rows are gathered :data:`CHUNK_ROWS` at a time and converted a column at a time; a
-    chunk with a value that does not convert is converted again row by row, to reject
-    just the rows at fault.
-    """
-    # Undecodable bytes become lone surrogates, so a bad byte only rejects the row when
-    # it is in a column that is read (as with pyarrow).
-    binary = cast("IO[bytes]", stream)
-    text = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")
-    reader = csv.reader(text, delimiter=source._delimiter, quotechar=source._quotechar)
-    width, selected, dtypes = layout.width, layout.selected, layout.dtypes
-    rows: list[list[str]] = []
-    number = first = before
-
-    def reject(where: int, fields: list[str] | None, reason: str, error: type[ParseError]) -> None:
-        tally.read += 1
-        tally.reject(f"{path} row {where}", reason, _shown(fields), error=error)
-
-    def flush() -> Iterator[Chunk]:
-        if not rows:
-            return
-        try:
-            columns = list(zip(*rows, strict=True))
-            try:
-                arrays = [_column(columns[i], d) for i, d in zip(selected, dtypes, strict=True)]
-            except (ValueError, KeyError, OverflowError):
-                yield from _row_by_row(rows, first, layout, reject)
-            else:
-                yield first, arrays
-        finally:
-            rows.clear()
-
-    try:
-        while True:
-            try:
-                for fields in reader:
-                    if not fields:  # a blank line is no row, as for pyarrow
-                        continue
-                    number += 1
-                    if number <= skip:
-                        continue
-                    if len(fields) != width:
-                        yield from flush()
-                        reason = f"expected {width} fields, found {len(fields)}"
-                        reject(number, fields, reason, ParseError)
-                        continue
-                    if not rows:
-                        first = number - 1
-                    rows.append(fields)
-                    if len(rows) >= CHUNK_ROWS:
-                        yield from flush()
-                break
-            except csv.Error as error:  # a field over the csv module's size limit
-                number += 1
-                if number > skip:
-                    yield from flush()
-                    reject(number, None, f"cannot parse the row: {error}", ParseError)
-            except DAMAGED as error:
-                yield from flush()
-                tally.read += 1
-                reason = f"the file is damaged or cut short after row {number} ({error})"
-                tally.reject(f"{path} row {number + 1}", reason)
-                return number
-        yield from flush()
-        return number
-    finally:
-        # The caller closes the stream; a wrapper left to the collector would close it.
-        with contextlib.suppress(ValueError):
-            text.detach()
-
-
-def _shown(fields: list[str] | None) -> list[str] | None:
-    """A rejected row's fields for the quarantine file: undecodable bytes as ``\\xe9``."""
-    if fields is None:
-        return None
-    return [
-        f
-        if f.isascii()
-        else f.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        for f in fields
-    ]
-
-
-def _column(strings: Sequence[str], dtype: np.dtype[Any] | None) -> np.ndarray:
-    """A column of text as an array; ValueError, KeyError or OverflowError if a value
-    does not convert (the caller then goes row by row)."""
-    if dtype is None:
-        if not all(map(str.isascii, strings)):
-            for value in strings:
-                _text(value)
-        return np.array(strings, dtype=object)
-    values: list[Any]
-    if dtype.kind == "f":
-        try:
-            values = list(map(float, strings))
-        except ValueError:  # an empty field is NaN
-            values = list(map(_to_float, strings))
-    elif dtype.kind == "b":
-        values = list(map(_TRUTH.__getitem__, strings))
-    else:
-        values = list(map(int, strings))
-    with np.errstate(over="ignore"):  # 1e39 as float32 is inf, as pyarrow reads it
-        return np.array(values, dtype=dtype)
-
-
-def _row_by_row(
-    rows: list[list[str]],
-    before: int,
-    layout: _Layout,
-    reject: Callable[[int, list[str], str, type[ParseError]], None],
-) -> Iterator[Chunk]:
-    """Chunks of the rows that convert; the others rejected, in their places."""
-    converters, keys, dtypes = layout.converters, layout.keys, layout.dtypes
-    picked = list(zip(layout.selected, converters, strict=True))
-    good: list[list[Any]] = [[] for _ in converters]
-    first = before
-
-    def chunk() -> Chunk:
-        with np.errstate(over="ignore"):
-            arrays = [
-                np.array(column, dtype=object if dtype is None else dtype)
-                for column, dtype in zip(good, dtypes, strict=True)
-            ]
-        for column in good:
-            column.clear()
-        return first, arrays
-
-    for offset, fields in enumerate(rows):
-        try:
-            values = [convert(fields[index]) for index, convert in picked]
-        except ValueError:
-            if good[0]:
-                yield chunk()
-            reason, error = _why([fields[i] for i in layout.selected], converters, keys, dtypes)
-            reject(before + offset + 1, fields, reason, error)
-            continue
-        if not good[0]:
-            first = before + offset
-        for column, value in zip(good, values, strict=True):
-            column.append(value)
-    if good[0]:
-        yield chunk()
-
-
-def _why(
-    row: Sequence[str],
-    converters: list[Callable[[str], Any]],
-    keys: list[Any],
-    dtypes: list[np.dtype[Any] | None],
-) -> tuple[str, type[ParseError]]:
-    """The reason a row's values do not convert, naming the first bad column."""
-    for value, convert, key, dtype in zip(row, converters, keys, dtypes, strict=True):
-        try:
-            convert(value)
-        except _NotUtf8:
-            return f"column {key!r} is not valid UTF-8", DecodeError
-        except ValueError:
-            return f"column {key!r}: cannot convert {value!r} to {dtype}", ParseError
-    raise AssertionError("a row failed to convert, and then converted")  # pragma: no cover
-
-
-# -- records and batches -------------------------------------------------------------------
-
-
-def _records(
-    chunks: Iterator[Chunk], keys: list[Any], tally: Tally, position: ReadPosition
-) -> Iterator[dict[Any, Any]]:
-    for first, arrays in chunks:
-        for number, values in enumerate(zip(*arrays, strict=True), first + 1):
-            position.records = number
-            tally.read += 1
-            yield dict(zip(keys, values, strict=True))
-
-
-def _batches(
-    chunks: Iterator[Chunk], keys: list[Any], size: int, tally: Tally, position: ReadPosition
-) -> Iterator[dict[Any, np.ndarray]]:
-    """Batches of ``size`` rows; the last of the file may be short. A batch within one
-    chunk is made of views of its arrays; one that spans chunks is joined."""
-    pieces: list[list[np.ndarray]] = []
-    count = last = 0
-    batch = _dict_maker(keys)
-    for first, arrays in chunks:
-        length, start = len(arrays[0]), 0
-        if pieces:  # the batch begun in the chunks before
-            start = min(size - count, length)
-            pieces.append([a[:start] for a in arrays])
-            count += start
-            last = first + start
-            if count < size:
-                continue
-            position.records = last
-            tally.read += size
-            yield _joined(keys, pieces)
-            pieces, count = [], 0
-        whole = (length - start) // size
-        if whole:
-            # The chunk's whole batches are the rows of its arrays seen as tables of
-            # ``size`` columns: numpy makes those views faster than slices.
-            stop = start + whole * size
-            tables = [a[start:stop].reshape(whole, size) for a in arrays]
-            done = first + start
-            for columns in zip(*tables, strict=True):
-                done += size
-                position.records = done
-                tally.read += size
-                yield batch(columns)
-            start = stop
-        if start < length:
-            pieces.append([a[start:] for a in arrays])
-            count = length - start
-            last = first + length
-    if pieces:
-        position.records = last
-        tally.read += count
-        yield _joined(keys, pieces)
-
-
-def _dict_maker(keys: list[Any]) -> Callable[[Sequence[np.ndarray]], dict[Any, np.ndarray]]:
-    """A function from one array per key to the batch dict: for up to three keys, a
-    dict display, which takes half the time of ``dict(zip(keys, arrays))`` (the
-    larger part of the time it takes to hand out a batch of a few columns).
-
-    >>> _dict_maker(["x", "y"])([1, 2])
-    {'x': 1, 'y': 2}
-    """
-    if len(keys) == 1:
-        (k0,) = keys
-        return lambda a: {k0: a[0]}
-    if len(keys) == 2:
-        k0, k1 = keys
-        return lambda a: {k0: a[0], k1: a[1]}
-    if len(keys) == 3:
-        k0, k1, k2 = keys
-        return lambda a: {k0: a[0], k1: a[1], k2: a[2]}
-    return lambda a: dict(zip(keys, a, strict=True))
-
-
-def _joined(keys: list[Any], pieces: list[list[np.ndarray]]) -> dict[Any, np.ndarray]:
-    if len(pieces) == 1:
-        return dict(zip(keys, pieces[0], strict=True))
-    columns = zip(*pieces, strict=True)
-    return {k: np.concatenate(c) for k, c in zip(keys, columns, strict=True)}
 
 
 # -- the public function -------------------------------------------------------------------
