@@ -25,6 +25,7 @@ from headrace.engine.plan import Plan
 from headrace.engine.stage import Length, Stage, StageContext
 from headrace.engine.state import Entry, count_of, counting, decode_plain, encode_plain
 from headrace.errors import annotate, describe_callable, mark
+from headrace.stages.expansion import ExpansionState
 
 __all__ = [
     "drop_while",
@@ -46,6 +47,7 @@ class FusedStage(Stage):
     """``map``, ``filter`` and ``tap``: one user function per element, fused in runs."""
 
     __slots__ = ("_fn",)
+    per_element = True
 
     def __init__(self, fn: Callable[[Any], Any]) -> None:
         self._fn = check_callable("fn", fn)
@@ -140,6 +142,7 @@ def tap(iterable: Iterable[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
 
 class FlatMap(Stage):
     __slots__ = ("_fn",)
+    per_element = True
 
     def __init__(self, fn: Callable[[Any], Iterable[Any]]) -> None:
         self._fn = check_callable("fn", fn)
@@ -156,27 +159,14 @@ def _flat_map(
     upstream: Iterator[Any], fn: Callable[[Any], Iterable[Any]], ctx: StageContext
 ) -> Iterator[Any]:
     label = ctx.label
-    # The state: the input as it stood before the element being expanded, and how
-    # many of its outputs were handed out (resuming expands it again and skips them).
-    # A pipeline it returned saves its own state too, so it need not run again up to
-    # there. here: [input count, its state, outputs handed out, the pipeline's chain].
-    here: list[Any] = [ctx.start, ctx.snapshot(ctx.start), ctx.saved("offset"), None]
+    # Resuming takes the element being expanded again and passes over what of it was
+    # handed out; a pipeline it returned goes on from its own state instead.
+    state = ExpansionState.opened(ctx)
     saved_inner = None if ctx.resume is None else ctx.resume.get("inner")
-
-    def entry(position: int) -> Entry:
-        below = ctx.upstream_entries(here[1])
-        if below is None:
-            return None
-        found = {"upstream": below, "start": here[0], "offset": here[2]}
-        inner = None if here[3] is None else here[3].entries(here[2])
-        if inner is not None:
-            found["inner"] = inner
-        return found
-
-    ctx.keep(entry)
+    ctx.keep(lambda position: state.entry(ctx))
 
     def run() -> Iterator[Any]:
-        drop = here[2]
+        drop = state.handed_out
         resumed = saved_inner
         try:
             for index, item in builtins.enumerate(upstream, ctx.start):
@@ -189,7 +179,7 @@ def _flat_map(
                         chain = ctx.open_inner(produced.stages, produced.seed, where, resumed)
                         if resumed is not None:
                             drop = 0  # the pipeline goes on from its own state
-                        here[3] = chain
+                        state.inner = chain
                         inner: Iterator[Any] = chain.iterator
                         closer: Callable[[], object] = chain.close
                     else:
@@ -211,11 +201,11 @@ def _flat_map(
                         if drop:  # handed out before the state this run resumed from
                             drop -= 1
                             continue
-                        here[2] += 1
+                        state.handed_out += 1
                         yield out
                 finally:
                     closer()
-                here[:] = [index + 1, ctx.snapshot(index + 1), 0, None]
+                state.next_element(ctx, index + 1)
         finally:
             close_iterator(upstream)
 

@@ -35,18 +35,18 @@ from headrace._checks import check_bool, check_callable, check_int
 from headrace.engine.guard import close_iterator
 from headrace.engine.opening import apply
 from headrace.engine.stage import INFINITE, Length, Stage, StageContext
-from headrace.engine.state import Entry
 from headrace.errors import annotate
+from headrace.stages.expansion import ExpansionState
 
 __all__ = ["batch", "collate", "padded_batch", "unbatch"]
 
 _NUMBERS = (int, float, bool, complex, np.generic)
-_NUMERIC_KINDS = "biufc"
+NUMERIC_KINDS = "biufc"
 # Which dtype kinds stack together: numbers with numbers, datetimes with datetimes,
 # timedeltas with timedeltas, and object arrays (text, lists of objects) with each
 # other. numpy itself would turn ``[np.timedelta64(1, "s"), 5]`` into timedeltas.
 _STACKING: dict[str, str] = {
-    **dict.fromkeys(_NUMERIC_KINDS, "numbers"),
+    **dict.fromkeys(NUMERIC_KINDS, "numbers"),
     "M": "datetime64 values",
     "m": "timedelta64 values",
     "O": "objects",
@@ -129,7 +129,7 @@ def _stack(items: Sequence[Any], path: str, pad: _Padding | None) -> np.ndarray:
             out = np.asarray(items)
         except ValueError:
             out = None  # ragged: numpy refuses; find the element that differs below
-        if out is not None and out.dtype.kind in _NUMERIC_KINDS:
+        if out is not None and out.dtype.kind in NUMERIC_KINDS:
             return out
     arrays = [
         _as_array(item, path, position, keep_mask=masked)
@@ -256,6 +256,7 @@ def _short(item: Any) -> str:
 
 class Batch(Stage):
     __slots__ = ("_collate", "_drop_remainder", "_pad", "_size")
+    per_element = True
 
     def __init__(
         self,
@@ -401,6 +402,7 @@ def padded_batch_stage(
 
 class Unbatch(Stage):
     __slots__ = ()
+    per_element = True
 
     @property
     def name(self) -> str:
@@ -411,22 +413,14 @@ class Unbatch(Stage):
         return "unbatch"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        # The state: the input as it stood before the batch being handed out, and how
-        # many of that batch's elements were handed out (resuming splits it again).
-        # The input's state is noted once per batch.
-        here: list[Any] = [ctx.start, ctx.snapshot(ctx.start), ctx.saved("offset")]
-
-        def entry(position: int) -> Entry:
-            below = ctx.upstream_entries(here[1])
-            if below is None:
-                return None
-            return {"upstream": below, "start": here[0], "offset": here[2]}
-
-        ctx.keep(entry)
-        return _unbatch(upstream, ctx, here)
+        # Resuming splits the batch being handed out again and passes over what of it
+        # was handed out; the input's state is noted once per batch.
+        state = ExpansionState.opened(ctx)
+        ctx.keep(lambda position: state.entry(ctx))
+        return _unbatch(upstream, ctx, state)
 
 
-def _unbatch(upstream: Iterator[Any], ctx: StageContext, here: list[Any]) -> Iterator[Any]:
+def _unbatch(upstream: Iterator[Any], ctx: StageContext, state: ExpansionState) -> Iterator[Any]:
     label = ctx.label
     try:
         for index, group in builtins.enumerate(upstream, ctx.start):
@@ -435,10 +429,10 @@ def _unbatch(upstream: Iterator[Any], ctx: StageContext, here: list[Any]) -> Ite
             except Exception as error:
                 annotate(error, label, index)
                 raise
-            for item in itertools.islice(items, here[2], None):
-                here[2] += 1
+            for item in itertools.islice(items, state.handed_out, None):
+                state.handed_out += 1
                 yield item
-            here[:] = [index + 1, ctx.snapshot(index + 1), 0]
+            state.next_element(ctx, index + 1)
     finally:
         close_iterator(upstream)
 

@@ -193,6 +193,7 @@ def unfixed_in(parts: Sequence[Plan[Any]], seeded: bool) -> str | None:
 
 class Interleave(Stage):
     __slots__ = ("_block_length", "_cycle_length", "_fn")
+    per_element = True
 
     def __init__(
         self, fn: Callable[[Any], Iterable[Any]], *, cycle_length: int = 4, block_length: int = 1
@@ -240,6 +241,102 @@ class _Inner:
             close_iterator(self.iterator)
 
 
+class InterleaveState:
+    """Where an ``interleave`` stands: the open slots (each with its input element and
+    the elements it handed out), the slot being read and how far into its block, and
+    the input elements taken. Its entry also holds the input's state before the
+    oldest open slot's element: resuming takes the input from there, opens the slots
+    again and passes over what they handed out (the work of the open slots, not of the
+    epoch)."""
+
+    __slots__ = ("block", "current", "pulled", "slots", "started")
+
+    def __init__(self, pulled: int) -> None:
+        #: Input elements taken.
+        self.pulled = pulled
+        #: The open slots, in the order they are read.
+        self.slots: list[_Inner] = []
+        #: The slot being read, and the elements of its block handed out.
+        self.current = 0
+        self.block = 0
+        #: Whether the run has begun (before that, the saved entry stands).
+        self.started = False
+
+    def entry(self, ctx: StageContext) -> Entry:
+        """The stage's entry for :meth:`headrace.Run.state`, or ``None`` (replay)."""
+        if not self.started:
+            return ctx.resume or {}
+        if not self.slots:  # every slot is done: the input stands at its end
+            noted: Any = ctx.snapshot(self.pulled)
+            start = self.pulled
+        else:
+            oldest = min(self.slots, key=lambda inner: inner.index)
+            noted, start = oldest.noted, oldest.index
+        below = ctx.upstream_entries(noted)
+        if below is None:
+            return None
+        return {
+            "upstream": below,
+            "start": start,
+            "pulled": self.pulled,
+            "slots": [
+                [
+                    inner.index,
+                    inner.count,
+                    None if inner.chain is None else inner.chain.entries(inner.count),
+                ]
+                for inner in self.slots
+            ],
+            "at": [self.current, self.block],
+        }
+
+    def restore(
+        self,
+        ctx: StageContext,
+        inputs: Iterator[tuple[int, Any]],
+        fn: Callable[[Any], Iterable[Any]],
+    ) -> None:
+        """Open the slots of the saved entry again: ``inputs`` starts at its oldest one."""
+        saved = ctx.resume or {}
+        try:
+            wanted = {
+                int(slot[0]): (k, int(slot[1]), slot[2] if len(slot) > 2 else None)
+                for k, slot in builtins.enumerate(saved["slots"])
+            }
+            end = int(saved["pulled"])
+            at = [int(n) for n in saved["at"]]
+            if len(at) != 2 or (wanted and not 0 <= at[0] < len(wanted)) or end < ctx.start:
+                raise ValueError(at)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{ctx.label}: its saved slots are damaged ({error!r})") from None
+        opened: list[_Inner | None] = [None] * len(wanted)
+        while self.pulled < end:
+            noted = ctx.snapshot(self.pulled)
+            found = next(inputs, None)
+            if found is None:
+                break
+            index, item = found
+            self.pulled = index + 1
+            if index in wanted:
+                k, count, entries = wanted[index]
+                try:
+                    inner = _Inner(fn(item), index, ctx, noted, entries)
+                except Exception as error:
+                    annotate(error, ctx.label, index)
+                    raise
+                opened[k] = inner
+                if inner.chain is not None and entries is not None:
+                    inner.count = count  # a pipeline goes on from its own state
+                else:
+                    for _ in itertools.islice(inner.iterator, count):  # handed out before
+                        inner.count += 1
+        if any(inner is None for inner in opened):
+            close_all(*(inner for inner in opened if inner is not None))
+            raise ValueError(f"{ctx.label}: its input is shorter than its saved state says")
+        self.slots.extend(inner for inner in opened if inner is not None)
+        self.current, self.block = at
+
+
 def _interleave(
     upstream: Iterator[Any],
     fn: Callable[[Any], Iterable[Any]],
@@ -248,12 +345,13 @@ def _interleave(
     ctx: StageContext,
 ) -> Iterator[Any]:
     inputs = builtins.enumerate(upstream, ctx.start)
-    pulled = [ctx.start]  # input elements taken
+    state = InterleaveState(ctx.start)
+    ctx.keep(lambda position: state.entry(ctx))
 
     def open_next() -> _Inner | None:
-        noted = ctx.snapshot(pulled[0])
+        noted = ctx.snapshot(state.pulled)
         for index, item in inputs:
-            pulled[0] = index + 1
+            state.pulled = index + 1
             try:
                 return _Inner(fn(item), index, ctx, noted)
             except Exception as error:
@@ -261,49 +359,12 @@ def _interleave(
                 raise
         return None
 
-    # The state: the open slots (input element, elements handed out), the slot being
-    # read and how far into its block, and the input as it stood before the oldest
-    # slot's element. Resuming takes the input from there, opens the slots again and
-    # skips what they handed out: the work of the open slots, not of the epoch.
-    slots: list[_Inner] = []
-    where = [0, 0]  # the slot being read, elements of its block handed out
-    started = False
-
-    def entry(position: int) -> Entry:
-        if not started:
-            return ctx.resume or {}
-        if not slots:  # every slot is done: the input stands at its end
-            noted: Any = ctx.snapshot(pulled[0])
-            start = pulled[0]
-        else:
-            oldest = min(slots, key=lambda inner: inner.index)
-            noted, start = oldest.noted, oldest.index
-        below = ctx.upstream_entries(noted)
-        if below is None:
-            return None
-        return {
-            "upstream": below,
-            "start": start,
-            "pulled": pulled[0],
-            "slots": [
-                [
-                    inner.index,
-                    inner.count,
-                    None if inner.chain is None else inner.chain.entries(inner.count),
-                ]
-                for inner in slots
-            ],
-            "at": where[:],
-        }
-
-    ctx.keep(entry)
-
     def run() -> Iterator[Any]:
-        nonlocal started
+        slots = state.slots
         try:
-            started = True
+            state.started = True
             if ctx.resume:
-                _reopen(ctx, slots, where, inputs, fn, pulled)
+                state.restore(ctx, inputs, fn)
             else:
                 while len(slots) < cycle_length:
                     inner = open_next()
@@ -311,9 +372,9 @@ def _interleave(
                         break
                     slots.append(inner)
             while slots:
-                current = slots[where[0]]
+                current = slots[state.current]
                 exhausted = False
-                while where[1] < block_length:
+                while state.block < block_length:
                     try:
                         item = next(current.iterator)
                     except StopIteration:
@@ -324,76 +385,28 @@ def _interleave(
                             annotate(error, ctx.label, current.index)
                         raise
                     current.count += 1
-                    where[1] += 1
+                    state.block += 1
                     yield item
-                where[1] = 0
+                state.block = 0
                 if exhausted:
                     current.close()
                     replacement = open_next()
                     if replacement is None:
-                        del slots[where[0]]
-                        if where[0] >= len(slots):
-                            where[0] = 0
+                        del slots[state.current]
+                        if state.current >= len(slots):
+                            state.current = 0
                         continue
-                    slots[where[0]] = replacement
-                where[0] = (where[0] + 1) % len(slots)
+                    slots[state.current] = replacement
+                state.current = (state.current + 1) % len(slots)
         finally:
             close_all(*slots, upstream)
 
     return run()
 
 
-def _reopen(
-    ctx: StageContext,
-    slots: list[_Inner],
-    where: list[int],
-    inputs: Iterator[tuple[int, Any]],
-    fn: Callable[[Any], Iterable[Any]],
-    pulled: list[int],
-) -> None:
-    """Open the slots of a saved state again: ``inputs`` starts at its oldest one."""
-    saved = ctx.resume or {}
-    try:
-        wanted = {
-            int(slot[0]): (k, int(slot[1]), slot[2] if len(slot) > 2 else None)
-            for k, slot in builtins.enumerate(saved["slots"])
-        }
-        end = int(saved["pulled"])
-        at = [int(n) for n in saved["at"]]
-        if len(at) != 2 or (wanted and not 0 <= at[0] < len(wanted)) or end < ctx.start:
-            raise ValueError(at)
-    except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{ctx.label}: its saved slots are damaged ({error!r})") from None
-    opened: list[_Inner | None] = [None] * len(wanted)
-    while pulled[0] < end:
-        noted = ctx.snapshot(pulled[0])
-        found = next(inputs, None)
-        if found is None:
-            break
-        index, item = found
-        pulled[0] = index + 1
-        if index in wanted:
-            k, count, entries = wanted[index]
-            try:
-                inner = _Inner(fn(item), index, ctx, noted, entries)
-            except Exception as error:
-                annotate(error, ctx.label, index)
-                raise
-            opened[k] = inner
-            if inner.chain is not None and entries is not None:
-                inner.count = count  # a pipeline goes on from its own state
-            else:
-                for _ in itertools.islice(inner.iterator, count):  # handed out before
-                    inner.count += 1
-    if any(inner is None for inner in opened):
-        close_all(*(inner for inner in opened if inner is not None))
-        raise ValueError(f"{ctx.label}: its input is shorter than its saved state says")
-    slots.extend(inner for inner in opened if inner is not None)
-    where[:] = at
-
-
 class Repeat(Stage):
     __slots__ = ("_count",)
+    per_element = True
     lazy_upstream = True
 
     def __init__(self, count: int | None = None) -> None:
