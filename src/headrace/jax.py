@@ -40,8 +40,10 @@ import jax
 import numpy as np
 
 from headrace._checks import check_int
-from headrace.pipeline import Pipeline, as_pipeline
-from headrace.stages.batching import _NUMERIC_KINDS
+from headrace.engine.plan import Plan
+from headrace.run import start
+from headrace.sources.basic import as_plan
+from headrace.stages.batching import NUMERIC_KINDS
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -58,8 +60,8 @@ def to_jax(pipeline: Iterable[Any], *, prefetch: int = 1, device: Placement = No
     """An iterable of ``pipeline``'s batches with their array leaves on a JAX device.
 
     Args:
-        pipeline: a :class:`headrace.Pipeline` (any other iterable is wrapped in one,
-            which iterates it again on every pass).
+        pipeline: a :class:`headrace.Pipeline` (any other iterable is wrapped in a plan
+            of one source, which iterates it again on every pass).
         prefetch: how many batches beyond the one just returned are already put on the
             device (and so taken from the pipeline ahead of need); ``0`` puts each
             batch when it is asked for, with nothing taken ahead.
@@ -80,7 +82,7 @@ def to_jax(pipeline: Iterable[Any], *, prefetch: int = 1, device: Placement = No
         raise TypeError(
             f"device must be a jax.Device, a jax.sharding.Sharding or None, not {device!r}"
         )
-    return JaxIterable(as_pipeline(pipeline), prefetch, device)
+    return JaxIterable(as_plan(pipeline), prefetch, device)
 
 
 class JaxIterable:
@@ -88,19 +90,19 @@ class JaxIterable:
 
     __slots__ = ("_device", "_pipeline", "_prefetch")
 
-    def __init__(self, pipeline: Pipeline[Any], prefetch: int, device: Placement) -> None:
+    def __init__(self, pipeline: Plan[Any], prefetch: int, device: Placement) -> None:
         self._pipeline = pipeline
         self._prefetch = prefetch
         self._device = device
 
     @property
-    def pipeline(self) -> Pipeline[Any]:
+    def pipeline(self) -> Plan[Any]:
         """The pipeline whose runs feed the iterators."""
         return self._pipeline
 
     def iter(self, *, epoch: int | None = None) -> JaxIterator:
         """Start a run (see :meth:`headrace.Pipeline.iter` for ``epoch``)."""
-        return JaxIterator(self._pipeline.iter(epoch=epoch), self._prefetch, self._device)
+        return JaxIterator(start(self._pipeline, epoch=epoch), self._prefetch, self._device)
 
     def __iter__(self) -> JaxIterator:
         return self.iter()
@@ -213,5 +215,5 @@ def put(batch: Any, device: Placement = None) -> Any:
 
 def _puttable(leaf: Any) -> bool:
     if isinstance(leaf, np.ndarray | np.generic):
-        return leaf.dtype.kind in _NUMERIC_KINDS
+        return leaf.dtype.kind in NUMERIC_KINDS
     return isinstance(leaf, bool | int | float | complex | jax.Array)

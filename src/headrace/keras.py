@@ -62,7 +62,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from headrace.pipeline import Pipeline, as_pipeline
+from headrace.engine.plan import Plan
+from headrace.run import start
+from headrace.sources.basic import as_plan
 
 if TYPE_CHECKING:
     from headrace.run import Run
@@ -76,12 +78,13 @@ _DATA_ADAPTER = "keras.src.trainers.data_adapters.data_adapter"
 _RAN_OUT = r"Your input ran out of data"
 
 
-def to_keras(pipeline: Pipeline[Any] | Iterable[Any]) -> PipelineAdapter:
+def to_keras(pipeline: Plan[Any] | Iterable[Any]) -> PipelineAdapter:
     """``pipeline`` as Keras 3 input for ``fit``, ``validation_data``, ``evaluate``, ``predict``.
 
     Args:
         pipeline: a pipeline whose elements are batches (``(x, y)`` tuples of arrays,
-            say); another re-iterable (a list of batches) is wrapped in one.
+            say); another re-iterable (a list of batches) is wrapped in a plan of one
+            source, which iterates it again on every pass.
 
     Returns:
         A Keras data adapter that runs the pipeline afresh for every epoch. Raises
@@ -137,12 +140,12 @@ class PipelineAdapter:
     first batch.
     """
 
-    def __new__(cls, pipeline: Pipeline[Any] | Iterable[Any]) -> PipelineAdapter:
+    def __new__(cls, pipeline: Plan[Any] | Iterable[Any]) -> PipelineAdapter:
         keras_class = _keras_class()
         return super().__new__(cls if issubclass(cls, keras_class) else keras_class)
 
-    def __init__(self, pipeline: Pipeline[Any] | Iterable[Any]) -> None:
-        self._pipeline = as_pipeline(pipeline)
+    def __init__(self, pipeline: Plan[Any] | Iterable[Any]) -> None:
+        self._pipeline = as_plan(pipeline)
         length = self._pipeline.known_length()
         # Endless (math.inf) counts as unknown: Keras then needs steps_per_epoch.
         self._num_batches = length if isinstance(length, int) else None
@@ -192,7 +195,7 @@ class PipelineAdapter:
 
         from headrace.tf import infer_signature
 
-        run = self._pipeline.iter()
+        run = start(self._pipeline)
         try:
             first = list(itertools.islice(run, 2))
             if not first:
@@ -263,7 +266,7 @@ class PipelineAdapter:
         run that ``source`` still holds then, going on after the batches taken from it."""
         self._hush(False)
         held = None if source is None else source.take()
-        run, taken = held if held is not None else (self._pipeline.iter(), [])
+        run, taken = held if held is not None else (start(self._pipeline), [])
         with run:
             checked = False
             for batch in itertools.chain(taken, run):
@@ -347,7 +350,7 @@ def _tuples(batch: Any) -> Any:
     return batch
 
 
-def _check_batch(batch: Any, pipeline: Pipeline[Any]) -> None:
+def _check_batch(batch: Any, pipeline: Plan[Any]) -> None:
     """Fail clearly on an element that is not a batch (a single example, say)."""
     sizes = {shape[0] if shape else None for shape in map(_shape, _leaves(batch))}
     if None in sizes or len(sizes) != 1:

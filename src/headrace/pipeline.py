@@ -31,6 +31,7 @@ from headrace.parallel import ParallelMap, Prefetch, RandomMap
 from headrace.parallel.threads import check_backend, pool_options
 from headrace.policy import ErrorPolicy, OnError
 from headrace.run import Run, start
+from headrace.sharding import shard
 from headrace.sources.basic import FromIterable
 from headrace.stages.basic import (
     Enumerate,
@@ -611,8 +612,6 @@ class Pipeline(Plan[T]):
         >>> [list(hr.range(7).shard(3, i)) for i in range(3)]
         [[0, 3, 6], [1, 4], [2, 5]]
         """
-        from headrace.sharding import shard
-
         return shard(self, num_shards, index, equal=equal)
 
     def to_torch(self, *, device: Any = None, pin_memory: bool = False) -> Any:

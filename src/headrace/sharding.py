@@ -17,54 +17,30 @@ import itertools
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from headrace._checks import check_int
 from headrace.engine.guard import close_iterator
+from headrace.engine.opening import open_chain
+from headrace.engine.plan import Plan
 from headrace.engine.stage import INFINITE, Length, Stage, StageContext, first_unfixed
 from headrace.engine.state import Entry
-from headrace.parallel import ParallelMap, Prefetch, RandomMap
-from headrace.pipeline import Pipeline
-from headrace.sources._files import FileSource
-from headrace.stages.basic import FlatMap, FusedStage
-from headrace.stages.batching import Batch, Unbatch
-from headrace.stages.caching import Cache
-from headrace.stages.combine import Interleave, Repeat, unfixed_in
-from headrace.stages.parsing import Parse
-from headrace.stages.shuffling import Shuffle
+from headrace.stages.combine import unfixed_in
 
 __all__ = ["current_share", "shard"]
-#: Stages whose output for an element does not depend on the elements around it (or,
-#: for shuffle and batch, only regroups them): a worker can run them on its share
-#: alone. Any other stage (take, skip, enumerate, scan, window, pipe, coroutine, and
-#: stages this list does not know) needs the whole stream, so sharing comes after it.
-_PER_ELEMENT: tuple[type[Stage], ...] = (
-    FusedStage,  # map, starmap, filter, tap
-    FlatMap,
-    ParallelMap,
-    RandomMap,
-    Parse,
-    Prefetch,
-    Shuffle,
-    Batch,  # batch and padded_batch: each worker batches its share
-    Unbatch,
-    Repeat,
-    Cache,
-    Interleave,
-)
 
-
+P = TypeVar("P", bound=Plan[Any])
 #: What ``equal=`` accepts besides ``None``.
 _EQUAL_MODES = ("drop", "pad")
 
 
 def shard(
-    pipeline: Pipeline[Any],
+    pipeline: P,
     num_shards: int | None = None,
     index: int | None = None,
     *,
     equal: str | None = None,
-) -> Pipeline[Any]:
+) -> P:
     """Share ``index`` of ``num_shards`` (by default this process's share): together the
     shares yield every element of ``pipeline`` exactly once, and each does as little of
     the others' work as it can.
@@ -143,7 +119,7 @@ def shard(
         if isinstance(source, _ProcessShare):
             raise ValueError(f"{pipeline!r} is this process's share already")
         _check_process_share(pipeline, equal)
-        return Pipeline((_ProcessShare(pipeline, equal),), seed=pipeline.seed)
+        return cast(P, pipeline.with_stages((_ProcessShare(pipeline, equal),)))
     if num_shards is None or index is None:
         raise ValueError(
             "pass num_shards and index together, or neither for this process's share "
@@ -160,11 +136,11 @@ def shard(
                 "shard() that made it, which sees every share"
             )
         rest = (_own_share(stage, pipeline) for stage in pipeline.stages[1:])
-        return Pipeline((source.within(num_shards, index), *rest), seed=pipeline.seed)
+        return cast(P, pipeline.with_stages((source.within(num_shards, index), *rest)))
     share = _share(pipeline, num_shards, index)
     if equal is None or num_shards == 1:
-        return share
-    return _equalised(pipeline, share, num_shards, index, equal)
+        return cast(P, share)
+    return cast(P, _equalised(pipeline, share, num_shards, index, equal))
 
 
 def current_share() -> tuple[int, int]:
@@ -181,12 +157,12 @@ def current_share() -> tuple[int, int]:
 def _share_point(stages: tuple[Stage, ...]) -> int:
     """Where the shares part: after the last stage that needs the whole stream."""
     return 1 + max(
-        (i for i, stage in enumerate(stages[1:], 1) if not isinstance(stage, _PER_ELEMENT)),
+        (i for i, stage in enumerate(stages[1:], 1) if not stage.per_element),
         default=0,
     )
 
 
-def _check_order(pipeline: Pipeline[Any], point: int, among: str) -> None:
+def _check_order(pipeline: Plan[Any], point: int, among: str) -> None:
     """Refuse a stage before ``point`` whose order may differ from run to run."""
     stages = pipeline.stages
     found = first_unfixed(stages[:point], seeded=pipeline.seed is not None)
@@ -201,7 +177,7 @@ def _check_order(pipeline: Pipeline[Any], point: int, among: str) -> None:
         )
 
 
-def _share(pipeline: Pipeline[Any], num_shards: int, index: int) -> Pipeline[Any]:
+def _share(pipeline: Plan[Any], num_shards: int, index: int) -> Plan[Any]:
     """Share ``index`` of ``num_shards``, its length left as it falls."""
     if num_shards == 1:
         return pipeline
@@ -210,29 +186,25 @@ def _share(pipeline: Pipeline[Any], num_shards: int, index: int) -> Pipeline[Any
     _check_order(pipeline, point, f"{num_shards} workers")
     rest = tuple(_own_share(stage, pipeline) for stage in stages[point:])
     source = stages[0]
-    if point == 1 and isinstance(source, FileSource):
-        twin = source.sharded(num_shards, index)
-        try:
-            twin.paths()
-        except ValueError:  # fewer files than shares: share the elements instead
-            pass
-        else:
-            return Pipeline((twin, *rest), seed=pipeline.seed)
-    return Pipeline((*stages[:point], _Share(num_shards, index), *rest), seed=pipeline.seed)
+    if point == 1 and source.shards_itself:
+        twin = source.shard_itself(num_shards, index)
+        if twin is not None:  # else too few files for the shares: share the elements
+            return pipeline.with_stages((twin, *rest))
+    return pipeline.with_stages((*stages[:point], _Share(num_shards, index), *rest))
 
 
-def _check_process_share(pipeline: Pipeline[Any], equal: str | None) -> None:
+def _check_process_share(pipeline: Plan[Any], equal: str | None) -> None:
     """What can be refused before knowing the number of shares."""
     if equal is not None and pipeline.known_length() is None:
         raise _unknown_length(pipeline, equal)
     point = _share_point(pipeline.stages)
-    if point > 1 or not isinstance(pipeline.stages[0], FileSource):
+    if point > 1 or not pipeline.stages[0].shards_itself:
         # A file source alone is shared by file when it has enough files: checked at
         # the run, when the number of shares is known.
         _check_order(pipeline, point, "workers")
 
 
-def _unknown_length(pipeline: Pipeline[Any], equal: str) -> ValueError:
+def _unknown_length(pipeline: Plan[Any], equal: str) -> ValueError:
     return ValueError(
         f"equal={equal!r} needs the length of every share before running, and the length "
         f"of {pipeline!r} is not known (a file source, or a stage such as filter or "
@@ -242,8 +214,8 @@ def _unknown_length(pipeline: Pipeline[Any], equal: str) -> ValueError:
 
 
 def _equalised(
-    pipeline: Pipeline[Any], share: Pipeline[Any], num_shards: int, index: int, mode: str
-) -> Pipeline[Any]:
+    pipeline: Plan[Any], share: Plan[Any], num_shards: int, index: int, mode: str
+) -> Plan[Any]:
     """``share`` yielding as many elements as every other share, by ``mode``."""
     if pipeline.known_length() is None:
         raise _unknown_length(pipeline, mode)
@@ -269,20 +241,15 @@ def _equalised(
             f"to repeat (the longest share has {int(target)}); use equal='drop', or fewer "
             "shares"
         )
-    return Pipeline((*share.stages, _Equal(int(target), own, mode)), seed=share.seed)
+    return share.with_stages((*share.stages, _Equal(int(target), own, mode)))
 
 
-def _own_share(stage: Stage, pipeline: Pipeline[Any]) -> Stage:
-    """``stage`` for a share; a memory cache starts empty, to hold that share alone."""
-    if not isinstance(stage, Cache):
-        return stage
-    if stage._path is not None:
-        raise ValueError(
-            f"cannot share {pipeline!r} among workers: every share would write its part "
-            f"to the one file of {stage.name!r}; use a memory cache (each share keeps its "
-            "own part), or cache the whole pipeline where it is not shared"
-        )
-    return Cache()
+def _own_share(stage: Stage, pipeline: Plan[Any]) -> Stage:
+    """``stage`` for a share (a memory cache starts empty, to hold that share alone)."""
+    try:
+        return stage.in_share()
+    except ValueError as error:
+        raise ValueError(f"cannot share {pipeline!r} among workers: {error}") from None
 
 
 class _Share(Stage):
@@ -385,7 +352,7 @@ class _ProcessShare(Stage):
 
     def __init__(
         self,
-        pipeline: Pipeline[Any],
+        pipeline: Plan[Any],
         equal: str | None,
         within: tuple[int, int] | None = None,
         sender: tuple[int, int] | None = None,
@@ -395,7 +362,7 @@ class _ProcessShare(Stage):
         self._within = within
         self._sender = sender
         #: The share of each placement met so far (its memory caches fill once).
-        self._shares: dict[tuple[int, int], Pipeline[Any]] = {}
+        self._shares: dict[tuple[int, int], Plan[Any]] = {}
 
     @property
     def name(self) -> str:
@@ -419,7 +386,7 @@ class _ProcessShare(Stage):
         workers, worker = _dataloader_worker() if self._within is None else self._within
         return world * workers, rank * workers + worker
 
-    def share(self) -> Pipeline[Any]:
+    def share(self) -> Plan[Any]:
         """The share a run starting now runs."""
         placement = self.placement()
         found = self._shares.get(placement)
@@ -454,10 +421,8 @@ class _ProcessShare(Stage):
 
 
 def _run_share(
-    share: Pipeline[Any], ctx: StageContext, placement: list[int], saved: Any
+    share: Plan[Any], ctx: StageContext, placement: list[int], saved: Any
 ) -> Iterator[Any]:
-    from headrace.engine.opening import open_chain
-
     # The share's stages take the places they have in the share itself (in error notes
     # and in the seeds they derive), so that this run is that of the share.
     seed = share.seed if share.seed is not None else ctx.seed

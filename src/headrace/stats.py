@@ -465,9 +465,9 @@ class _SignalSampler:
     def available(self) -> bool:
         """Whether this thread can sample by signal: the main thread, a platform
         with ``setitimer``, and ``SIGVTALRM`` not handled by someone else."""
-        import headrace
-
-        if self._closed or headrace._exiting:
+        # The package sets ``_exiting`` from its exit hook (see headrace/__init__.py);
+        # read from the loaded package, which a submodule does not import.
+        if self._closed or getattr(sys.modules.get("headrace"), "_exiting", False):
             return False
         if threading.current_thread() is not threading.main_thread():
             return False

@@ -48,8 +48,11 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 import tensorflow as tf
 
+from headrace.engine.plan import Plan
 from headrace.engine.stage import INFINITE
-from headrace.pipeline import Pipeline, as_pipeline
+from headrace.run import start
+from headrace.sources.basic import as_plan
+from headrace.stages.batching import NUMERIC_KINDS
 
 if TYPE_CHECKING:
     from headrace.run import Run
@@ -59,15 +62,13 @@ __all__ = ["Batching", "infer_signature", "to_tf_dataset"]
 #: How a pipeline's batching shapes its elements (see :func:`infer_signature`).
 Batching = Literal["batch", "padded", "fixed"] | None
 
-_NUMERIC_KINDS = frozenset("biufc")  # bool, int, unsigned, float, complex
-
 
 def to_tf_dataset(pipeline: Iterable[Any], *, output_signature: Any = None) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``pipeline``'s elements, its signature inferred.
 
     Args:
-        pipeline: a :class:`headrace.Pipeline` (any other iterable is wrapped in one,
-            which iterates it again on every pass).
+        pipeline: a :class:`headrace.Pipeline` (any other iterable is wrapped in a plan
+            of one source, which iterates it again on every pass).
         output_signature: the ``tf.TensorSpec`` structure of the elements, as
             ``tf.data.Dataset.from_generator`` takes it. By default it is inferred
             from the first elements (see the module's documentation), which starts
@@ -86,33 +87,33 @@ def to_tf_dataset(pipeline: Iterable[Any], *, output_signature: Any = None) -> t
     >>> [x.numpy().tolist() for x, _ in dataset]
     [[0.0, 1.0], [2.0, 3.0], [4.0]]
     """
-    pipeline = as_pipeline(pipeline)
+    plan = as_plan(pipeline)
     if output_signature is not None:
-        source = _Source(pipeline, None)
+        source = _Source(plan, None)
         dataset = tf.data.Dataset.from_generator(source, output_signature=output_signature)
-        return _with_cardinality(dataset, pipeline)
+        return _with_cardinality(dataset, plan)
 
-    run = pipeline.iter()
+    run = start(plan)
     try:
         peeked = _peek(run, 2)
         if not peeked:
             raise ValueError(
-                f"{pipeline!r} yielded no element, so there is nothing to infer the "
+                f"{plan!r} yielded no element, so there is nothing to infer the "
                 "dataset's output_signature from; pass output_signature= to build a "
                 "dataset of it anyway"
             )
-        signature = infer_signature(peeked, batched=_batching(pipeline))
+        signature = infer_signature(peeked, batched=_batching(plan))
     except BaseException:
         run.close()
         raise
-    source = _Source(pipeline, (run, peeked))
+    source = _Source(plan, (run, peeked))
     dataset = tf.data.Dataset.from_generator(source, output_signature=signature)
     # A dataset that is never iterated releases the run it was inferred from.
     weakref.finalize(dataset, source.release)
-    return _with_cardinality(dataset, pipeline)
+    return _with_cardinality(dataset, plan)
 
 
-def _with_cardinality(dataset: tf.data.Dataset, pipeline: Pipeline[Any]) -> tf.data.Dataset:
+def _with_cardinality(dataset: tf.data.Dataset, pipeline: Plan[Any]) -> tf.data.Dataset:
     """``dataset`` told the pipeline's length, when it is known: Keras then knows the
     steps of an epoch, as tf.data's own sized datasets tell it."""
     length = pipeline.known_length()
@@ -149,7 +150,7 @@ def infer_signature(elements: Sequence[Any], *, batched: Batching = None) -> Any
 class _Source:
     """The generator function of a dataset: a fresh run per call, the first one held."""
 
-    def __init__(self, pipeline: Pipeline[Any], held: tuple[Run[Any], list[Any]] | None) -> None:
+    def __init__(self, pipeline: Plan[Any], held: tuple[Run[Any], list[Any]] | None) -> None:
         self._pipeline = pipeline
         self._held = held
         self._lock = threading.Lock()
@@ -170,7 +171,7 @@ class _Source:
 
     def _generate(self) -> Iterator[Any]:
         held = self._take_held()
-        run, peeked = held if held is not None else (self._pipeline.iter(), [])
+        run, peeked = held if held is not None else (start(self._pipeline), [])
         try:
             while peeked:
                 yield peeked.pop(0)
@@ -188,7 +189,7 @@ def _peek(run: Run[Any], count: int) -> list[Any]:
     return peeked
 
 
-def _batching(pipeline: Pipeline[Any]) -> Batching:
+def _batching(pipeline: Plan[Any]) -> Batching:
     """How the pipeline's last grouping stage (a ``batch``, or a source reading in
     batches, such as ``read_csv(batch_size=...)``) shapes its elements."""
     for stage in reversed(pipeline.stages):
@@ -221,7 +222,7 @@ def _spec(value: Any, path: str) -> Any:
     kind = array.dtype.kind
     if kind in "US" or (kind == "O" and _all_text(array)):
         return tf.TensorSpec(array.shape, tf.string)
-    if kind not in _NUMERIC_KINDS:
+    if kind not in NUMERIC_KINDS:
         raise TypeError(
             f"{path} ({type(value).__name__} of numpy dtype {array.dtype}) has no tf type; "
             "yield numbers, strings, or arrays of them"

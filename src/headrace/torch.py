@@ -47,9 +47,11 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from headrace import _pickling
 from headrace._checks import check_bool, check_int
-from headrace.pipeline import Pipeline, as_pipeline
+from headrace.engine.plan import Plan
+from headrace.run import start
 from headrace.sharding import shard
-from headrace.stages.batching import _NUMERIC_KINDS
+from headrace.sources.basic import as_plan
+from headrace.stages.batching import NUMERIC_KINDS
 
 __all__ = ["TorchDataset", "to_tensors", "to_torch"]
 
@@ -63,8 +65,9 @@ def to_torch(
 ) -> TorchDataset:
     """``pipeline`` as a PyTorch ``IterableDataset`` of tensors (see :class:`TorchDataset`).
 
-    ``pipeline`` is a :class:`headrace.Pipeline`; any other iterable is wrapped in one,
-    which iterates it again on every pass.
+    ``pipeline`` is a :class:`headrace.Pipeline`; any other iterable is wrapped in a
+    plan of one source (:func:`headrace.sources.basic.as_plan`), which iterates it again
+    on every pass.
 
     >>> import headrace as hr
     >>> [t.item() for t in to_torch(hr.range(3))]
@@ -76,8 +79,9 @@ def to_torch(
 class TorchDataset(IterableDataset[Any]):
     """A pipeline as an ``IterableDataset``: every ``iter()`` is a fresh run, in tensors.
 
-    Any other iterable than a :class:`headrace.Pipeline` is wrapped in one (see
-    :func:`headrace.pipeline.as_pipeline`), which iterates it again on every pass.
+    Any other iterable than a :class:`headrace.Pipeline` is wrapped in a plan of one
+    source (see :func:`headrace.sources.basic.as_plan`), which iterates it again on
+    every pass.
 
     Iterated in the main process (directly, or by a DataLoader with ``num_workers=0``),
     each ``iter()`` is the pipeline's next epoch, as ``iter(pipeline)`` is. In a
@@ -107,17 +111,17 @@ class TorchDataset(IterableDataset[Any]):
         device: Device | None = None,
         pin_memory: bool = False,
     ) -> None:
-        self._pipeline = as_pipeline(pipeline)
+        self._pipeline = as_plan(pipeline)
         self._device = None if device is None else torch.device(device)
         self._pin_memory = check_bool("pin_memory", pin_memory)
         self._epoch: int | None = None
         #: Runs this copy made in worker processes: a persistent worker's epochs.
         self._worker_runs = 0
         #: This worker's share of the pipeline, built once per worker count.
-        self._shares: dict[tuple[int, int], Pipeline[Any]] = {}
+        self._shares: dict[tuple[int, int], Plan[Any]] = {}
 
     @property
-    def pipeline(self) -> Pipeline[Any]:
+    def pipeline(self) -> Plan[Any]:
         """The pipeline this dataset runs."""
         return self._pipeline
 
@@ -153,10 +157,10 @@ class TorchDataset(IterableDataset[Any]):
         return self._tensors(share, epoch, pin_memory=False)
 
     def _tensors(
-        self, pipeline: Pipeline[Any], epoch: int | None, pin_memory: bool
+        self, pipeline: Plan[Any], epoch: int | None, pin_memory: bool
     ) -> Generator[Any, None, None]:
         convert = _converter(self._device, pin_memory)
-        with pipeline.iter() if epoch is None else pipeline.iter(epoch=epoch) as run:
+        with start(pipeline) if epoch is None else start(pipeline, epoch=epoch) as run:
             for element in run:
                 yield convert(element)
 
@@ -169,6 +173,13 @@ class TorchDataset(IterableDataset[Any]):
             extra += ", pin_memory=True"
         return f"TorchDataset({self._pipeline!r}{extra})"
 
+    def restored(self, epoch: int | None, worker_runs: int) -> TorchDataset:
+        """This dataset with the epoch and the runs counted of the one it was pickled
+        from, so a copy in a DataLoader worker goes on counting (used by pickle)."""
+        self._epoch = epoch
+        self._worker_runs = worker_runs
+        return self
+
     def __reduce__(self) -> tuple[Callable[[bytes], TorchDataset], tuple[bytes]]:
         state = (self._pipeline, self._device, self._pin_memory, self._epoch, self._worker_runs)
         return (_restore, (_pickling.dumps(state),))
@@ -176,10 +187,7 @@ class TorchDataset(IterableDataset[Any]):
 
 def _restore(payload: bytes) -> TorchDataset:
     pipeline, device, pin_memory, epoch, worker_runs = pickle.loads(payload)
-    dataset = TorchDataset(pipeline, device=device, pin_memory=pin_memory)
-    dataset._epoch = epoch
-    dataset._worker_runs = worker_runs
-    return dataset
+    return TorchDataset(pipeline, device=device, pin_memory=pin_memory).restored(epoch, worker_runs)
 
 
 # -- tensors ------------------------------------------------------------------------
@@ -214,13 +222,13 @@ def _converter(device: torch.device | None, pin_memory: bool) -> Callable[[Any],
         if isinstance(value, torch.Tensor):
             return move(value)
         if isinstance(value, np.ndarray):
-            if isinstance(value, np.ma.MaskedArray) or value.dtype.kind not in _NUMERIC_KINDS:
+            if isinstance(value, np.ma.MaskedArray) or value.dtype.kind not in NUMERIC_KINDS:
                 return value
             tensor = _from_numpy(value)
             return value if tensor is None else move(tensor)
         if isinstance(value, _NUMBERS):
             array = np.asarray(value)
-            if array.dtype.kind not in _NUMERIC_KINDS:  # str_, datetime64, a huge int
+            if array.dtype.kind not in NUMERIC_KINDS:  # str_, datetime64, a huge int
                 return value
             tensor = _from_numpy(array)
             return value if tensor is None else move(tensor)

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 import headrace as hr
 import headrace.torch as hrt
+from headrace.engine.plan import Plan
 from headrace.sharding import shard
 
 # The machines this suite runs on may have fewer cores than the workers these tests
@@ -235,7 +236,7 @@ def test_the_dataset_is_an_iterable_dataset_whose_every_iteration_is_a_new_epoch
 def test_any_other_iterable_is_wrapped_in_a_pipeline_run_again_every_pass() -> None:
     batches = [(np.full((2, 3), i, np.float32), np.array([i, i])) for i in range(3)]
     for dataset in (hrt.to_torch(batches), hrt.TorchDataset(batches)):
-        assert isinstance(dataset.pipeline, hr.Pipeline)
+        assert isinstance(dataset.pipeline, Plan)  # a plan of one source over the list
         assert len(dataset) == 3
         for _ in range(2):  # every pass iterates the list again
             got = list(dataset)
@@ -411,6 +412,7 @@ def test_workers_agree_on_the_epoch_and_every_epoch_is_new() -> None:
 SPAWNED = """
 import sys
 import headrace as hr
+from headrace.engine.plan import Plan
 import headrace.torch as hrt
 from torch.utils.data import DataLoader
 

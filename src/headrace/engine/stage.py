@@ -209,6 +209,14 @@ class Stage:
     lazy_upstream: ClassVar[bool] = False
     #: True for sources that can start at any element (``ctx.start``) at once.
     seekable: ClassVar[bool] = False
+    #: True for stages whose output for an element does not depend on the elements
+    #: around it, or that only regroup elements (``shuffle``, ``batch``): a worker can
+    #: run them on its share of the stream alone (see ``headrace.sharding``). Any other
+    #: stage needs the whole stream, so sharing comes after it.
+    per_element: ClassVar[bool] = False
+    #: True for sources that can read only their share themselves (file readers:
+    #: every ``num_shards``-th file): see :meth:`shard_itself`.
+    shards_itself: ClassVar[bool] = False
     #: For sources read by index (:meth:`by_index`): whether the sequence is the same
     #: on every run (``False``: a list of files, found anew as each run starts).
     fixed_index: ClassVar[bool] = True
@@ -234,6 +242,18 @@ class Stage:
     def length(self, upstream: Length) -> Length:
         """Number of elements out, given the upstream's (``None`` when unknown)."""
         return None
+
+    def shard_itself(self, num_shards: int, index: int) -> Stage | None:
+        """For a source that :attr:`shards_itself`: a copy that reads only share
+        ``index`` of ``num_shards``, or ``None`` when it cannot right now (fewer files
+        than shares); then the elements are shared out after it."""
+        return None
+
+    def in_share(self) -> Stage:
+        """This stage as it runs in one share of a sharded pipeline: itself, unless it
+        keeps what it saw (a memory cache starts empty, to hold its share alone).
+        ``ValueError`` saying why when it cannot run in a share (a file cache)."""
+        return self
 
     def index_problem(self) -> str | None:
         """Why this source cannot be read by index (what ``global_shuffle`` needs), or

@@ -133,6 +133,7 @@ class ParallelMap(CallStage):
     """
 
     __slots__ = ()
+    per_element = True
 
     def __init__(
         self,

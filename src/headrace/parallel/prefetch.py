@@ -41,6 +41,7 @@ class Prefetch(Stage):
     """Keeps up to ``buffer_size`` upstream elements ready on a background thread."""
 
     __slots__ = ("_buffer_size",)
+    per_element = True
 
     def __init__(self, buffer_size: int = 2) -> None:
         self._buffer_size = check_int("buffer_size", buffer_size, minimum=1)

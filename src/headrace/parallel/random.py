@@ -38,6 +38,7 @@ class RandomMap(CallStage):
     """Applies ``fn(element, rng)`` with a per-element generator, inline or on workers."""
 
     __slots__ = ("_seed",)
+    per_element = True
 
     def __init__(
         self,

@@ -419,6 +419,16 @@ class FileSource(Stage):
         twin._num_shards = self._num_shards * count
         return twin
 
+    shards_itself = True
+
+    def shard_itself(self, num_shards: int, index: int) -> Stage | None:
+        twin = self.sharded(num_shards, index)
+        try:
+            twin.paths()
+        except ValueError:  # fewer files than shares: share the elements instead
+            return None
+        return twin
+
     def paths(self) -> list[str]:
         """This shard's files for a run starting now."""
         every = find_files(self._patterns)

@@ -191,7 +191,7 @@ class Range(Stage):
         return builtins.max(0, (r.start - r.stop - r.step - 1) // -r.step)
 
 
-def as_plan(value: Iterable[Any]) -> Plan[Any]:
+def as_plan(value: Plan[Any] | Iterable[Any]) -> Plan[Any]:
     """``value`` itself if it is a plan (a pipeline), else a plan over its elements."""
     if isinstance(value, Plan):
         return value

@@ -57,6 +57,17 @@ class Cache(Stage):
         #: The epoch path of the run that filled the memory cache.
         self._filled_in: tuple[int, ...] = ()
 
+    per_element = True
+
+    def in_share(self) -> Stage:
+        if self._path is not None:
+            raise ValueError(
+                f"every share would write its part to the one file of {self.name!r}; use "
+                "a memory cache (each share keeps its own part), or cache the whole "
+                "pipeline where it is not shared"
+            )
+        return Cache()
+
     @property
     def name(self) -> str:
         return "cache()" if self._path is None else f"cache({str(self._path)!r})"

@@ -23,6 +23,7 @@ class Parse(Stage):
     """Matches each ``str`` element against ``pattern``; yields its named groups as a dict."""
 
     __slots__ = ("_pattern", "_policy", "_search")
+    per_element = True
 
     def __init__(
         self, pattern: str | re.Pattern[str], *, on_error: object = "raise", search: bool = False

@@ -25,6 +25,7 @@ __all__ = ["shuffle"]
 
 class Shuffle(Stage):
     __slots__ = ("_buffer_size", "_seed")
+    per_element = True
 
     def __init__(self, buffer_size: int, *, seed: int | None = None) -> None:
         self._buffer_size = check_int("buffer_size", buffer_size, minimum=1)
