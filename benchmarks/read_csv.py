@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from _machine import machine_busy
-from headrace.sources.csv import read_csv
+from headrace.readers import read_csv
 
 BATCH = 250
 

@@ -50,7 +50,7 @@ _EXPORTS = {
     "from_iterable": "headrace.readers",
     "image_folder": "headrace.readers",
     "range": "headrace.readers",
-    "read_csv": "headrace.sources.csv",
+    "read_csv": "headrace.readers",
     "read_jsonl": "headrace.readers",
     "read_parquet": "headrace.readers",
     "read_sql": "headrace.readers",
@@ -97,6 +97,7 @@ if TYPE_CHECKING:
         from_iterable,
         image_folder,
         range,
+        read_csv,
         read_jsonl,
         read_parquet,
         read_sql,
@@ -105,7 +106,6 @@ if TYPE_CHECKING:
         zip,
     )
     from headrace.run import Run
-    from headrace.sources.csv import read_csv
     from headrace.stages.caching import CacheFileError
 else:
 

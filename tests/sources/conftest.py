@@ -11,7 +11,7 @@ import pytest
 
 from headrace.engine.stage import Stage, StageContext
 from headrace.errors import StageLabel
-from headrace.sources._files import ReadPosition
+from headrace.sources.files import ReadPosition
 
 
 def _context(stage: Stage) -> StageContext:

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 import headrace as hr
 import headrace.sources.csv.arrow as arrow_module
 import headrace.sources.csv.python as python_module
-from headrace.sources.csv import read_csv
+from headrace.readers import read_csv
 
 ENGINES = ["pyarrow", "python"]
 
@@ -771,7 +771,7 @@ def test_without_pyarrow_auto_reads_with_the_csv_module_and_pyarrow_is_refused(t
 import sys
 sys.modules["pyarrow"] = None  # as if it were not installed
 import headrace
-from headrace.sources.csv import read_csv
+from headrace.readers import read_csv
 print(len(list(read_csv({str(tmp_path / "d.csv")!r}))))
 try:
     read_csv("d.csv", engine="pyarrow")

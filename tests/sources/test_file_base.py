@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import headrace as hr
-from headrace.sources._files import expand_braces, find_files, is_url
+from headrace.sources.files import expand_braces, find_files, is_url
 
 
 def _lines_file(path: Path, count: int, bad_every: int = 0) -> Path:
@@ -172,7 +172,7 @@ def test_a_position_in_a_file_that_is_no_longer_there_is_refused(tmp_path, resum
     assert saved["path"].endswith("f1.txt")
     (tmp_path / "f0.txt").unlink()  # file 1 of the list is now f2.txt
 
-    from headrace.sources._files import ReadPosition
+    from headrace.sources.files import ReadPosition
 
     (stage,) = pipeline.stages
     with pytest.raises(ValueError, match=r"saved position is in .*f1\.txt.*files changed"):

@@ -24,7 +24,7 @@ import pytest
 
 import headrace as hr
 from headrace.readers import read_parquet
-from headrace.sources._files import ReadPosition
+from headrace.sources.files import ReadPosition
 
 ROWS = 25  # per file: row groups of 10, 10 and 5
 

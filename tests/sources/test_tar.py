@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 import headrace as hr
 from headrace.readers import read_tar_shards
-from headrace.sources._files import ReadPosition
+from headrace.sources.files import ReadPosition
 from headrace.sources.tar import ReadTarShards
 
 

@@ -16,7 +16,6 @@ input opened from that state.
 
 from __future__ import annotations
 
-import collections
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -24,9 +23,8 @@ from typing import Any
 from headrace._seeds import derive_seed
 from headrace.engine.chain import Chain
 from headrace.engine.fusion import fuse, fused_counts, inputs_taken
-from headrace.engine.guard import close_iterator
 from headrace.engine.stage import OpenUpstream, Stage, StageContext, StatsSink, Tracker
-from headrace.engine.state import Entries, Entry, Getter, passing_over, saved_count
+from headrace.engine.state import Entries, Entry, passing_over, saved_count
 from headrace.errors import StageLabel
 
 __all__ = ["apply", "iterate", "open_chain"]
@@ -158,16 +156,12 @@ class _Opening:
                 skip = saved_count(entry, "skip", ctx.label)
                 if skip > ctx.start:
                     raise ValueError(f"{ctx.label}: its saved skip is past its position")
-                ahead = None
-                if stage.read_ahead:
-                    # Noted from where the stages below stand now, before the skip.
-                    upstream, ahead = self._reading_ahead(stage, upstream, ctx, ctx.start - skip)
-                if skip:  # a state noted before this stage's position (see _reading_ahead)
+                if skip and not stage.read_ahead:
+                    # Noted before this stage's position by a stage that read ahead (a
+                    # state saved with workers); one that reads ahead passes over it
+                    # itself, after noting (headrace.engine.readahead).
                     upstream = passing_over(upstream, skip)
                 iterator = stage.open(upstream, ctx)
-                if ahead is not None:
-                    # After open: the stage's own getter (if any) counts its inputs.
-                    self.tracker.getters[index] = ahead(self.tracker.getters.get(index))
             if self.stats is not None:
                 if counted:
                     iterator = self.stats.count(index, stage.name, iterator)
@@ -233,47 +227,6 @@ class _Opening:
 
         return open_upstream
 
-    def _reading_ahead(
-        self, stage: Stage, upstream: Iterator[Any], ctx: StageContext, first: int
-    ) -> tuple[Iterator[Any], Callable[[Getter | None], Getter] | None]:
-        """``upstream`` for a stage that reads ahead of what it hands out.
-
-        When the stages below keep live state, they have moved on by the time the
-        consumer asks for the state; so the thread that reads them notes their state
-        every few elements, and the stage's entry is the last note at or before its
-        position plus how many elements to pass over after it. ``first``: the input
-        count the stages below stand at now. Returns the input and, in that case, what
-        makes the stage's getter from its own (if it has one).
-        """
-        if not self.tracker.live_below(ctx.index):
-            return upstream, None
-        # A note is a walk over the stages below (microseconds): one every 16 elements
-        # or more keeps that small per element, and what a resumed run reads again is
-        # at most a note's spacing plus what the stage had read ahead.
-        every = max(16, stage.read_ahead // 2)
-        notes: collections.deque[tuple[int, Entries | None]] = collections.deque(maxlen=40)
-        notes.append((first, self.tracker.entries(first, ctx.index)))
-
-        def ahead(own: Getter | None) -> Getter:
-            def getter(position: int) -> Entry:
-                inputs = position
-                if own is not None:  # the stage's outputs are not its inputs (rejects)
-                    found = own(position)
-                    if found is None:
-                        return None
-                    inputs = found.get("start", position)
-                for count, noted in reversed(list(notes)):  # list(): one step in C
-                    if count <= inputs:
-                        if noted is None:
-                            return None
-                        return {"upstream": noted, "start": inputs, "skip": inputs - count}
-                return None  # it read further ahead than the notes reach: replay
-
-            return getter
-
-        noted = _noting(upstream, first, every, notes, self.tracker, ctx.index)
-        return noted, ahead
-
 
 def _entry(entries: Entries | None, index: int, label: Callable[[int], str]) -> Entry:
     entry = entries[index] if entries is not None and index < len(entries) else None
@@ -284,23 +237,3 @@ def _entry(entries: Entries | None, index: int, label: Callable[[int], str]) -> 
 
 def _passing(position: int) -> Entry:
     return {}
-
-
-def _noting(
-    upstream: Iterator[Any],
-    first: int,
-    every: int,
-    notes: collections.deque[tuple[int, Entries | None]],
-    tracker: Tracker,
-    end: int,
-) -> Iterator[Any]:
-    count = first
-    try:
-        for item in upstream:
-            count += 1
-            if not count % every:
-                # Here the stages below stand right after their element ``count``.
-                notes.append((count, tracker.entries(count, end)))
-            yield item
-    finally:
-        close_iterator(upstream)

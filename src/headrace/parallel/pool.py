@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from headrace._checks import check_callable
+from headrace.engine.readahead import ReadAhead
 from headrace.engine.stage import Length, Stage, StageContext
-from headrace.engine.state import count_of, counting
+from headrace.engine.state import Entry, count_of, counting
 from headrace.errors import describe_callable
 from headrace.parallel._drive import drive
 from headrace.parallel._protocol import Plain
@@ -71,6 +72,7 @@ class CallStage(Stage):
         raise NotImplementedError
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        upstream, ahead = ReadAhead.watch(upstream, ctx, self.read_ahead)
         guarded = self._policy.mode != "raise"
         call = self._call(ctx)
         if guarded:
@@ -88,11 +90,17 @@ class CallStage(Stage):
                 ordered=self._ordered,
             )
         if not guarded:
+            if ahead is not None:
+                ctx.keep(ahead.getter())
             return results
         # Rejects leave no output: the stage counts the results it screened (one per
         # input, in order) for the state.
         results, counter = counting(results, ctx.start)
-        ctx.keep(lambda _: {"start": count_of(counter)})
+
+        def inputs(position: int) -> Entry:
+            return {"start": count_of(counter)}
+
+        ctx.keep(inputs if ahead is None else ahead.getter(inputs))
         return screen(results, self._policy, ctx)
 
     @property

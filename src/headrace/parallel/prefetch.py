@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from headrace._checks import check_int
 from headrace.engine.guard import close_iterator
+from headrace.engine.readahead import ReadAhead
 from headrace.engine.stage import Length, Stage, StageContext
 from headrace.parallel import _stop
 from headrace.stats import PoolCounters
@@ -55,6 +56,9 @@ class Prefetch(Stage):
         return "prefetch()"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        upstream, ahead = ReadAhead.watch(upstream, ctx, self.read_ahead)
+        if ahead is not None:
+            ctx.keep(ahead.getter())
         counters = PoolCounters.of(ctx)
         counters.workers, counters.capacity = 1, self._buffer_size
         return _prefetch(upstream, self._buffer_size, ctx.label, counters)

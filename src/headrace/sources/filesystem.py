@@ -24,7 +24,7 @@ from headrace._seeds import python_rng
 from headrace.engine.stage import Length, Stage, StageContext
 from headrace.errors import DecodeError
 from headrace.policy import Tally
-from headrace.sources._files import (
+from headrace.sources.files import (
     FileSource,
     PathsArg,
     ReadPosition,

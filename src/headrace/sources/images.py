@@ -36,7 +36,7 @@ from headrace._checks import check_shuffle
 from headrace._seeds import python_rng
 from headrace.engine.stage import RUN_LOCK, StageContext
 from headrace.policy import Tally
-from headrace.sources._files import (
+from headrace.sources.files import (
     FileSource,
     ReadPosition,
     is_url,

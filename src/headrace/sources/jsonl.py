@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from headrace.policy import Tally
-from headrace.sources._files import FileSource, ReadPosition, line_file
+from headrace.sources.files import FileSource, ReadPosition, line_file
 
 __all__ = ["ReadJsonl"]
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from headrace._checks import check_optional_int
 from headrace.policy import Tally
-from headrace.sources._files import FileSource, PathsArg, ReadPosition, open_or_reject
+from headrace.sources.files import FileSource, PathsArg, ReadPosition, open_or_reject
 
 __all__ = ["ReadParquet"]
 

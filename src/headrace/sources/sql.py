@@ -26,7 +26,7 @@ from headrace.engine.guard import close_iterator
 from headrace.engine.stage import Length, Stage, StageContext
 from headrace.errors import annotate
 from headrace.policy import ErrorPolicy, Tally
-from headrace.sources._files import ReadPosition, open_reader
+from headrace.sources.files import ReadPosition, open_reader
 
 __all__ = ["ReadSql"]
 

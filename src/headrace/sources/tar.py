@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any, Final, Self
 
 from headrace.policy import Tally
-from headrace.sources._files import (
+from headrace.sources.files import (
     DAMAGED,
     FileSource,
     ReadPosition,

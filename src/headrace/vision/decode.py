@@ -111,7 +111,7 @@ def decode(
     if not isinstance(given, str | os.PathLike):
         msg = f"source must be a path or bytes, not {type(given).__name__}"
         raise TypeError(msg)
-    from headrace.sources._files import is_url, local_path, open_binary
+    from headrace.sources.files import is_url, local_path, open_binary
 
     name = os.fsdecode(given)
     # Opened here, not by Pillow, so that a missing or unreadable file raises its own

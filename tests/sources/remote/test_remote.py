@@ -233,7 +233,7 @@ def test_image_folder_over_a_url_lists_what_the_local_folder_holds(remote_folder
 def test_remote_image_bytes_are_the_local_ones(s3_folder):
     from PIL import Image
 
-    from headrace.sources._files import open_binary
+    from headrace.sources.files import open_binary
 
     write_images(s3_folder.local)
     s3_folder.sync()

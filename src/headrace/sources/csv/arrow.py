@@ -1,4 +1,4 @@
-"""The pyarrow engine of :func:`headrace.sources.csv.read_csv`.
+"""The pyarrow engine of :func:`headrace.read_csv`.
 
 A file is read in segments of about :data:`SEGMENT_SIZE` bytes cut at line ends, each
 parsed by ``pyarrow.csv.read_csv`` on one core. A pool of threads (one per core, at
@@ -52,9 +52,9 @@ from typing import Any, Final
 import numpy as np
 
 from headrace.policy import Tally
-from headrace.sources._files import DAMAGED, open_or_reject
 from headrace.sources.csv.common import FALSE, TRUE, Chunk, Layout, Prefixed, shown
 from headrace.sources.csv.python import python_chunks
+from headrace.sources.files import DAMAGED, open_or_reject
 
 __all__ = ["ArrowReader"]
 

@@ -1,4 +1,4 @@
-"""What the stage and both engines of :func:`headrace.sources.csv.read_csv` share.
+"""What the stage and both engines of :func:`headrace.read_csv` share.
 
 The engines hand out chunks of converted columns (:data:`Chunk`); a file's
 :class:`Layout` says which columns they convert and how (:func:`converter`, with the
@@ -18,7 +18,7 @@ from typing import Any, Final
 import numpy as np
 
 from headrace.policy import Tally
-from headrace.sources._files import ReadPosition
+from headrace.sources.files import ReadPosition
 
 __all__ = [
     "FALSE",

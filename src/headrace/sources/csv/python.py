@@ -1,4 +1,4 @@
-"""The Python engine of :func:`headrace.sources.csv.read_csv`: the standard library's
+"""The Python engine of :func:`headrace.read_csv`: the standard library's
 :mod:`csv` module, no dependencies.
 
 It reads the files that pyarrow is not installed for or asked to read, and whatever
@@ -18,7 +18,6 @@ import numpy as np
 
 from headrace.errors import DecodeError, ParseError
 from headrace.policy import Tally
-from headrace.sources._files import DAMAGED
 from headrace.sources.csv.common import (
     TRUTH,
     Chunk,
@@ -28,6 +27,7 @@ from headrace.sources.csv.common import (
     to_float,
     utf8_text,
 )
+from headrace.sources.files import DAMAGED
 
 __all__ = ["CHUNK_ROWS", "python_chunks"]
 
