@@ -432,7 +432,7 @@ def _run_share(
         inner = chain.entries(position)
         return None if inner is None else {"placement": placement, "inner": inner}
 
-    ctx.keep(entry)
+    ctx.track_state(entry)
     return chain.closing()
 
 

@@ -54,7 +54,7 @@ class ReadAhead:
         notes (``None`` when the stages below keep no live state: counts alone resume
         them). A resumed input then passes over the saved ``"skip"`` elements. Call it
         first thing in :meth:`~headrace.engine.stage.Stage.open`."""
-        skip = ctx.saved("skip")
+        skip = ctx.saved_count("skip")
         if skip > ctx.start:
             raise ValueError(f"{ctx.label}: its saved skip is past its position")
         notes = None

@@ -136,7 +136,7 @@ class StageContext:
         own = seed if seed is not None else self.seed
         return self.opener(stages, self.epoch, self.inner_path(what), own, entries)
 
-    def keep(self, getter: Getter) -> None:
+    def track_state(self, getter: Getter) -> None:
         """Register ``getter`` as this stage's state for :meth:`Run.state`.
 
         ``getter(position)`` is called on the consumer's thread while the run stands
@@ -147,7 +147,7 @@ class StageContext:
         if self.tracker is not None:
             self.tracker.getters[self.index] = getter
 
-    def snapshot(self, count: int) -> int | Entries | None:
+    def input_state(self, count: int) -> int | Entries | None:
         """The state of this stage's input after it handed out ``count`` elements.
 
         Call it right then, on the thread that reads the input: when a stage below
@@ -160,15 +160,15 @@ class StageContext:
             return self.tracker.entries(count, self.index)
         return count
 
-    def saved(self, name: str) -> int:
+    def saved_count(self, name: str) -> int:
         """A count from this stage's saved entry (0 when there is none), checked."""
         return saved_count(self.resume, name, self.label)
 
-    def upstream_entries(self, snapshot: int | Entries | None) -> Entries | None:
-        """The entries of a :meth:`snapshot`, for an ``"upstream"`` field."""
-        if isinstance(snapshot, int) and self.tracker is not None:
-            return self.tracker.entries(snapshot, self.index)
-        return snapshot if isinstance(snapshot, list) else None
+    def upstream_entries(self, noted: int | Entries | None) -> Entries | None:
+        """The entries of what :meth:`input_state` gave, for an ``"upstream"`` field."""
+        if isinstance(noted, int) and self.tracker is not None:
+            return self.tracker.entries(noted, self.index)
+        return noted if isinstance(noted, list) else None
 
     def inner_path(self, what: str) -> str:
         """The path for a pipeline this stage opens inside itself, such as an input."""
@@ -285,7 +285,7 @@ class Stage:
         """How many input elements this stage had taken when it handed out its
         ``position``-th output, when that follows from the count alone (``map``: as
         many; ``batch(n)``: ``n`` times as many), else ``None``: then the stage must
-        register a state getter when it opens (:meth:`StageContext.keep`), or a run of
+        register a state getter when it opens (:meth:`StageContext.track_state`), or a run of
         it resumes by replaying its epoch. A resumed stage is opened with
         ``ctx.start`` set to its input's count, and must honour it.
         """

@@ -91,7 +91,7 @@ class CallStage(Stage):
             )
         if not guarded:
             if ahead is not None:
-                ctx.keep(ahead.getter())
+                ctx.track_state(ahead.getter())
             return results
         # Rejects leave no output: the stage counts the results it screened (one per
         # input, in order) for the state.
@@ -100,7 +100,7 @@ class CallStage(Stage):
         def inputs(position: int) -> Entry:
             return {"start": count_of(counter)}
 
-        ctx.keep(inputs if ahead is None else ahead.getter(inputs))
+        ctx.track_state(inputs if ahead is None else ahead.getter(inputs))
         return screen(results, self._policy, ctx)
 
     @property

@@ -58,7 +58,7 @@ class Prefetch(Stage):
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         upstream, ahead = ReadAhead.watch(upstream, ctx, self.read_ahead)
         if ahead is not None:
-            ctx.keep(ahead.getter())
+            ctx.track_state(ahead.getter())
         counters = PoolCounters.of(ctx)
         counters.workers, counters.capacity = 1, self._buffer_size
         return _prefetch(upstream, self._buffer_size, ctx.label, counters)

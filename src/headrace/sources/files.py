@@ -357,7 +357,7 @@ def open_reader(
         if saved.file < 0 or saved.records < 0:
             raise ValueError(f"{ctx.label}: its saved read position is negative: {saved}")
     iterator, position = reader(ctx, saved)
-    ctx.keep(lambda _: {"read": position.as_dict()})
+    ctx.track_state(lambda _: {"read": position.as_dict()})
     return iterator
 
 

@@ -66,7 +66,7 @@ class FusedStage(Stage):
         # A filter's outputs do not tell its inputs: its count of them is the state.
         ends: list[tuple[int, list[int]]] = []
         fused = fuse(upstream, ["filter"], [self._fn], [ctx.label], ctx.start, ends)
-        ctx.keep(lambda _: {"start": inputs_taken(fused, ends)})
+        ctx.track_state(lambda _: {"start": inputs_taken(fused, ends)})
         return fused
 
     def resume_upstream(self, position: int) -> int | None:
@@ -163,7 +163,7 @@ def _flat_map(
     # handed out; a pipeline it returned goes on from its own state instead.
     state = ExpansionState.opened(ctx)
     saved_inner = None if ctx.resume is None else ctx.resume.get("inner")
-    ctx.keep(lambda position: state.entry(ctx))
+    ctx.track_state(lambda position: state.entry(ctx))
 
     def run() -> Iterator[Any]:
         drop = state.handed_out
@@ -346,18 +346,18 @@ class TakeWhile(Stage):
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         if not self._drop:
             # One output per input until it stops; once stopped, it stays stopped.
-            stopped = [bool(ctx.saved("stopped"))]
-            ctx.keep(lambda n: {"start": n, "stopped": 1} if stopped[0] else {"start": n})
+            stopped = [bool(ctx.saved_count("stopped"))]
+            ctx.track_state(lambda n: {"start": n, "stopped": 1} if stopped[0] else {"start": n})
             return _take_while(upstream, self._fn, ctx.label, stopped)
         # Once an element is handed out, nothing more is dropped: the state is the
         # input count, and whether that point was passed.
         upstream, counter = counting(upstream, ctx.start)
-        done = ctx.saved("done")
+        done = ctx.saved_count("done")
 
         def entry(position: int) -> Entry:
             return {"start": count_of(counter), "done": 1} if position else (ctx.resume or {})
 
-        ctx.keep(entry)
+        ctx.track_state(entry)
         return _drop_while(upstream, self._fn, ctx.label, done=bool(done))
 
 
@@ -451,7 +451,7 @@ class Scan(Stage):
             except TypeError:
                 return None
 
-        ctx.keep(entry)
+        ctx.track_state(entry)
         return _scan(upstream, self._fn, cell, ctx.label, ctx.start)
 
     def resume_upstream(self, position: int) -> int | None:

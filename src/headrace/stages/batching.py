@@ -416,7 +416,7 @@ class Unbatch(Stage):
         # Resuming splits the batch being handed out again and passes over what of it
         # was handed out; the input's state is noted once per batch.
         state = ExpansionState.opened(ctx)
-        ctx.keep(lambda position: state.entry(ctx))
+        ctx.track_state(lambda position: state.entry(ctx))
         return _unbatch(upstream, ctx, state)
 
 

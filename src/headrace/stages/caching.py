@@ -82,15 +82,15 @@ class Cache(Stage):
         mode = None if ctx.resume is None else ctx.resume.get("mode")
         if mode not in (None, "fill", "replay"):
             raise ValueError(f"{ctx.label}: its saved mode {mode!r} is not 'fill' or 'replay'")
-        at = ctx.saved("at")
+        at = ctx.saved_count("at")
         if mode != "fill":
             if self._path is not None and self._path.exists():
-                ctx.keep(_replaying)
+                ctx.track_state(_replaying)
                 replay = _replay_file(self._path)
                 return passing_over(replay, at) if at else replay
             if self._path is None and self._memory is not None:
                 filled = list(self._filled_in)
-                ctx.keep(lambda position: {**_replaying(position), "epoch": filled})
+                ctx.track_state(lambda position: {**_replaying(position), "epoch": filled})
                 return passing_over(iter(self._memory), at) if at else iter(self._memory)
         if mode == "replay":
             # A memory cache replayed in a process where it is empty (or a file cache
@@ -100,7 +100,7 @@ class Cache(Stage):
             if not (isinstance(epoch, list) and all(isinstance(e, int) for e in epoch)):
                 raise ValueError(f"{ctx.label}: its saved epoch {epoch!r} is not a list of ints")
             chain = upstream(tuple(epoch), None)
-            ctx.keep(lambda position: {**_replaying(position), "epoch": epoch})
+            ctx.track_state(lambda position: {**_replaying(position), "epoch": epoch})
             return passing_over(chain.closing(), at)
         saved = ctx.resume.get("inner") if ctx.resume is not None else None
         chain = upstream(ctx.epoch, saved)
@@ -109,7 +109,7 @@ class Cache(Stage):
             inner = chain.entries(position)
             return None if inner is None else {"mode": "fill", "inner": inner}
 
-        ctx.keep(filling)
+        ctx.track_state(filling)
         if mode == "fill":
             return chain.closing()
         if self._path is not None:

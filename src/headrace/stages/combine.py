@@ -78,7 +78,7 @@ def _zip(parts: Sequence[Plan[Any]], strict: bool, ctx: StageContext) -> Iterato
         inputs = [chain.entries(position) for chain in chains]
         return None if None in inputs else {"inputs": inputs}
 
-    ctx.keep(entry)
+    ctx.track_state(entry)
 
     def run() -> Iterator[Any]:
         try:
@@ -160,12 +160,12 @@ class _Reading:
 
 
 def _concat(parts: Sequence[Plan[Any]], ctx: StageContext) -> Iterator[Any]:
-    first = ctx.saved("input")
+    first = ctx.saved_count("input")
     if first >= len(parts):
         raise ValueError(f"{ctx.label}: its saved input {first} is past its {len(parts)} inputs")
-    position = ctx.saved("position")
+    position = ctx.saved_count("position")
     current = _Reading(ctx, "input")
-    ctx.keep(current.entry)
+    ctx.track_state(current.entry)
 
     def run() -> Iterator[Any]:
         for i in builtins.range(first, len(parts)):
@@ -267,7 +267,7 @@ class InterleaveState:
         if not self.started:
             return ctx.resume or {}
         if not self.slots:  # every slot is done: the input stands at its end
-            noted: Any = ctx.snapshot(self.pulled)
+            noted: Any = ctx.input_state(self.pulled)
             start = self.pulled
         else:
             oldest = min(self.slots, key=lambda inner: inner.index)
@@ -311,7 +311,7 @@ class InterleaveState:
             raise ValueError(f"{ctx.label}: its saved slots are damaged ({error!r})") from None
         opened: list[_Inner | None] = [None] * len(wanted)
         while self.pulled < end:
-            noted = ctx.snapshot(self.pulled)
+            noted = ctx.input_state(self.pulled)
             found = next(inputs, None)
             if found is None:
                 break
@@ -346,10 +346,10 @@ def _interleave(
 ) -> Iterator[Any]:
     inputs = builtins.enumerate(upstream, ctx.start)
     state = InterleaveState(ctx.start)
-    ctx.keep(lambda position: state.entry(ctx))
+    ctx.track_state(lambda position: state.entry(ctx))
 
     def open_next() -> _Inner | None:
-        noted = ctx.snapshot(state.pulled)
+        noted = ctx.input_state(state.pulled)
         for index, item in inputs:
             state.pulled = index + 1
             try:
@@ -434,9 +434,9 @@ _EMPTY = object()
 
 
 def _repeat(upstream: OpenUpstream, count: int | None, ctx: StageContext) -> Iterator[Any]:
-    first, position = ctx.saved("repetition"), ctx.saved("position")
+    first, position = ctx.saved_count("repetition"), ctx.saved_count("position")
     current = _Reading(ctx, "repetition")
-    ctx.keep(current.entry)
+    ctx.track_state(current.entry)
 
     def run() -> Iterator[Any]:
         repetitions = itertools.count(first) if count is None else builtins.range(first, count)

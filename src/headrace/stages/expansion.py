@@ -26,7 +26,7 @@ class ExpansionState:
 
     #: Input elements taken before the one being expanded.
     taken: int
-    #: The input's state right then (:meth:`StageContext.snapshot`).
+    #: The input's state right then (:meth:`StageContext.input_state`).
     below: int | Entries | None
     #: Outputs of that element handed out.
     handed_out: int
@@ -36,12 +36,12 @@ class ExpansionState:
     @classmethod
     def opened(cls, ctx: StageContext) -> ExpansionState:
         """The state of a stage starting at its context's position (fresh or resumed)."""
-        return cls(ctx.start, ctx.snapshot(ctx.start), ctx.saved("offset"))
+        return cls(ctx.start, ctx.input_state(ctx.start), ctx.saved_count("offset"))
 
     def next_element(self, ctx: StageContext, taken: int) -> None:
         """The element before input count ``taken`` is done: the next one starts."""
         self.taken = taken
-        self.below = ctx.snapshot(taken)
+        self.below = ctx.input_state(taken)
         self.handed_out = 0
         self.inner = None
 

@@ -49,7 +49,7 @@ class Parse(Stage):
         match = self._pattern.search if self._search else self._pattern.fullmatch
         if self._policy.mode != "raise":  # rejects leave no output: count the inputs
             upstream, counter = counting(upstream, ctx.start)
-            ctx.keep(lambda _: {"start": count_of(counter)})
+            ctx.track_state(lambda _: {"start": count_of(counter)})
         return _parse(upstream, match, self._policy, ctx)
 
     def resume_upstream(self, position: int) -> int | None:

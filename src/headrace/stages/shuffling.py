@@ -84,8 +84,8 @@ class _Shuffling:
         # that one taken before the oldest buffered element is at hand.
         self.notes: collections.deque[tuple[int, Any]] | None = None
         if ctx.tracker is not None and ctx.tracker.live_below(ctx.index):
-            self.notes = collections.deque([(ctx.start, ctx.snapshot(ctx.start))])
-        ctx.keep(self.entry)
+            self.notes = collections.deque([(ctx.start, ctx.input_state(ctx.start))])
+        ctx.track_state(self.entry)
 
     def entry(self, position: int) -> Entry:
         ctx = self.ctx
@@ -114,7 +114,7 @@ class _Shuffling:
     def _note(self) -> None:
         notes = self.notes
         if notes is not None and self.pulled - notes[-1][0] >= self.size:
-            notes.append((self.pulled, self.ctx.snapshot(self.pulled)))
+            notes.append((self.pulled, self.ctx.input_state(self.pulled)))
             oldest = min(self.indices, default=self.pulled)
             while len(notes) > 1 and notes[1][0] <= oldest:
                 notes.popleft()

@@ -41,7 +41,7 @@ class Window(Stage):
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         # The state: the input as it stood where the last window handed out began, and
         # whether to drop the first window built from there (resuming builds it again).
-        last = [ctx.start, ctx.snapshot(ctx.start), ctx.saved("drop")]
+        last = [ctx.start, ctx.input_state(ctx.start), ctx.saved_count("drop")]
 
         def entry(position: int) -> Entry:
             below = ctx.upstream_entries(last[1])
@@ -49,7 +49,7 @@ class Window(Stage):
                 return None
             return {"upstream": below, "start": last[0], "drop": last[2]}
 
-        ctx.keep(entry)
+        ctx.track_state(entry)
         return _window(upstream, self._size, self._shift, self._drop_remainder, ctx, last)
 
     def length(self, upstream: Length) -> Length:
@@ -90,7 +90,7 @@ def _window(
         skipping = 0  # elements between windows when shift > size
         while True:
             if not (count - first) % shift:
-                begun.append((count, ctx.snapshot(count)))
+                begun.append((count, ctx.input_state(count)))
             try:
                 item = next(upstream)
             except StopIteration:
