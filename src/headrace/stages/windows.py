@@ -10,13 +10,14 @@ from __future__ import annotations
 import collections
 import math
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from headrace._checks import check_bool, check_int, check_optional_int
 from headrace.engine.guard import close_iterator
 from headrace.engine.opening import apply
 from headrace.engine.stage import INFINITE, Length, Stage, StageContext
-from headrace.engine.state import Entry
+from headrace.engine.state import Entries, Entry
 
 __all__ = ["window"]
 
@@ -39,18 +40,9 @@ class Window(Stage):
         return f"window({self._size}{extra})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        # The state: the input as it stood where the last window handed out began, and
-        # whether to drop the first window built from there (resuming builds it again).
-        last = [ctx.start, ctx.input_state(ctx.start), ctx.saved_count("drop")]
-
-        def entry(position: int) -> Entry:
-            below = ctx.upstream_entries(last[1])
-            if below is None:
-                return None
-            return {"upstream": below, "start": last[0], "drop": last[2]}
-
-        ctx.track_state(entry)
-        return _window(upstream, self._size, self._shift, self._drop_remainder, ctx, last)
+        state = WindowState(ctx.start, ctx.input_state(ctx.start), ctx.saved_count("drop"))
+        ctx.track_state(lambda position: state.entry(ctx))
+        return _window(upstream, self._size, self._shift, self._drop_remainder, ctx, state)
 
     def length(self, upstream: Length) -> Length:
         if upstream is None or upstream == INFINITE:
@@ -61,17 +53,38 @@ class Window(Stage):
         return math.ceil(n / self._shift)
 
 
+@dataclass(slots=True)
+class WindowState:
+    """Where a ``window`` stands: the input as it stood where the last window handed
+    out began, and how many windows to drop first (a resumed run builds that window
+    again, and drops it)."""
+
+    #: Input elements before the last window handed out.
+    start: int
+    #: The input's state right then (:meth:`StageContext.input_state`).
+    below: int | Entries | None
+    #: Windows to drop: 1 once a window went out, the saved count when resumed.
+    drop: int
+
+    def entry(self, ctx: StageContext) -> Entry:
+        """The stage's entry for :meth:`headrace.Run.state`, or ``None`` (replay)."""
+        below = ctx.upstream_entries(self.below)
+        if below is None:
+            return None
+        return {"upstream": below, "start": self.start, "drop": self.drop}
+
+
 def _window(
     upstream: Iterator[Any],
     size: int,
     shift: int,
     drop_remainder: bool,
     ctx: StageContext,
-    last: list[Any],
+    state: WindowState,
 ) -> Iterator[tuple[Any, ...]]:
     # Windows begin every ``shift`` elements from where this run began (0, or a window
     # start when resumed); ``begun`` notes the input's state at each begun window.
-    drop = last[2]
+    drop = state.drop
     first = count = ctx.start
 
     def handing_out(start: int, noted: Any) -> bool:
@@ -81,7 +94,7 @@ def _window(
         if drop:
             drop -= 1
             return False
-        last[:] = [start, noted, 1]
+        state.start, state.below, state.drop = start, noted, 1
         return True
 
     begun: collections.deque[tuple[int, Any]] = collections.deque()
