@@ -1,7 +1,8 @@
 """How ``headrace inspect`` reads each format: one dataset report per format found.
 
-CSV, JSON Lines, Parquet, tar shards and image folders each have an inspector here, and
-:func:`_plain` keeps the sample records short and JSON-safe.
+CSV, JSON Lines, Parquet, tar shards and image folders each have an inspector here
+(:data:`INSPECTORS` for the formats of files, :func:`inspect_images` for image folders),
+and :func:`_plain` keeps the sample records short and JSON-safe.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import IO, Any, Final, cast
 import numpy as np
 
 from headrace.pipeline import Pipeline
-from headrace.sources._files import is_url, open_binary
+from headrace.sources.files import is_url, open_binary
+
+__all__ = ["COMPRESSIONS", "INSPECTORS", "PROBLEMS", "SNIFF", "inspect_images"]
 
 #: Problems listed per dataset; the counts cover every one.
 PROBLEMS: Final = 10
@@ -28,11 +31,12 @@ _VALUE: Final = 40
 _CSV_BATCH: Final = 4096
 #: Items of a list, and keys of a dict, kept in a sample.
 _ITEMS: Final = 8
-_COMPRESSIONS: Final = (".gz", ".bz2", ".xz", ".lzma")
+#: The suffixes of compressed files, read through and left off to tell the format.
+COMPRESSIONS: Final = (".gz", ".bz2", ".xz", ".lzma")
 # The spellings read_csv reads as booleans, but for 1 and 0, which are shown as ints.
 _BOOLS: Final = frozenset({"True", "TRUE", "true", "False", "FALSE", "false"})
 #: Bytes of a ``.json`` file's first line read to tell JSON Lines from one JSON document.
-_SNIFF: Final = 1 << 20
+SNIFF: Final = 1 << 20
 
 
 def _size(path: str) -> int | None:
@@ -122,7 +126,7 @@ def _read(
 
 
 def _inspect_csv(paths: list[str], *, samples: int, limit: int | None) -> dict[str, Any]:
-    from headrace.sources.csv import read_csv
+    from headrace.readers import read_csv
 
     columns: dict[Any, Counter[str]] = {}
 
@@ -158,7 +162,7 @@ def _inspect_csv(paths: list[str], *, samples: int, limit: int | None) -> dict[s
 
 def _delimiter(path: str) -> str:
     name = path.lower()
-    for suffix in _COMPRESSIONS:
+    for suffix in COMPRESSIONS:
         name = name.removesuffix(suffix)
     return "\t" if name.endswith(".tsv") else ","
 
@@ -169,7 +173,7 @@ def _csv_header(path: str) -> list[str]:
 
     try:
         with open_binary(path) as stream:
-            line = stream.readline(_SNIFF).decode("utf-8-sig", "replace")
+            line = stream.readline(SNIFF).decode("utf-8-sig", "replace")
     except (OSError, EOFError):
         return []
     rows = list(csv.reader([line], delimiter=_delimiter(path)))
@@ -230,7 +234,7 @@ def _column_type(counts: Counter[str]) -> str:
 
 
 def _inspect_jsonl(paths: list[str], *, samples: int, limit: int | None) -> dict[str, Any]:
-    from headrace.sources import read_jsonl
+    from headrace.readers import read_jsonl
 
     keys: dict[str, Counter[str]] = {}
     others: Counter[str] = Counter()
@@ -256,7 +260,7 @@ def _inspect_jsonl(paths: list[str], *, samples: int, limit: int | None) -> dict
 
 
 def _inspect_tar(paths: list[str], *, samples: int, limit: int | None) -> dict[str, Any]:
-    from headrace.sources.tar import read_tar_shards
+    from headrace.readers import read_tar_shards
 
     fields: dict[str, list[int]] = {}  # name -> [samples with it, bytes]
     layouts: Counter[tuple[str, ...]] = Counter()
@@ -299,7 +303,7 @@ def _inspect_parquet(paths: list[str], *, samples: int, limit: int | None) -> di
         raise ImportError(
             "inspecting Parquet needs pyarrow: pip install 'headrace[arrow]'"
         ) from None
-    from headrace.sources.parquet import read_parquet
+    from headrace.readers import read_parquet
 
     report = _dataset("parquet", paths)
     columns: dict[str, dict[str, Any]] = {}
@@ -378,8 +382,11 @@ def _null_counts(metadata: Any) -> dict[str, int]:
     return {name: count for name, count in counts.items() if name not in missing}
 
 
-def _inspect_images(root: str, *, samples: int, limit: int | None, check: int) -> dict[str, Any]:
-    from headrace.sources.images import image_folder
+def inspect_images(root: str, *, samples: int, limit: int | None, check: int) -> dict[str, Any]:
+    """The dataset report of the image folder at ``root``: the classes with their image
+    counts, and the formats, modes and sizes of up to ``check`` images, decoded from all
+    over the folder."""
+    from headrace.readers import image_folder
 
     folder = image_folder(root)
     classes = folder.classes
@@ -505,7 +512,9 @@ def _relative(path: str, root: str) -> str:
     return path[len(root) :].lstrip("/") if is_url(root) else os.path.relpath(path, root)
 
 
-_INSPECTORS: Final[dict[str, Callable[..., dict[str, Any]]]] = {
+#: The inspector of each format of files: its paths, ``samples=`` and ``limit=`` in,
+#: the dataset report out.
+INSPECTORS: Final[dict[str, Callable[..., dict[str, Any]]]] = {
     "csv": _inspect_csv,
     "jsonl": _inspect_jsonl,
     "parquet": _inspect_parquet,

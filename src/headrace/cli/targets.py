@@ -1,5 +1,10 @@
 """``headrace run`` and ``headrace bench``: a pipeline from the user's code, run or
-timed from the command line, with progress and the per-stage report."""
+timed from the command line, with progress and the per-stage report.
+
+Both name the pipeline as a target, ``MODULE_OR_FILE:NAME``: :func:`load_target` finds
+the object it names, :func:`pipeline_of` the pipeline that object is or makes, and a
+target that names no pipeline is a :class:`TargetError` (a usage error: exit 2).
+"""
 
 from __future__ import annotations
 
@@ -14,10 +19,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from headrace.cli.args import nonnegative_int, positive_int
 from headrace.pipeline import Pipeline
 from headrace.stats import diagnose, format_table
 
-__all__ = ["bench_command", "load_target", "run_command"]
+__all__ = [
+    "TargetError",
+    "add_target_commands",
+    "bench_command",
+    "load_target",
+    "pipeline_of",
+    "run_command",
+]
 
 
 class TargetError(ValueError):
@@ -100,7 +113,7 @@ def pipeline_of(found: Any, target: str, **kwargs: Any) -> Pipeline[Any]:
     return made
 
 
-def add_commands(commands: Any) -> None:
+def add_target_commands(commands: Any) -> None:
     """Add ``run`` and ``bench`` to the ``headrace`` parser's subcommands."""
     target_help = (
         "MODULE_OR_FILE:NAME naming a pipeline, or a function that returns one "
@@ -117,7 +130,7 @@ def add_commands(commands: Any) -> None:
         ),
     )
     _arguments(run, target_help, "stop after this many elements (all)")
-    run.add_argument("--epochs", type=_positive, default=1, help="epochs to run (1)")
+    run.add_argument("--epochs", type=positive_int, default=1, help="epochs to run (1)")
     run.add_argument("--no-progress", action="store_true", help="no progress line")
 
     bench = commands.add_parser(
@@ -131,29 +144,21 @@ def add_commands(commands: Any) -> None:
         ),
     )
     _arguments(bench, target_help, "elements per timed run (a whole epoch)")
-    bench.add_argument("--repeats", type=_positive, default=3, help="timed runs each (3)")
+    bench.add_argument("--repeats", type=positive_int, default=3, help="timed runs each (3)")
     bench.add_argument(
-        "--workers", type=_count, nargs="+", metavar="N", help="worker counts to try (0 1 2 4)"
+        "--workers",
+        type=nonnegative_int,
+        nargs="+",
+        metavar="N",
+        help="worker counts to try (0 1 2 4)",
     )
 
 
 def _arguments(parser: argparse.ArgumentParser, target_help: str, items_help: str) -> None:
     """The arguments ``run`` and ``bench`` share."""
     parser.add_argument("target", metavar="MODULE_OR_FILE:NAME", help=target_help)
-    parser.add_argument("--items", type=_positive, help=items_help)
+    parser.add_argument("--items", type=positive_int, help=items_help)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-
-
-def _positive(text: str) -> int:
-    from headrace.cli import _integer
-
-    return _integer(text, 1)
-
-
-def _count(text: str) -> int:
-    from headrace.cli import _integer
-
-    return _integer(text, 0)
 
 
 def _iterate(
