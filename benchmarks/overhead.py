@@ -8,10 +8,17 @@ Runs ``map -> filter -> batch(256)`` over 2,000,000 ints three ways in one proce
   with per-stage statistics (counts, and a thread sampling the stacks);
 - headrace with ``iter(stats=False)``: statistics off entirely.
 
-Each variant runs ``--repeats`` times, interleaved so drift on a noisy machine hits all
-of them alike; the medians and their ratios to the baseline are printed.
+Each round runs every variant once, back to back, and ``--repeats`` rounds are run. A
+variant's ratio is the median, over the rounds, of its time divided by the baseline's
+time in the same round (with the quartiles): on a shared machine whose speed drifts
+from second to second (the pure-Python baseline alone varies 1.5x between rounds
+here), pairing each run with its neighbour cancels the drift that comparing medians
+of separate series does not.
 
-    python benchmarks/overhead.py [--n 2000000] [--repeats 7]
+    python benchmarks/overhead.py [--n 2000000] [--repeats 15]
+
+The figures are for the installed headrace, or the one ``PYTHONPATH`` points at: run
+the same script against two checkouts to compare them.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from itertools import islice
+from pathlib import Path
 
 import numpy as np
 
@@ -54,7 +62,7 @@ def consume(batches: Iterator[np.ndarray]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2_000_000)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args()
 
@@ -74,21 +82,23 @@ def main() -> None:
             if count != expected:
                 raise SystemExit(f"{name} produced {count} elements, expected {expected}")
 
-    base = statistics.median(times["hand-written generators"])
+    base_times = times["hand-written generators"]
     print(
-        f"map -> filter -> batch({args.size}) over {args.n:,} ints, median of {args.repeats} runs"
+        f"map -> filter -> batch({args.size}) over {args.n:,} ints, {args.repeats} rounds "
+        f"(headrace {hr.__version__} from {Path(hr.__file__).parent})"
     )
+    print(f"  {'':<26} {'median':>8}   ratio to the baseline in the same round")
+    ratios: dict[str, float] = {}
     for name, samples in times.items():
-        median = statistics.median(samples)
+        paired = sorted(t / b for t, b in zip(samples, base_times, strict=True))
+        ratios[name] = statistics.median(paired)
+        quartiles = f"{paired[len(paired) // 4]:.2f} to {paired[3 * len(paired) // 4]:.2f}"
         print(
-            f"  {name:<26} {median:7.3f} s   ratio {median / base:5.2f}x   "
-            f"{1e9 * (median - base) / args.n:+6.1f} ns/element"
+            f"  {name:<26} {statistics.median(samples):7.3f}s   {ratios[name]:.3f}x "
+            f"(quartiles {quartiles})"
         )
-    ratio = statistics.median(times["headrace"]) / base
-    off = statistics.median(times["headrace, stats off"]) / base
-    print(
-        f"headrace overhead ratio: {ratio:.3f} (target <= 1.25); statistics cost {ratio / off:.3f}x"
-    )
+    on, off = ratios["headrace"], ratios["headrace, stats off"]
+    print(f"headrace overhead ratio: {on:.3f} (target <= 1.2); statistics cost {on / off:.3f}x")
 
 
 if __name__ == "__main__":

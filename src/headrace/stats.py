@@ -11,9 +11,9 @@ nothing per element:
   CPU-time timer signal (every 5 ms of CPU) notes the stage the consumer's thread is
   in, and a thread (once the run has gone on for 50 ms) checks every 5 ms how long
   that thread was blocked (reading, sleeping) and where other threads (a
-  prefetch's) are. A run on another thread than
-  the main one takes its CPU samples from that thread instead, which lean towards code
-  that releases the interpreter lock.
+  prefetch's) are, every 40 ms at most while it finds neither. A run on another
+  thread than the main one takes its CPU samples from that thread instead, which lean
+  towards code that releases the interpreter lock.
 
 >>> import headrace as hr
 >>> with hr.range(1000).filter(lambda x: x % 2).batch(100).iter() as run:
@@ -46,6 +46,11 @@ __all__ = ["PoolCounters", "StageRecord", "StageStats", "diagnose", "format_repo
 
 #: Seconds between two looks at the threads' stacks (of CPU time, for the signal).
 SAMPLE_EVERY_S = 0.005
+#: The longest the sampling thread waits between looks while it finds nothing to
+#: attribute (the consumer's thread runs without blocking and no other thread is in a
+#: stage): each look takes the interpreter lock from the consumer, which costs a
+#: CPU-bound run a few percent at one look every 5 ms.
+IDLE_EVERY_S = 0.04
 #: A run shorter than this is too short to name its slowest stage.
 SHORTEST_S = 0.05
 
@@ -385,12 +390,22 @@ class _Sampler:
     def _loop(self) -> None:
         own = threading.get_ident()
         wall, cpu = time.perf_counter(), self._cpu_time()
-        while not self._stop.wait(SAMPLE_EVERY_S):
+        every = SAMPLE_EVERY_S
+        while not self._stop.wait(every):
             stats = self._stats()
             if stats is None or not any(_running(node) for node in self._nodes):
                 return  # the run is gone, or every generator of it has finished
             now, used = time.perf_counter(), self._cpu_time()
-            self._look(stats, own, now - wall, max(now - wall - (used - cpu), 0.0))
+            blocked = max(now - wall - (used - cpu), 0.0)
+            found = self._look(stats, own, now - wall, blocked)
+            # Blocked time is measured whatever the spacing (from the thread's CPU
+            # clock), only its attribution to a stage needs frequent looks: while the
+            # consumer runs unblocked and no other thread works in a stage, look less
+            # often, back to every 5 ms as soon as there is something to see.
+            if self._cpu or found or blocked > (now - wall) / 4:
+                every = SAMPLE_EVERY_S
+            else:
+                every = min(every * 2, IDLE_EVERY_S)
             wall, cpu = now, used
             del stats
 
@@ -402,7 +417,10 @@ class _Sampler:
         except OSError:  # the consumer's thread has ended
             return 0.0
 
-    def _look(self, stats: StageStats, own: int, elapsed: float, blocked: float) -> None:
+    def _look(self, stats: StageStats, own: int, elapsed: float, blocked: float) -> bool:
+        """Attribute a look's time; whether a thread other than the consumer's was
+        found working in a stage."""
+        others = False
         if self._cpu:
             stats.samples += 1
         for ident, frame in sys._current_frames().items():
@@ -419,6 +437,8 @@ class _Sampler:
                 record = _record_of(stats, frame)
                 if record is not None:
                     record.elsewhere_s += elapsed
+                    others = True
+        return others
 
 
 def _running(node: weakref.ref[Any]) -> bool:
