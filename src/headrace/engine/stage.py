@@ -111,8 +111,8 @@ class StageContext:
     #: How many elements of its input (a source: of its own elements) this opening
     #: passes over unseen: a run resumed without replay (see ``resume_upstream``).
     start: int = 0
-    #: This stage's entry in the state the run resumes from (see ``headrace.stages.
-    #: _state``), or ``None``: a fresh run, or a stage that needs nothing to resume.
+    #: This stage's entry in the state the run resumes from (see ARCHITECTURE.md,
+    #: "Where state lives"), or ``None``: a fresh run, or a stage that needs nothing.
     resume: Entry = None
     #: Where a live stage registers its state getter (``None`` outside a run).
     tracker: Tracker | None = None
