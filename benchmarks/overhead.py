@@ -11,8 +11,8 @@ Runs ``map -> filter -> batch(256)`` over 2,000,000 ints three ways in one proce
 Each round runs every variant once, back to back, and ``--repeats`` rounds are run. A
 variant's ratio is the median, over the rounds, of its time divided by the baseline's
 time in the same round (with the quartiles): on a shared machine whose speed drifts
-from second to second (the pure-Python baseline alone varies 1.5x between rounds
-here), pairing each run with its neighbour cancels the drift that comparing medians
+from second to second (the pure-Python baseline alone took from 0.35 to 0.66 s
+in one day here), pairing each run with its neighbour cancels the drift that comparing medians
 of separate series does not.
 
     python benchmarks/overhead.py [--n 2000000] [--repeats 15]

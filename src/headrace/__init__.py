@@ -13,26 +13,13 @@ from __future__ import annotations
 
 import atexit
 import importlib
-import sys
 from typing import TYPE_CHECKING, Any
+
+from headrace import _lifecycle
 
 __version__ = "0.1.0"
 
-#: Set when the interpreter exits: runs started from then on sample no signal.
-_exiting = False
-
-
-@atexit.register
-def _at_exit() -> None:
-    # Registered on import, so it runs after the exit hooks registered later; a
-    # statistics timer still running when the interpreter resets its signal handlers
-    # would end the process.
-    global _exiting
-    _exiting = True
-    stats = sys.modules.get("headrace.stats")
-    if stats is not None:
-        stats.stop_signals()
-
+atexit.register(_lifecycle.at_exit)  # see headrace._lifecycle
 
 #: Public name -> the module that defines it.
 _EXPORTS = {

@@ -1,6 +1,6 @@
 """A run: one epoch of a pipeline as an iterator that owns what it started.
 
-The chain of stages is opened by :func:`headrace.engine.chain.open_chain`; a
+The chain of stages is opened by :func:`headrace.engine.opening.open_chain`; a
 :class:`Run` adds what the consumer sees: the count of elements handed out (for
 :meth:`Run.state`), statistics, a progress line, and closing on exhaustion, error,
 ``close()`` or garbage collection.

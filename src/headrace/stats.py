@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from headrace import _lifecycle
 from headrace.engine.state import count_of, counting
 
 if TYPE_CHECKING:
@@ -485,9 +486,7 @@ class _SignalSampler:
     def available(self) -> bool:
         """Whether this thread can sample by signal: the main thread, a platform
         with ``setitimer``, and ``SIGVTALRM`` not handled by someone else."""
-        # The package sets ``_exiting`` from its exit hook (see headrace/__init__.py);
-        # read from the loaded package, which a submodule does not import.
-        if self._closed or getattr(sys.modules.get("headrace"), "_exiting", False):
+        if self._closed or _lifecycle.exiting:
             return False
         if threading.current_thread() is not threading.main_thread():
             return False

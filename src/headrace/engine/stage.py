@@ -278,7 +278,13 @@ class Stage:
     @property
     def read_ahead(self) -> int:
         """How many input elements this stage may take ahead of those behind what it
-        has handed out (a thread that reads ahead), or 0 when it reads on demand."""
+        has handed out (a thread that reads ahead), or 0 when it reads on demand.
+
+        A stage that reads ahead must call
+        :meth:`headrace.engine.readahead.ReadAhead.watch` first thing in :meth:`open`
+        and register the getter it gives (:meth:`StageContext.track_state`): the engine
+        then leaves the saved ``"skip"`` to it, so that its notes are taken from where
+        the stages below stand."""
         return 0
 
     def resume_upstream(self, position: int) -> int | None:

@@ -15,6 +15,7 @@ import copy
 import functools
 import itertools
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from headrace._checks import check_callable, check_int
@@ -346,9 +347,9 @@ class TakeWhile(Stage):
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         if not self._drop:
             # One output per input until it stops; once stopped, it stays stopped.
-            stopped = [bool(ctx.saved_count("stopped"))]
-            ctx.track_state(lambda n: {"start": n, "stopped": 1} if stopped[0] else {"start": n})
-            return _take_while(upstream, self._fn, ctx.label, stopped)
+            state = TakeWhileState(bool(ctx.saved_count("stopped")))
+            ctx.track_state(state.entry)
+            return _take_while(upstream, self._fn, ctx.label, state)
         # Once an element is handed out, nothing more is dropped: the state is the
         # input count, and whether that point was passed.
         upstream, counter = counting(upstream, ctx.start)
@@ -361,18 +362,30 @@ class TakeWhile(Stage):
         return _drop_while(upstream, self._fn, ctx.label, done=bool(done))
 
 
+@dataclass(slots=True)
+class TakeWhileState:
+    """Whether a ``take_while`` has stopped: its entry is its input count, and
+    ``"stopped": 1`` once it has (a resumed run then hands out nothing more)."""
+
+    stopped: bool
+
+    def entry(self, position: int) -> Entry:
+        """The stage's entry after it handed out ``position`` elements."""
+        return {"start": position, "stopped": 1} if self.stopped else {"start": position}
+
+
 def _take_while(
-    upstream: Iterator[Any], fn: Callable[[Any], Any], label: str, stopped: list[bool]
+    upstream: Iterator[Any], fn: Callable[[Any], Any], label: str, state: TakeWhileState
 ) -> Iterator[Any]:
     try:
-        for index, item in builtins.enumerate(() if stopped[0] else upstream):
+        for index, item in builtins.enumerate(() if state.stopped else upstream):
             try:
                 keep = fn(item)
             except Exception as error:
                 annotate(error, label, index)
                 raise
             if not keep:
-                stopped[0] = True
+                state.stopped = True
                 return
             yield item
     finally:
@@ -442,17 +455,9 @@ class Scan(Stage):
             initial = copy.deepcopy(initial)
         if ctx.resume is not None and "value" in ctx.resume:
             initial = decode_plain(ctx.resume["value"], ctx.label)
-        cell = [initial]
-
-        def entry(position: int) -> Entry:
-            # The running value, when it is plain data (else resuming replays).
-            try:
-                return {"start": position, "value": encode_plain(cell[0])}
-            except TypeError:
-                return None
-
-        ctx.track_state(entry)
-        return _scan(upstream, self._fn, cell, ctx.label, ctx.start)
+        state = ScanState(initial)
+        ctx.track_state(state.entry)
+        return _scan(upstream, self._fn, state, ctx.label, ctx.start)
 
     def resume_upstream(self, position: int) -> int | None:
         return position
@@ -461,19 +466,38 @@ class Scan(Stage):
         return upstream
 
 
+@dataclass(slots=True)
+class ScanState:
+    """The running value of a ``scan``: its entry is the input count and the value,
+    when the value is plain data (else resuming replays the epoch)."""
+
+    value: Any
+
+    def entry(self, position: int) -> Entry:
+        """The stage's entry after it handed out ``position`` elements."""
+        try:
+            return {"start": position, "value": encode_plain(self.value)}
+        except TypeError:
+            return None
+
+
 def _scan(
-    upstream: Iterator[Any], fn: Callable[[Any, Any], Any], cell: list[Any], label: str, first: int
+    upstream: Iterator[Any],
+    fn: Callable[[Any, Any], Any],
+    state: ScanState,
+    label: str,
+    first: int,
 ) -> Iterator[Any]:
-    state = cell[0]
+    value = state.value
     try:
         for index, item in builtins.enumerate(upstream, first):
             try:
-                state = fn(state, item)
+                value = fn(value, item)
             except Exception as error:
                 annotate(error, label, index)
                 raise
-            cell[0] = state
-            yield state
+            state.value = value
+            yield value
     finally:
         close_iterator(upstream)
 
