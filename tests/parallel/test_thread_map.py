@@ -648,3 +648,79 @@ def test_a_parallel_map_pickles_and_the_copy_runs_like_the_original():
     copy = pickle.loads(pickle.dumps(pipeline))
 
     assert list(copy) == list(pipeline) == list(hr.range(12).map(jittery))
+
+
+# -- Ctrl-C while calls run --------------------------------------------------------
+
+INTERRUPTED = """
+import time
+import headrace as hr
+
+def slow(x):
+    if x == 1:
+        print("running", flush=True)
+    time.sleep(60)
+    return x
+
+try:
+    for _ in hr.range(4).map(slow, workers=2):
+        pass
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    raise
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_ctrl_c_abandons_running_calls_and_the_program_ends_without_them() -> None:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "running"  # both calls sleep now
+        time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        # The calls sleep for 60 s: a run that waited for them, or an interpreter that
+        # joined their threads at exit, would still be here long after this.
+        out, err = process.communicate(timeout=15)
+    finally:
+        process.kill()
+        process.wait()
+    assert "interrupted" in out
+    assert "KeyboardInterrupt" in err
+    assert "abandoned 2 call(s) still running" in err
+    assert "(input elements 0, 1)" in err
+
+
+def test_ctrl_c_in_the_consumer_abandons_the_calls_running_then(
+    threads_left: Callable[..., list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    release = threading.Event()
+
+    def held(x: int) -> int:
+        if x:
+            release.wait(30)
+        return x
+
+    def consume() -> None:
+        with hr.range(4).map(held, workers=2).iter() as run:
+            assert next(run) == 0  # element 1 (and 2, once 0 was out) are running now
+            raise KeyboardInterrupt
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            consume()
+        # Closing the run did not wait for the held calls: they are still running.
+        assert not release.is_set()
+        assert "abandoned 2 call(s) still running" in caplog.text
+        assert "(input elements 1, 2)" in caplog.text
+    finally:
+        release.set()
+    assert threads_left() == []  # the abandoned calls end, and their threads with them

@@ -4,14 +4,24 @@ The consumer's thread pulls elements from the upstream and submits them; the poo
 only runs the function. Upstream generators therefore never run on two threads, and the
 number of elements in flight (taken from upstream, not yet yielded) is at most
 ``buffer_size``, however slow the consumer is.
+
+A run that ends waits for the calls still running, so that no thread outlives it;
+unless it ends by Ctrl-C (``KeyboardInterrupt``): then the calls still running are
+abandoned, each named in a warning, and the interrupt reaches the program at once.
+The workers are daemon threads, so the interpreter does not wait for an abandoned
+call at exit either (a ``ThreadPoolExecutor``'s threads are joined at exit).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
+import queue
+import sys
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, Final
 
 from headrace._checks import check_bool, check_int, check_optional_int
@@ -24,6 +34,11 @@ __all__ = ["BACKENDS", "ThreadPool", "check_backend", "pool_options"]
 BACKENDS: Final = ("thread", "process")
 
 _POOLS = itertools.count()
+
+logger = logging.getLogger("headrace")
+
+#: A call for a worker: its future, the element's index and the element.
+_Task = tuple["Future[tuple[Any, float]]", int, Any]
 
 
 def pool_options(
@@ -53,16 +68,38 @@ class ThreadPool:
     def __init__(self, call: Callable[[int, Any], Any], workers: int, label: str) -> None:
         self._call = call
         self._label = label
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"headrace-map-{next(_POOLS)}")
+        self._tasks: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._pending: dict[Future[tuple[Any, float]], int] = {}
+        prefix = f"headrace-map-{next(_POOLS)}"
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{prefix}_{k}", daemon=True)
+            for k in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _timed(self, index: int, item: Any) -> tuple[Any, float]:
-        start = time.perf_counter()
-        result = self._call(index, item)
-        return result, time.perf_counter() - start
+    def _work(self) -> None:
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                return
+            future, index, item = task
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled before it started
+            try:
+                start = time.perf_counter()
+                result = self._call(index, item)
+                busy = time.perf_counter() - start
+            except BaseException as error:  # the consumer raises it, with its note
+                future.set_exception(error)
+            else:
+                future.set_result((result, busy))
+            del task, future, item  # hold no element while waiting for the next
 
     def send(self, index: int, item: Any) -> None:
-        self._pending[self._pool.submit(self._timed, index, item)] = index
+        future: Future[tuple[Any, float]] = Future()
+        self._pending[future] = index
+        self._tasks.put((future, index, item))
 
     def receive(self) -> list[tuple[int, Any, float]]:
         done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
@@ -81,7 +118,34 @@ class ThreadPool:
         return results
 
     def close(self) -> None:
-        """Cancel work not yet started and wait for the calls already running."""
+        """Cancel work not yet started and wait for the calls already running; on
+        Ctrl-C, abandon them instead (named in a warning) and return at once."""
         for future in self._pending:
             future.cancel()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for _ in self._threads:
+            self._tasks.put(None)
+        if _interrupted() or sys.is_finalizing():
+            running = sorted(index for future, index in self._pending.items() if future.running())
+            if running:
+                logger.warning(
+                    "%s: interrupted; abandoned %d call(s) still running on its threads "
+                    "(input elements %s); they finish, or end with the program, unseen",
+                    self._label,
+                    len(running),
+                    ", ".join(map(str, running[:10])) + (", ..." if len(running) > 10 else ""),
+                )
+                return
+        for thread in self._threads:
+            thread.join()
+
+
+def _interrupted() -> bool:
+    """Whether the run is closing because of Ctrl-C: a ``KeyboardInterrupt`` being
+    handled, or behind the ``GeneratorExit`` that closes a stage suspended when the
+    interrupt came (a ``with`` block around the run, say)."""
+    error: BaseException | None = sys.exc_info()[1]
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error = error.__context__
+    return False
