@@ -702,25 +702,28 @@ def test_ctrl_c_abandons_running_calls_and_the_program_ends_without_them() -> No
 def test_ctrl_c_in_the_consumer_abandons_the_calls_running_then(
     threads_left: Callable[..., list[str]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
     def held(x: int) -> int:
         if x:
+            started.set()
             release.wait(30)
         return x
 
     def consume() -> None:
-        with hr.range(4).map(held, workers=2).iter() as run:
-            assert next(run) == 0  # element 1 (and 2, once 0 was out) are running now
+        # buffer_size=2: elements 0 and 1 are in flight until the consumer asks again.
+        with hr.range(4).map(held, workers=2, buffer_size=2).iter() as run:
+            assert next(run) == 0
+            assert started.wait(10)  # element 1's call is running now
             raise KeyboardInterrupt
 
     try:
         with pytest.raises(KeyboardInterrupt):
             consume()
-        # Closing the run did not wait for the held calls: they are still running.
+        # Closing the run did not wait for the held call: it is still running.
         assert not release.is_set()
-        assert "abandoned 2 call(s) still running" in caplog.text
-        assert "(input elements 1, 2)" in caplog.text
+        assert "abandoned 1 call(s) still running" in caplog.text
+        assert "(input elements 1)" in caplog.text
     finally:
         release.set()
-    assert threads_left() == []  # the abandoned calls end, and their threads with them
+    assert threads_left() == []  # the abandoned call ends, and its thread with it
