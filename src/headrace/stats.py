@@ -83,6 +83,8 @@ class PoolCounters:
     #: Workers (1 for a prefetch thread) and how many elements may be in flight.
     workers: int = 0
     capacity: int = 0
+    #: Tasks handed to the workers (a task carries one element or a run of them).
+    tasks: int = 0
     #: Sum, over the elements handed out, of how many others were in flight or ready
     #: then: divided by ``items``, the mean occupancy of the stage's queue.
     occupancy_sum: float = 0.0
@@ -336,6 +338,8 @@ class StageStats:
                     occupancy=pool.occupancy_sum / pool.items if pool.items else 0.0,
                     capacity=pool.capacity,
                 )
+                if pool.tasks:
+                    row["chunk"] = pool.items / pool.tasks
             if record.tally is not None:
                 row.update(record.tally.as_dict())
                 row["dropped"] = row.get("rejected", 0)
@@ -647,6 +651,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             workers = f"{r['workers']} at {r['utilization']:.0%}"
             if r.get("capacity"):
                 workers += f", queue {r['occupancy']:.1f}/{r['capacity']}"
+            if r.get("chunk"):
+                workers += f", {r['chunk']:.0f} per task"
         body.append(
             (
                 str(r["stage"]),

@@ -398,12 +398,33 @@ def test_elements_in_flight_never_exceed_buffer_size(workers, buffer_size, order
     assert peak >= min(bound - 1, workers)
 
 
-def test_the_default_buffer_is_twice_the_workers():
+def sleepy(x: int) -> int:
+    time.sleep(0.005)
+    return x
+
+
+def test_the_default_buffer_is_twice_the_workers_for_work_of_milliseconds():
     source = Counted(40)
-    with hr.from_generator(source).map(slow, workers=2).iter() as run:
+    with hr.from_generator(source).map(sleepy, workers=2).iter(stats=True) as run:
         for yielded, _ in enumerate(run, start=1):
             time.sleep(0.005)
             assert source.taken - yielded <= 4
+        assert run.stats()[1]["chunk"] == 1
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_the_default_buffer_is_two_tasks_per_worker(ordered):
+    source = Counted(200)
+    pipeline = hr.from_generator(source).map(double, workers=2, chunk_size=5, ordered=ordered)
+    peak = 0
+    with pipeline.iter(stats=True) as run:
+        for yielded, _ in enumerate(run, start=1):
+            if yielded % 7 == 0:
+                time.sleep(0.002)
+            peak = max(peak, source.taken - yielded)
+            assert source.taken - yielded <= 20
+        assert run.stats()[1]["chunk"] == 5
+    assert peak > 10  # more than one task per worker was in flight
 
 
 # -- errors ----------------------------------------------------------------------------
@@ -695,7 +716,7 @@ def test_ctrl_c_abandons_running_calls_and_the_program_ends_without_them() -> No
         process.wait()
     assert "interrupted" in out
     assert "KeyboardInterrupt" in err
-    assert "abandoned 2 call(s) still running" in err
+    assert "abandoned 2 task(s) still running" in err
     assert "(input elements 0, 1)" in err
 
 
@@ -722,7 +743,7 @@ def test_ctrl_c_in_the_consumer_abandons_the_calls_running_then(
             consume()
         # Closing the run did not wait for the held call: it is still running.
         assert not release.is_set()
-        assert "abandoned 1 call(s) still running" in caplog.text
+        assert "abandoned 1 task(s) still running" in caplog.text
         assert "(input elements 1)" in caplog.text
     finally:
         release.set()

@@ -67,6 +67,11 @@ class ReadAhead:
             upstream = passing_over(upstream, skip)
         return upstream, notes
 
+    def reading_ahead(self, read_ahead: int) -> None:
+        """The stage now reads up to ``read_ahead`` elements ahead: space the notes to
+        match (from the next note on), so that they reach back as far as it reads."""
+        self._every = max(16, read_ahead // 2)
+
     def getter(self, own: Getter | None = None) -> Getter:
         """The stage's state getter. ``own``: the stage's own getter, when its outputs
         are not its inputs (rejects under ``on_error``); its ``"start"`` is the input
@@ -98,6 +103,7 @@ class ReadAhead:
                 if not count % every:
                     # Here the stages below stand right after their element ``count``.
                     notes.append((count, entries(count, end)))
+                    every = self._every
                 yield item
         finally:
             close_iterator(upstream)

@@ -1,23 +1,32 @@
 """The loop both worker pools share: feed elements in, yield results out, bounded.
 
-A pool (threads or processes) knows how to start a call and how to wait for calls to
-finish; this loop does the rest the same way for both: it takes elements from the
-upstream on the consumer's thread, keeps at most ``size`` of them in flight (taken
-and not yet yielded), yields in input order or as results come, raises a call's
-exception at that element's turn, keeps the pool's counters, and closes the pool
-and the upstream however the run ends.
+A pool (threads or processes) knows how to start a task (a run of consecutive
+elements) and how to wait for tasks to finish; this loop does the rest the same way
+for both: it takes elements from the upstream on the consumer's thread, groups them
+into tasks of the size :class:`Chunking` chooses, keeps at most its limit of elements
+in flight (taken and not yet yielded), yields in input order or as tasks finish,
+raises a call's exception at that element's turn, keeps the pool's counters, and
+closes the pool and the upstream however the run ends.
 """
 
 from __future__ import annotations
 
+import collections
+import itertools
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from headrace.engine.guard import close_iterator
 from headrace.stats import PoolCounters
 
-__all__ = ["Failed", "WorkerPool", "drive"]
+__all__ = ["Chunking", "Done", "Failed", "WorkerPool", "drive"]
+
+#: A finished task: the index of its first element, one value per element (a
+#: :class:`Failed` where the call raised), whether any did, the seconds the calls
+#: took, what the task cost besides the calls (seconds, measured where it can be),
+#: and the bytes its result was packed into (0 where nothing is packed).
+Done = tuple[int, list[Any], bool, float, float, int]
 
 
 class Failed:
@@ -32,20 +41,140 @@ class Failed:
 class WorkerPool(Protocol):
     """What :func:`drive` needs of a pool."""
 
-    def send(self, index: int, item: Any) -> None:
-        """Start the call for element ``index``."""
+    def send(self, first: int, items: list[Any]) -> int:
+        """Start one task: the calls for elements ``first``, ``first + 1``, ...;
+        return the bytes it was packed into (0 where nothing is packed)."""
 
-    def receive(self) -> list[tuple[int, Any, float]]:
-        """Wait until calls finish: ``(index, result or Failed, busy seconds)`` each."""
+    def receive(self) -> list[Done]:
+        """Wait until tasks finish, and return them."""
 
     def close(self) -> None:
         """Stop the workers; safe to repeat."""
 
 
+#: Transport and scheduling should cost at most 1/RATIO of a task's work.
+RATIO: Final = 20
+#: A task's work is kept under this, so that results come steadily and every worker
+#: gets a share at the end of the input; the time the upstream takes to fill a task
+#: too, so that a slow upstream does not hold elements back to fill one.
+MAX_TASK_S: Final = 0.05
+#: At most this many elements in one task, and about this many bytes (as pickled,
+#: on the process backend).
+MAX_CHUNK: Final = 4096
+MAX_CHUNK_BYTES: Final = 4 << 20
+#: Weight of the newest task in the running means.
+_NEW: Final = 0.25
+
+
+class Chunking:
+    """How many elements one task carries, and how many may be in flight.
+
+    With ``chunk_size=None`` the size adapts as the run goes, from what the tasks
+    measured: the seconds a call takes per element, against what a task costs
+    besides its calls (handing it over, pickling, waking a worker, collecting the
+    result). Tasks start with one element; once results come back, a task carries
+    enough elements that its cost is at most ``1/RATIO`` of its work, within the
+    caps above. Work of milliseconds an element stays one element a task; a cheap
+    function gets thousands.
+
+    ``buffer_size`` bounds the elements in flight; then a task carries at most a
+    ``2 * workers``-th of it, so that every worker has one task running and one
+    waiting. Without it the bound follows the chunk: ``2 * workers`` tasks.
+
+    Args:
+        workers: the pool's workers.
+        buffer_size: the most elements in flight, or ``None``.
+        chunk_size: a fixed size, or ``None`` to adapt.
+        floor_s: what every task costs that cannot be measured from either end
+            (a thread or process waking up), in seconds.
+    """
+
+    __slots__ = (
+        "_bytes",
+        "_cap",
+        "_collect",
+        "_floor",
+        "_hand",
+        "_input",
+        "_listener",
+        "_work",
+        "buffer_size",
+        "chunk",
+        "fixed",
+        "limit",
+        "workers",
+    )
+
+    def __init__(
+        self,
+        workers: int,
+        buffer_size: int | None,
+        chunk_size: int | None,
+        *,
+        floor_s: float = 0.0,
+    ) -> None:
+        self.workers = workers
+        self.buffer_size = buffer_size
+        self.fixed = chunk_size
+        self._floor = floor_s
+        self._cap = MAX_CHUNK if buffer_size is None else max(1, buffer_size // (2 * workers))
+        self._work: float | None = None  # seconds of calls per element
+        self._input = 0.0  # seconds the upstream takes per element
+        self._hand = 0.0  # seconds handing a task over
+        self._collect = 0.0  # seconds a task costs from there on, besides its calls
+        self._bytes = 0.0  # bytes per element, where the pool measures them
+        self._listener: Callable[[int], None] | None = None
+        self.chunk = 1
+        self.limit = 1
+        self._set(chunk_size or 1)
+
+    def listen(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(limit)`` now and whenever the bound on elements in flight changes."""
+        self._listener = listener
+        listener(self.limit)
+
+    def took(self, elements: int, seconds: float) -> None:
+        """The upstream gave ``elements`` in ``seconds``."""
+        self._input += _NEW * (seconds / elements - self._input)
+
+    def sent(self, seconds: float, size: int, elements: int) -> None:
+        """Handing a task to the pool took ``seconds`` (``size`` bytes, if known)."""
+        self._hand += _NEW * (seconds - self._hand)
+        if size:
+            self._bytes = max(self._bytes, size / elements)
+
+    def finished(self, elements: int, busy: float, cost: float, size: int) -> None:
+        """A task of ``elements`` finished: ``busy`` seconds of calls, ``cost`` besides,
+        its result ``size`` bytes (0 if unknown)."""
+        if size:
+            self._bytes = max(self._bytes, size / elements)
+        work = busy / elements
+        self._work = work if self._work is None else self._work + _NEW * (work - self._work)
+        self._collect += _NEW * (cost - self._collect)
+        if self.fixed is None:
+            self._set(self._choose())
+
+    def _choose(self) -> int:
+        assert self._work is not None
+        work = max(self._work, 1e-9)
+        wanted = int(RATIO * (self._floor + self._hand + self._collect) / work)
+        steady = MAX_TASK_S / max(work, self._input, 1e-9)
+        heavy = MAX_CHUNK_BYTES / self._bytes if self._bytes else MAX_CHUNK
+        return max(1, min(wanted, int(steady), int(heavy), self._cap))
+
+    def _set(self, chunk: int) -> None:
+        self.chunk = chunk
+        limit = 2 * self.workers * chunk if self.buffer_size is None else self.buffer_size
+        if limit != self.limit:
+            self.limit = limit
+            if self._listener is not None:
+                self._listener(limit)
+
+
 def drive(
     upstream: Iterator[Any],
     start: Callable[[], WorkerPool],
-    size: int,
+    chunking: Chunking,
     *,
     ordered: bool,
     counters: PoolCounters,
@@ -54,52 +183,83 @@ def drive(
     """Yield the results of the pool ``start()`` makes for the upstream's elements.
 
     The pool starts on the first ``next()``. ``ordered`` yields in input order;
-    otherwise each result as soon as it is there (the earliest input first when
-    several are). Elements are numbered from ``first``: the stage's input position of
-    the first one (a run resumed mid-epoch).
+    otherwise each task's results as soon as it is done (the earliest input first
+    when several are). Elements are numbered from ``first``: the stage's input
+    position of the first one (a run resumed mid-epoch). An exception the upstream
+    raises comes after the results of every element taken before it, as it would
+    inline.
     """
     clock = time.perf_counter
+    islice = itertools.islice
     pool: WorkerPool | None = None
-    counters.capacity = size
+    counters.capacity = chunking.limit
     try:
         pool = start()
-        done: dict[int, Any] = {}
-        running = 0
+        done: dict[int, tuple[list[Any], bool]] = {}
+        # (first index, elements) of the tasks not yet yielded, in input order.
+        tasks: collections.deque[tuple[int, int]] = collections.deque()
+        in_flight = 0  # taken from the upstream and not yet yielded
         taken = first
-        turn = first  # the next index to yield, in ordered mode
         more = True
+        broken: Exception | None = None
         while True:
-            while more and running + len(done) < size:
+            while more and (not in_flight or in_flight + chunking.chunk <= chunking.limit):
+                wanted = chunking.chunk
+                items: list[Any] = []
                 begin = clock()
                 try:
-                    item = next(upstream)
-                except StopIteration:
+                    items.extend(islice(upstream, wanted))  # keeps those before an error
+                except Exception as error:
+                    broken = error
                     more = False
+                waited = clock() - begin
+                counters.wait_input_s += waited
+                if len(items) < wanted:
+                    more = False
+                if not items:
                     break
-                finally:
-                    counters.wait_input_s += clock() - begin
-                pool.send(taken, item)
-                taken += 1
-                running += 1
-            if not running and not done:
+                chunking.took(len(items), waited)
+                begin = clock()
+                size = pool.send(taken, items)
+                chunking.sent(clock() - begin, size, len(items))
+                tasks.append((taken, len(items)))
+                taken += len(items)
+                in_flight += len(items)
+                counters.tasks += 1
+            if not tasks:
+                if broken is not None:
+                    raise broken
                 return
             begin = clock()
-            while turn not in done if ordered else not done:
-                for index, value, busy in pool.receive():
-                    done[index] = value
-                    running -= 1
+            key = tasks[0][0]
+            while key not in done if ordered else not done:
+                for index, values, failed, busy, cost, size in pool.receive():
+                    done[index] = (values, failed)
                     counters.busy_s += busy
+                    chunking.finished(len(values), busy, cost, size)
             counters.wait_workers_s += clock() - begin
-            index = turn if ordered else min(done)
-            turn += 1
-            value = done.pop(index)
-            if isinstance(value, Failed):
-                raise value.error
-            counters.items += 1
-            counters.occupancy_sum += running + len(done)
+            if ordered:
+                tasks.popleft()
+            else:
+                key = min(done)
+                tasks.remove(next(task for task in tasks if task[0] == key))
+            values, failed = done.pop(key)
+            count = len(values)
+            counters.capacity = chunking.limit
+            counters.occupancy_sum += count * in_flight - count * (count - 1) / 2
             begin = clock()
-            yield value
+            if failed:
+                for value in values:
+                    if type(value) is Failed:
+                        raise value.error
+                    counters.items += 1
+                    yield value
+            else:
+                counters.items += count
+                yield from values
             counters.wait_output_s += clock() - begin
+            in_flight -= count
+            del values
     finally:
         if pool is not None:
             pool.close()

@@ -26,7 +26,17 @@ from multiprocessing.connection import Connection
 from typing import Any, Final
 
 from headrace._pickling import dumps
-from headrace.parallel._protocol import FAILURE, FREE, INDEX, READY, RESULT, TASK, TIMED
+from headrace.parallel._protocol import (
+    FAILURE,
+    FREE,
+    INDEX,
+    READY,
+    RESULT,
+    TASK,
+    TASK_DONE,
+    TIMED,
+    call_many,
+)
 from headrace.parallel._transport import Arena, remove_segments
 
 __all__ = ["main"]
@@ -80,32 +90,69 @@ def main(fd: int) -> None:
                 continue
             if kind != TASK:
                 return
-            (index,) = INDEX.unpack_from(frame, 1)
-            start = time.perf_counter()
-            try:
-                item, segment = arena.unpack(frame[1 + INDEX.size :])
-                if segment is not None:
-                    outbox.put(FREE + segment.encode())
-                result = call(index, item)
-            except BaseException as error:
-                busy = time.perf_counter() - start
-                outbox.put(FAILURE + TIMED.pack(index, busy) + failure(error))
-                continue
-            busy = time.perf_counter() - start
-            try:
-                message = RESULT + TIMED.pack(index, busy) + arena.pack(result)
-            except Exception as error:
-                error.add_note(
-                    "headrace: the result could not be sent back from the worker process "
-                    "(results of the process backend must be picklable)"
-                )
-                message = FAILURE + TIMED.pack(index, busy) + failure(error)
-            outbox.put(message)
+            (first,) = INDEX.unpack_from(frame, 1)
+            outbox.put(serve(call, arena, first, frame[1 + INDEX.size :], outbox))
     finally:
         # Results still queued are unwanted once the run stops; the sender is a daemon
         # thread, and the parent removes any segment left behind.
         outbox.put(None)
         arena.close()
+
+
+def serve(
+    call: Callable[[int, Any], Any],
+    arena: Arena,
+    first: int,
+    body: bytes,
+    outbox: queue.SimpleQueue[bytes | None],
+) -> bytes:
+    """Run one task and return its result frame."""
+    clock = time.perf_counter
+    start = clock()
+    try:
+        items, segment = arena.unpack(body)
+    except BaseException as error:
+        error.add_note("headrace: the worker process could not read the elements sent to it")
+        return _result(arena, first, [None], {0: failure(error)}, 0.0, clock() - start)
+    if segment is not None:
+        outbox.put(FREE + segment.encode())
+    begin = clock()
+    values, failed = call_many(call, first, items)
+    end = clock()
+    del items
+    failures = {} if failed is None else {k: failure(e) for k, e in failed.items()}
+    frame = _result(arena, first, values, failures, end - begin, begin - start)
+    return frame
+
+
+def _result(
+    arena: Arena,
+    first: int,
+    values: list[Any],
+    failures: dict[int, bytes],
+    busy: float,
+    overhead: float,
+) -> bytes:
+    """The frame of a finished task; a value that does not pickle becomes its failure."""
+    start = time.perf_counter()
+    try:
+        body = arena.pack((values, failures))
+    except Exception:
+        for offset, value in enumerate(values):
+            if offset in failures:
+                continue
+            try:
+                dumps(value, protocol=5)
+            except Exception as error:
+                error.add_note(
+                    "headrace: the result could not be sent back from the worker process "
+                    "(results of the process backend must be picklable)"
+                )
+                failures[offset] = failure(error)
+                values[offset] = None
+        body = arena.pack((values, failures))
+    overhead += time.perf_counter() - start
+    return RESULT + TASK_DONE.pack(first, busy, overhead) + body
 
 
 def _watch(parent: int, run_prefix: str) -> None:

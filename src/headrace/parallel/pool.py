@@ -15,10 +15,12 @@ from headrace.engine.readahead import ReadAhead
 from headrace.engine.stage import Length, Stage, StageContext
 from headrace.engine.state import Entry, count_of, counting
 from headrace.errors import describe_callable
-from headrace.parallel._drive import drive
+from headrace.parallel._drive import Chunking, drive
 from headrace.parallel._protocol import Plain
 from headrace.parallel._rejects import Guarded, inline, screen
+from headrace.parallel.processes import TASK_FLOOR_S as PROCESS_FLOOR_S
 from headrace.parallel.processes import ProcessPool
+from headrace.parallel.threads import TASK_FLOOR_S as THREAD_FLOOR_S
 from headrace.parallel.threads import ThreadPool, check_backend, pool_options
 from headrace.policy import ErrorPolicy
 from headrace.stats import PoolCounters
@@ -34,7 +36,15 @@ class CallStage(Stage):
     and says what that means for length, order and resuming.
     """
 
-    __slots__ = ("_backend", "_buffer_size", "_fn", "_ordered", "_policy", "_workers")
+    __slots__ = (
+        "_backend",
+        "_buffer_size",
+        "_chunk_size",
+        "_fn",
+        "_ordered",
+        "_policy",
+        "_workers",
+    )
 
     def __init__(
         self,
@@ -44,12 +54,13 @@ class CallStage(Stage):
         backend: str,
         ordered: bool,
         buffer_size: int | None,
+        chunk_size: int | None = None,
         on_error: object,
     ) -> None:
         self._fn = check_callable("fn", fn)
         self._backend = check_backend(backend)
-        self._workers, self._ordered, self._buffer_size = pool_options(
-            workers, ordered, buffer_size, minimum_workers=0
+        self._workers, self._ordered, self._buffer_size, self._chunk_size = pool_options(
+            workers, ordered, buffer_size, chunk_size, minimum_workers=0
         )
         self._policy = ErrorPolicy(on_error)
 
@@ -61,6 +72,8 @@ class CallStage(Stage):
             extra += f", workers={self._workers}"
             if self._backend != "thread":
                 extra += f", backend={self._backend!r}"
+            if self._chunk_size is not None:
+                extra += f", chunk_size={self._chunk_size}"
         if self._workers and not self._ordered:
             extra += ", ordered=False"
         if self._policy.mode != "raise":
@@ -80,14 +93,16 @@ class CallStage(Stage):
         if not self._workers:
             results = inline(upstream, call, ctx.label, ctx.start)
         else:
-            results = run_pool(
-                self._backend,
-                upstream,
-                call,
+            chunking = Chunking(
                 self._workers,
                 self._buffer_size,
-                ctx,
-                ordered=self._ordered,
+                self._chunk_size,
+                floor_s=PROCESS_FLOOR_S if self._backend == "process" else THREAD_FLOOR_S,
+            )
+            if ahead is not None:
+                chunking.listen(lambda limit: ahead.reading_ahead(limit + self._workers))
+            results = run_pool(
+                self._backend, upstream, call, self._workers, chunking, ctx, ordered=self._ordered
             )
         if not guarded:
             if ahead is not None:
@@ -105,7 +120,11 @@ class CallStage(Stage):
 
     @property
     def read_ahead(self) -> int:
-        return self._buffer_size + self._workers if self._workers else 0
+        # At the start of a run; with the default buffer, the bound grows with the
+        # chunk, and the notes' spacing with it (ReadAhead.reading_ahead).
+        if not self._workers:
+            return 0
+        return (self._buffer_size or 2 * self._workers) + self._workers
 
     def length(self, upstream: Length) -> Length:
         return upstream if self._policy.mode == "raise" else None
@@ -134,8 +153,11 @@ class ParallelMap(CallStage):
         backend: ``"thread"`` or ``"process"``.
         ordered: yield results in input order (default); ``False`` yields each as
             soon as it is ready.
-        buffer_size: elements in flight at most (default ``2 * workers``): taken from
-            the upstream and not yet yielded, whether queued, running or done.
+        buffer_size: elements in flight at most: taken from the upstream and not yet
+            yielded, whether queued, running or done. Default: ``2 * workers`` tasks'
+            worth (see ``chunk_size``).
+        chunk_size: elements per task, fixed; ``None`` (default) adapts it to the
+            measured work per element (:class:`~headrace.parallel._drive.Chunking`).
         on_error: ``"raise"`` (default), ``"skip"`` or a quarantine file, for the
             elements on which ``fn`` raises a data error (see :meth:`Pipeline.map`).
     """
@@ -151,6 +173,7 @@ class ParallelMap(CallStage):
         backend: str = "thread",
         ordered: bool = True,
         buffer_size: int | None = None,
+        chunk_size: int | None = None,
         on_error: object = "raise",
     ) -> None:
         super().__init__(
@@ -159,6 +182,7 @@ class ParallelMap(CallStage):
             backend=backend,
             ordered=ordered,
             buffer_size=buffer_size,
+            chunk_size=chunk_size,
             on_error=on_error,
         )
 
@@ -180,14 +204,14 @@ def run_pool(
     upstream: Iterator[Any],
     call: Callable[[int, Any], Any],
     workers: int,
-    size: int,
+    chunking: Chunking,
     ctx: StageContext,
     *,
     ordered: bool,
 ) -> Iterator[Any]:
     """Yield ``call(index, element)`` for the upstream's elements, computed by a pool
-    of ``workers`` threads or processes; at most ``size`` elements are in flight (see
-    :func:`~headrace.parallel._drive.drive`).
+    of ``workers`` threads or processes, in tasks as ``chunking`` sizes them and
+    bounds them (see :func:`~headrace.parallel._drive.drive`).
     """
     kind = ProcessPool if backend == "process" else ThreadPool
     counters = PoolCounters.of(ctx)
@@ -195,7 +219,7 @@ def run_pool(
     return drive(
         upstream,
         lambda: kind(call, workers, ctx.label),
-        size,
+        chunking,
         ordered=ordered,
         counters=counters,
         first=ctx.start,

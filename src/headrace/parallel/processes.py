@@ -9,9 +9,10 @@ work; elements and results travel the same way, with numpy array data in shared
 memory (see :mod:`headrace.parallel._transport`).
 
 The consumer's thread does all the coordination: it pulls elements from the upstream,
-sends each to the least-loaded worker and waits on the workers' pipes, so a worker
-that dies is noticed the moment it dies (its pipe reads end-of-file). No thread is
-started in the consumer's process.
+sends each task (a run of elements, see :class:`~headrace.parallel._drive.Chunking`)
+to the least-loaded worker and waits on the workers' pipes, so a worker that dies is
+noticed the moment it dies (its pipe reads end-of-file). No thread is started in the
+consumer's process.
 
 >>> import headrace as hr
 >>> list(hr.range(5).map(lambda x: x * x, workers=2, backend="process"))
@@ -35,10 +36,24 @@ from typing import Any, Final
 
 from headrace.errors import WorkerError, annotate
 from headrace.parallel import _stop
-from headrace.parallel._drive import Failed
-from headrace.parallel._protocol import FAILURE, FREE, INDEX, RESULT, TASK, TIMED
+from headrace.parallel._drive import Done, Failed
+from headrace.parallel._protocol import (
+    FAILURE,
+    FREE,
+    INDEX,
+    READY,
+    RESULT,
+    TASK,
+    TASK_DONE,
+    TIMED,
+)
+from headrace.parallel.threads import spans
 
-__all__ = ["ProcessPool"]
+__all__ = ["TASK_FLOOR_S", "ProcessPool"]
+
+#: What a task costs on this backend that neither end can time: the worker waking
+#: up on its pipe, and the consumer waking up on the result's (seconds).
+TASK_FLOOR_S: Final = 60e-6
 
 #: How long closing a run lets workers finish the call in hand before stopping them.
 CLOSE_GRACE_S: Final = 0.2
@@ -102,8 +117,8 @@ class ProcessPool:
         self.arena = _transport.Arena(f"{self.prefix}p", self.threshold)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.conns: list[Connection] = []
-        #: Element indices each worker has in hand, oldest first.
-        self.owned: list[dict[int, None]] = []
+        #: The tasks each worker has in hand, oldest first: first index -> elements.
+        self.owned: list[dict[int, int]] = []
         self.closed = False
         #: Set when the thread this pool is driven from (a prefetch thread) must stop.
         self.stop = _stop.current()
@@ -169,33 +184,47 @@ class ProcessPool:
         except (EOFError, OSError):
             raise self._died(number, starting=True) from None
         if frame[:1] == FAILURE:
-            _, error, _ = self._result(number, frame)
-            assert isinstance(error, Failed)
-            raise error.error
+            raise self._rebuild(frame[1 + TIMED.size :], -1)
+        if frame[:1] != READY:
+            raise WorkerError(f"{self.label}: unexpected message from a worker process")
 
-    def send(self, index: int, item: Any) -> None:
-        """Give element ``index`` to the worker with the least in hand."""
+    def send(self, first: int, items: list[Any]) -> int:
+        """Give the task of elements ``first``, ... to the worker with the fewest
+        elements in hand; return the bytes it was packed into."""
         try:
-            body = self.arena.pack(item)
+            body = self.arena.pack(items)
         except Exception as error:
-            annotate(error, self.label, index)
-            error.add_note("headrace: elements sent to the process backend must be picklable")
-            raise
-        number = min(range(len(self.conns)), key=lambda n: len(self.owned[n]))
+            from headrace._pickling import dumps
+
+            # Name the element that does not pickle, not the task.
+            culprit, offset = error, 0
+            for offset, item in enumerate(items):  # noqa: B007 - used after the loop
+                try:
+                    dumps(item, protocol=5)
+                except Exception as single:
+                    culprit = single
+                    break
+            else:
+                offset = 0
+            annotate(culprit, self.label, first + offset)
+            culprit.add_note("headrace: elements sent to the process backend must be picklable")
+            raise culprit from None
+        number = min(range(len(self.conns)), key=lambda n: sum(self.owned[n].values()))
         try:
-            self.conns[number].send_bytes(TASK + INDEX.pack(index) + body)
+            self.conns[number].send_bytes(TASK + INDEX.pack(first) + body)
         except OSError:
             raise self._died(number) from None
-        self.owned[number][index] = None
+        self.owned[number][first] = len(items)
+        return len(body)
 
-    def receive(self) -> list[tuple[int, Any, float]]:
-        """Wait for results: ``(index, value or Failed, busy seconds)`` for each.
+    def receive(self) -> list[Done]:
+        """Wait for finished tasks.
 
         Raises :class:`WorkerError` as soon as a worker is found dead: its pipe
         reads end-of-file the moment the process is gone.
         """
         numbers = {id(conn): n for n, conn in enumerate(self.conns)}
-        results: list[tuple[int, Any, float]] = []
+        results: list[Done] = []
         dead: list[int] = []
         if self.stop is None:
             ready = wait(self.conns)
@@ -221,19 +250,20 @@ class ProcessPool:
             raise self._died(dead[0])
         return results
 
-    def _result(self, number: int, frame: bytes) -> tuple[int, Any, float]:
-        index, busy = TIMED.unpack_from(frame, 1)
-        self.owned[number].pop(index, None)
-        body = frame[1 + TIMED.size :]
-        if frame[:1] == RESULT:
-            value, segment = self.arena.unpack(body)
-            if segment is not None:
-                with contextlib.suppress(OSError):  # a dead worker is reported by receive
-                    self.conns[number].send_bytes(FREE + segment.encode())
-            return index, value, busy
-        if frame[:1] != FAILURE:
+    def _result(self, number: int, frame: bytes) -> Done:
+        start = time.perf_counter()
+        if frame[:1] != RESULT:
             raise WorkerError(f"{self.label}: unexpected message from a worker process")
-        return index, Failed(self._rebuild(body, index)), busy
+        first, busy, overhead = TASK_DONE.unpack_from(frame, 1)
+        self.owned[number].pop(first, None)
+        (values, failures), segment = self.arena.unpack(frame[1 + TASK_DONE.size :])
+        if segment is not None:
+            with contextlib.suppress(OSError):  # a dead worker is reported by receive
+                self.conns[number].send_bytes(FREE + segment.encode())
+        for offset, body in failures.items():
+            values[offset] = Failed(self._rebuild(body, first + offset))
+        cost = overhead + time.perf_counter() - start
+        return first, values, bool(failures), busy, cost, len(frame)
 
     def _rebuild(self, body: bytes, index: int) -> BaseException:
         exc, (module, qualname, message, text, pid) = pickle.loads(body)
@@ -270,12 +300,11 @@ class ProcessPool:
             how = f"exited with code {code}"
         # The worker runs its elements in the order it got them, but the results it
         # finished may not all have reached this side: any of these can be the one.
-        owned = list(self.owned[number])
-        if len(owned) == 1:
-            holding = f" while working on input element {owned[0]} (0-based)"
+        owned = list(self.owned[number].items())
+        if len(owned) == 1 and owned[0][1] == 1:
+            holding = f" while working on input element {owned[0][0]} (0-based)"
         elif owned:
-            listed = ", ".join(map(str, owned))
-            holding = f" with input elements {listed} (0-based) sent to it and not returned"
+            holding = f" with input elements {spans(owned)} (0-based) sent to it and not returned"
         elif starting:
             holding = " while starting (is headrace importable by that interpreter?)"
         else:

@@ -49,6 +49,7 @@ class RandomMap(CallStage):
         backend: str = "thread",
         ordered: bool = True,
         buffer_size: int | None = None,
+        chunk_size: int | None = None,
         on_error: object = "raise",
     ) -> None:
         super().__init__(
@@ -57,6 +58,7 @@ class RandomMap(CallStage):
             backend=backend,
             ordered=ordered,
             buffer_size=buffer_size,
+            chunk_size=chunk_size,
             on_error=on_error,
         )
         self._seed = None if seed is None else check_int("seed", seed, minimum=0)

@@ -26,9 +26,10 @@ from typing import Any, Final
 
 from headrace._checks import check_bool, check_int, check_optional_int
 from headrace.errors import annotate
-from headrace.parallel._drive import Failed
+from headrace.parallel._drive import Done, Failed
+from headrace.parallel._protocol import call_many
 
-__all__ = ["BACKENDS", "ThreadPool", "check_backend", "pool_options"]
+__all__ = ["BACKENDS", "TASK_FLOOR_S", "ThreadPool", "check_backend", "pool_options", "spans"]
 
 #: The ``backend=`` values of parallel stages.
 BACKENDS: Final = ("thread", "process")
@@ -37,22 +38,40 @@ _POOLS = itertools.count()
 
 logger = logging.getLogger("headrace")
 
-#: A call for a worker: its future, the element's index and the element.
-_Task = tuple["Future[tuple[Any, float]]", int, Any]
+#: A task for a worker: its future, the first element's index and the elements.
+_Task = tuple["Future[_Outcome]", int, list[Any]]
+#: What a task gives: values, exceptions by offset, seconds in the calls.
+_Outcome = tuple[list[Any], "dict[int, BaseException] | None", float]
+
+#: What a task costs on this backend that neither end can time: a worker thread
+#: waking up and the consumer waking up for the result (seconds).
+TASK_FLOOR_S: Final = 30e-6
 
 
 def pool_options(
-    workers: object, ordered: object, buffer_size: object, *, minimum_workers: int
-) -> tuple[int, bool, int]:
-    """Check the worker-pool arguments every parallel stage takes; fill in the default.
+    workers: object,
+    ordered: object,
+    buffer_size: object,
+    chunk_size: object = None,
+    *,
+    minimum_workers: int,
+) -> tuple[int, bool, int | None, int | None]:
+    """Check the worker-pool arguments every parallel stage takes.
 
-    Returns ``(workers, ordered, buffer_size)``, the buffer defaulting to twice the
-    workers (at least 2), enough to keep every worker busy while one result waits.
+    Returns ``(workers, ordered, buffer_size, chunk_size)``; ``None`` leaves the
+    buffer and the chunk to :class:`~headrace.parallel._drive.Chunking`. A fixed chunk
+    must fit in the buffer, with one task per worker.
     """
     count = check_int("workers", workers, minimum=minimum_workers)
     in_order = check_bool("ordered", ordered)
     size = check_optional_int("buffer_size", buffer_size, minimum=1)
-    return count, in_order, 2 * max(count, 1) if size is None else size
+    chunk = check_optional_int("chunk_size", chunk_size, minimum=1)
+    if chunk is not None and size is not None and chunk * max(count, 1) > size:
+        raise ValueError(
+            f"chunk_size={chunk} with workers={count} needs buffer_size >= "
+            f"{chunk * max(count, 1)} (each worker's task is in flight), got {size}"
+        )
+    return count, in_order, size, chunk
 
 
 def check_backend(backend: object) -> str:
@@ -69,7 +88,8 @@ class ThreadPool:
         self._call = call
         self._label = label
         self._tasks: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
-        self._pending: dict[Future[tuple[Any, float]], int] = {}
+        #: Tasks not yet received: their first element's index and element count.
+        self._pending: dict[Future[_Outcome], tuple[int, int]] = {}
         prefix = f"headrace-map-{next(_POOLS)}"
         self._threads = [
             threading.Thread(target=self._work, name=f"{prefix}_{k}", daemon=True)
@@ -83,38 +103,32 @@ class ThreadPool:
             task = self._tasks.get()
             if task is None:
                 return
-            future, index, item = task
+            future, first, items = task
             if not future.set_running_or_notify_cancel():
                 continue  # cancelled before it started
-            try:
-                start = time.perf_counter()
-                result = self._call(index, item)
-                busy = time.perf_counter() - start
-            except BaseException as error:  # the consumer raises it, with its note
-                future.set_exception(error)
-            else:
-                future.set_result((result, busy))
-            del task, future, item  # hold no element while waiting for the next
+            start = time.perf_counter()
+            values, failed = call_many(self._call, first, items)
+            future.set_result((values, failed, time.perf_counter() - start))
+            del task, future, items, values, failed  # hold nothing while waiting
 
-    def send(self, index: int, item: Any) -> None:
-        future: Future[tuple[Any, float]] = Future()
-        self._pending[future] = index
-        self._tasks.put((future, index, item))
+    def send(self, first: int, items: list[Any]) -> int:
+        future: Future[_Outcome] = Future()
+        self._pending[future] = (first, len(items))
+        self._tasks.put((future, first, items))
+        return 0
 
-    def receive(self) -> list[tuple[int, Any, float]]:
-        done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
-        results: list[tuple[int, Any, float]] = []
-        for future in done:
-            index = self._pending.pop(future)
-            try:
-                result, busy = future.result()
-            except Exception as error:
-                annotate(error, self._label, index)
-                results.append((index, Failed(error), 0.0))
-            except BaseException as error:  # raised as it is, like an inline call's
-                results.append((index, Failed(error), 0.0))
-            else:
-                results.append((index, result, busy))
+    def receive(self) -> list[Done]:
+        finished, _ = wait(self._pending, return_when=FIRST_COMPLETED)
+        results: list[Done] = []
+        for future in finished:
+            first, _ = self._pending.pop(future)
+            values, failed, busy = future.result()
+            if failed:
+                for offset, error in failed.items():
+                    if isinstance(error, Exception):  # others are raised as they are
+                        annotate(error, self._label, first + offset)
+                    values[offset] = Failed(error)
+            results.append((first, values, bool(failed), busy, 0.0, 0))
         return results
 
     def close(self) -> None:
@@ -125,18 +139,28 @@ class ThreadPool:
         for _ in self._threads:
             self._tasks.put(None)
         if _interrupted() or sys.is_finalizing():
-            running = sorted(index for future, index in self._pending.items() if future.running())
+            running = sorted(task for future, task in self._pending.items() if future.running())
             if running:
                 logger.warning(
-                    "%s: interrupted; abandoned %d call(s) still running on its threads "
+                    "%s: interrupted; abandoned %d task(s) still running on its threads "
                     "(input elements %s); they finish, or end with the program, unseen",
                     self._label,
                     len(running),
-                    ", ".join(map(str, running[:10])) + (", ..." if len(running) > 10 else ""),
+                    spans(running),
                 )
                 return
         for thread in self._threads:
             thread.join()
+
+
+def spans(tasks: list[tuple[int, int]], most: int = 10) -> str:
+    """Tasks as the element indices they hold: ``"3, 8-15"``.
+
+    >>> spans([(3, 1), (8, 8)])
+    '3, 8-15'
+    """
+    shown = [str(a) if n == 1 else f"{a}-{a + n - 1}" for a, n in tasks[:most]]
+    return ", ".join(shown) + (", ..." if len(tasks) > most else "")
 
 
 def _interrupted() -> bool:
