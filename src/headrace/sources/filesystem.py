@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import codecs
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from headrace._checks import check_bool, check_shuffle
@@ -105,6 +105,49 @@ class Files(Stage):
 
 _DECODING = ("strict", "replace")
 
+#: How many bytes of whole lines text_lines reads and decodes at a time.
+BLOCK_BYTES = 64 * 1024
+
+
+def _split(data: bytes, encoding: str, keep_ends: bool) -> list[str] | None:
+    """The lines of ``data`` (whole lines, each but perhaps the last ending in a
+    newline) decoded; ``None`` when one does not decode strictly.
+
+    >>> _split(b"a\\r\\nb\\nc", "utf-8", False)
+    ['a', 'b', 'c']
+    >>> _split(b"a\\n\\xff\\n", "utf-8", False) is None
+    True
+    """
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    if text.count("\n") != data.count(b"\n"):  # a newline byte inside a character
+        return None
+    lines = text.split("\n")
+    ends = data.endswith(b"\n")
+    if ends:
+        lines.pop()  # the empty string after the last newline
+    if keep_ends:
+        last = None if ends else lines.pop()
+        lines = [line + "\n" for line in lines]
+        if last is not None:
+            lines.append(last)
+    elif "\r" in text:
+        cut = len(lines) if ends else len(lines) - 1
+        lines[:cut] = [line[:-1] if line.endswith("\r") else line for line in lines[:cut]]
+    return lines
+
+
+def _raw_lines(data: bytes) -> list[bytes]:
+    """``data`` cut after each newline (bytes.splitlines also cuts at a lone CR)."""
+    parts = data.split(b"\n")
+    last = parts.pop()
+    raw = [part + b"\n" for part in parts]
+    if last:
+        raw.append(last)
+    return raw
+
 
 class TextLines(FileSource):
     """Lines of text files, streamed; compressed by extension (.gz, .bz2, .xz)."""
@@ -144,36 +187,146 @@ class TextLines(FileSource):
         self._errors = errors
         self._keep_ends = check_bool("keep_ends", keep_ends)
 
+    def _blocks(
+        self,
+        stream: Any,
+        path: str,
+        tally: Tally,
+        position: ReadPosition,
+        replaced: list[int],
+    ) -> Iterator[Iterable[str]]:
+        """The lines of ``stream``, read and decoded a block at a time.
+
+        A block of whole lines is read with one call, decoded as one string and split
+        in C; the block's lines are handed out by a list iterator, whose remaining
+        length tells ``position.sync`` how many have gone. A block in which a line
+        does not decode goes line by line (:meth:`_lines`), to reject or replace
+        exactly the lines that do not.
+        """
+        encoding, keep_ends = self._encoding, self._keep_ends
+        records = position.records
+        try:
+            offset = int(stream.tell())
+        except (OSError, ValueError, AttributeError):
+            offset = -1
+        read = getattr(stream, "read1", None) or getattr(stream, "read", None)
+        if read is None:  # the file could not be opened (and was rejected)
+            return
+        data = b""
+        pending: list[bytes] = []  # the start of a line whose end is not read yet
+        lines: list[str] = []
+        handing: Any = iter(lines)  # a list iterator: it knows how many are left
+        # Where the last sync found itself in ``data``: lines handed out, bytes.
+        synced = [0, 0]
+
+        def sync() -> None:
+            done = len(lines) - handing.__length_hint__()
+            position.records = records + done
+            if offset < 0:
+                return
+            if done == len(lines):  # the last line may have no newline
+                position.offset = offset + len(data)
+                return
+            count, at = synced if synced[0] <= done else (0, 0)
+            for _ in range(done - count):
+                at = data.index(b"\n", at) + 1
+            synced[:] = done, at
+            position.offset = offset + at
+
+        def kept() -> None:  # the slow path keeps position itself
+            pass
+
+        position.sync = sync
+        while True:
+            # read1: what one step of the stream gives, so that the lines before a
+            # damaged part of a compressed file still come out.
+            chunk = read(BLOCK_BYTES)
+            if chunk:
+                cut = chunk.rfind(b"\n") + 1
+                if not cut:  # a line longer than this piece
+                    pending.append(chunk)
+                    continue
+                rest = chunk[cut:]
+                if cut < len(chunk):
+                    chunk = chunk[:cut]
+                if pending:
+                    pending.append(chunk)
+                    chunk = b"".join(pending)
+                    pending.clear()
+                data = chunk
+                if rest:
+                    pending.append(rest)
+            elif pending:
+                data = b"".join(pending)  # the last line, without a newline
+                pending.clear()
+            else:
+                break
+            split = _split(data, encoding, keep_ends)
+            if split is None:  # a line that does not decode: one at a time
+                position.records, position.offset = records, offset
+                position.sync = kept
+                yield self._lines(data, path, tally, position, replaced)
+                records = position.records
+            else:
+                lines, handing, synced[:] = split, iter(split), (0, 0)
+                yield handing
+                records += len(lines)
+            position.sync = sync
+            if offset >= 0:
+                offset += len(data)
+            lines = []
+            handing = iter(lines)
+
+    def _lines(
+        self,
+        data: bytes,
+        path: str,
+        tally: Tally,
+        position: ReadPosition,
+        replaced: list[int],
+    ) -> Iterator[str]:
+        """The lines of ``data`` decoded one by one: those that do not decode are
+        replaced (``errors="replace"``) or rejected under the policy."""
+        encoding, replace, keep_ends = self._encoding, self._errors == "replace", self._keep_ends
+        for raw in data.splitlines(keepends=True) if b"\r" not in data else _raw_lines(data):
+            position.records += 1
+            if position.offset >= 0:
+                position.offset += len(raw)
+            number = position.records
+            if not keep_ends and raw.endswith(b"\n"):
+                raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+            try:
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as error:
+                if replace:
+                    line = raw.decode(encoding, "replace")
+                    replaced.append(number)
+                else:
+                    reason = (
+                        f"cannot decode byte {error.start} of the line as {encoding} "
+                        f"({error.reason}); pass on_error='skip' to count and drop "
+                        "such lines, or errors='replace' to keep them with U+FFFD"
+                    )
+                    tally.reject(f"{path}:{number}", reason, raw, error=DecodeError)
+                    continue
+            yield line
+
     def options(self) -> str:
         extra = "" if self._encoding == "utf-8" else f", encoding={self._encoding!r}"
         return extra + ("" if self._errors == "strict" else f", errors={self._errors!r}")
 
-    def read_file(self, path: str, tally: Tally, position: ReadPosition) -> Iterator[str]:
-        encoding, replace, keep_ends = self._encoding, self._errors == "replace", self._keep_ends
+    def read_pieces(
+        self, path: str, tally: Tally, position: ReadPosition
+    ) -> Iterator[Iterable[str]]:
         replaced: list[int] = []
         start = position.records
-        with line_file(path, tally, position) as lines:
+        with line_file(path, tally, position) as stream:
             try:
-                for number, raw in enumerate(lines, start + 1):
-                    position.records = number
-                    if not keep_ends and raw.endswith(b"\n"):
-                        raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-                    try:
-                        line = raw.decode(encoding)
-                    except UnicodeDecodeError as error:
-                        if replace:
-                            line = raw.decode(encoding, "replace")
-                            replaced.append(number)
-                        else:
-                            reason = (
-                                f"cannot decode byte {error.start} of the line as {encoding} "
-                                f"({error.reason}); pass on_error='skip' to count and drop "
-                                "such lines, or errors='replace' to keep them with U+FFFD"
-                            )
-                            tally.reject(f"{path}:{number}", reason, raw, error=DecodeError)
-                            continue
-                    yield line
+                yield from self._blocks(stream, path, tally, position, replaced)
             finally:
+                if position.sync is not None:
+                    position.sync()
+                    position.sync = None
                 tally.read += position.records - start  # counted once, not per line
         if replaced:
             logger.warning(
@@ -181,6 +334,6 @@ class TextLines(FileSource):
                 "%s (first at line %d)",
                 len(replaced),
                 path,
-                encoding,
+                self._encoding,
                 replaced[0],
             )
