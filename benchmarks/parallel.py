@@ -1,4 +1,4 @@
-"""Parallel map against inline work and against torch's DataLoader, four comparisons.
+"""Parallel map against inline work and against torch's DataLoader, six comparisons.
 
 Every ratio is measured in this run against its baseline; variants are interleaved
 and each figure is the median of several repeats. The machine has 2 cores, so anything
@@ -17,9 +17,15 @@ processes took while it was timed ("others"), read from ``/proc/stat``.
 4. transport: a 224x224x3 float32 array per element back from a process worker,
    through shared memory and, with ``HEADRACE_SHARED_MEMORY=0``, pickled through the
    pipe; a run returning ``0`` is subtracted to leave the transport alone.
+5. cheap: ``x * 2`` on 2M ints, then ``batch(256)``, with ``workers=2`` on each
+   backend against inline: what automatic task batching leaves of the transport.
+6. logs: 1M access-log lines, as the README writes the log pipeline: a hand-written
+   loop (``open``, ``re.match``, ``groupdict``) against ``text_lines -> parse``
+   inline, and ``text_lines -> map(parse_record, on_error="skip")`` inline against
+   the same with ``workers=2, backend="process"``.
 
     .venv/bin/pip install -e '.[bench]' -c benchmarks/constraints.txt
-    .venv/bin/python benchmarks/parallel.py [--quick] [--only cpu,decode,loader,transport]
+    .venv/bin/python benchmarks/parallel.py [--quick] [--only cpu,decode,...,cheap,logs]
 """
 
 from __future__ import annotations
@@ -27,8 +33,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import platform
+import random
+import re
 import resource
 import statistics
 import subprocess
@@ -46,7 +55,7 @@ from PIL import Image, ImageDraw
 
 import headrace as hr
 
-SECTIONS = ("cpu", "decode", "loader", "transport")
+SECTIONS = ("cpu", "decode", "loader", "transport", "cheap", "logs")
 SIZE = (224, 224)
 BATCH = 32
 # Contenders of the loader comparison, each run in a fresh interpreter; "idle" only
@@ -587,6 +596,131 @@ def source() -> str:
     return f"{where} at {commit}{', with uncommitted changes' if changed else ''}"
 
 
+# -- 5. a cheap function: what task batching leaves of the transport ---------------
+
+
+def double(x: int) -> int:
+    return x * 2
+
+
+def bench_cheap(quick: bool) -> None:
+    n, repeats = (400_000, 3) if quick else (2_000_000, 5)
+    inline = hr.range(n).map(double).batch(256)
+    variants = {
+        "inline": inline,
+        "thread": hr.range(n).map(double, workers=2).batch(256),
+        "process": hr.range(n).map(double, workers=2, backend="process").batch(256),
+    }
+    expected = sum(int(b.sum()) for b in inline)
+    for name, pipeline in variants.items():
+        if sum(int(b.sum()) for b in pipeline) != expected:
+            raise SystemExit(f"{name} results differ from inline")
+    median_s, others = interleaved(
+        {name: partial(drain, pipeline) for name, pipeline in variants.items()}, repeats
+    )
+    with variants["process"].iter(stats=True) as run:
+        drain(run)
+        chunk = run.stats()[1]["chunk"]
+    print(
+        f"\n5. cheap function: x * 2 on {n:,} ints, then batch(256); workers=2, tasks "
+        f"sized automatically (process backend: {chunk:.0f} elements a task), median of "
+        f"{repeats}; process runs include starting their workers"
+    )
+    for name in variants:
+        ratio = median_s["inline"] / median_s[name]
+        target = "" if name == "inline" else f"   {ratio:.2f}x inline (target >= 0.8)"
+        print(
+            f"   {name:<10} {median_s[name]:7.3f} s   others "
+            f"{100 * others[name].share:3.0f}%{target}"
+        )
+    print(f"   {total(others)}")
+
+
+# -- 6. the log pipeline ---------------------------------------------------------------
+
+LOG_LINE = re.compile(
+    r'(?P<host>\S+) \S+ \S+ \[(?P<time>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>\S+) \S+" '
+    r"(?P<status>\d{3}) (?P<size>\d+|-) (?P<millis>\d+)"
+)
+
+
+def parse_record(line: str) -> dict[str, str]:
+    """The README's ``parse_record``: the named fields of an access-log line."""
+    found = LOG_LINE.fullmatch(line)
+    if found is None:
+        raise hr.ParseError(f"not an access-log line: {line[:40]!r}")
+    return found.groupdict()
+
+
+def write_log(path: Path, lines: int) -> None:
+    """Access-log lines, one in a hundred garbled."""
+    rng = random.Random(0)
+    methods, paths = ["GET", "GET", "POST"], ["/", "/api/items", "/static/app.js"]
+    with path.open("w") as out:
+        for _ in range(lines):
+            if rng.random() < 0.01:
+                out.write("-- truncated line --\n")
+                continue
+            out.write(
+                f"10.0.{rng.randint(0, 255)}.{rng.randint(1, 254)} - - "
+                f"[21/Nov/2026:{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00 +0000] "
+                f'"{rng.choice(methods)} {rng.choice(paths)} HTTP/1.1" '
+                f"{rng.choice([200, 200, 404])} {rng.randint(100, 50_000)} "
+                f"{rng.randint(1, 900)}\n"
+            )
+
+
+def hand_loop(path: Path) -> int:
+    """What a user writes without a library: the same records, counted."""
+    count = 0
+    with path.open() as lines:
+        for line in lines:
+            found = LOG_LINE.fullmatch(line.rstrip("\n"))
+            if found is not None:
+                found.groupdict()
+                count += 1
+    return count
+
+
+def bench_logs(quick: bool) -> None:
+    lines, repeats = (200_000, 3) if quick else (1_000_000, 5)
+    logging.getLogger("headrace").setLevel(logging.ERROR)  # the skip summaries
+    with tempfile.TemporaryDirectory(prefix="headrace-bench-") as tmp:
+        path = Path(tmp) / "access.log"
+        write_log(path, lines)
+        parsed = hr.text_lines(path).parse(LOG_LINE, on_error="skip")
+        inline = hr.text_lines(path).map(parse_record, on_error="skip")
+        process = hr.text_lines(path).map(
+            parse_record, workers=2, backend="process", on_error="skip"
+        )
+        counts = {hand_loop(path), drain(parsed), drain(inline), drain(process)}
+        if len(counts) != 1:
+            raise SystemExit(f"the variants count different records: {counts}")
+        median_s, others = interleaved(
+            {
+                "hand-written loop": partial(hand_loop, path),
+                "text_lines -> parse": partial(drain, parsed),
+                "map inline": partial(drain, inline),
+                "map, 2 process workers": partial(drain, process),
+            },
+            repeats,
+        )
+    print(
+        f"\n6. log pipeline: {lines:,} access-log lines (1% garbled, skipped), records "
+        f"as dicts, median of {repeats}"
+    )
+    for name, seconds in median_s.items():
+        print(
+            f"   {name:<24} {seconds:7.3f} s {lines / seconds / 1e3:6.0f}K lines/s   "
+            f"others {100 * others[name].share:3.0f}%"
+        )
+    hand, parse = median_s["hand-written loop"], median_s["text_lines -> parse"]
+    print(f"   text_lines -> parse: {hand / parse:.2f}x the hand-written loop (target >= 0.8)")
+    ratio = median_s["map inline"] / median_s["map, 2 process workers"]
+    print(f"   map with 2 process workers: {ratio:.2f}x inline (target >= 1.3)")
+    print(f"   {total(others)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a minute or so")
@@ -627,6 +761,10 @@ def main() -> None:
                 bench_loader(Path(tmp), count, args.quick)
     if "transport" in only:
         bench_transport(args.quick)
+    if "cheap" in only:
+        bench_cheap(args.quick)
+    if "logs" in only:
+        bench_logs(args.quick)
 
 
 if __name__ == "__main__":

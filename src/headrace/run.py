@@ -13,7 +13,6 @@ import functools
 import hashlib
 import itertools
 import operator
-import types
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TextIO, TypeVar
 
@@ -22,7 +21,7 @@ from headrace.engine.chain import Chain
 from headrace.engine.opening import open_chain
 from headrace.engine.plan import Plan
 from headrace.engine.stage import Stage, first_unfixed
-from headrace.engine.state import Entries, count_of
+from headrace.engine.state import Entries, count_of, stops_once_closed
 from headrace.progress import Progress
 from headrace.stats import StageStats, diagnose, format_report
 
@@ -157,7 +156,7 @@ class Run(itertools.chain[T], Generic[T]):
                     f"yields only {length} (was the state taken from another pipeline?)"
                 )
         chain = open_chain(pipeline.stages, (epoch,), collector, "", pipeline.seed, entries)
-        if not isinstance(chain.iterator, types.GeneratorType):
+        if not stops_once_closed(chain.iterator):
             # Only a generator stops cleanly once closed: a C iterator (range, a list's
             # iterator) would go on yielding, and a file would raise on its next read.
             chain.iterator = Chain(chain.iterator, []).closing()

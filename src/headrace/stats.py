@@ -232,16 +232,25 @@ class StageStats:
         (a shorter run is too short to diagnose): short runs start no thread.
         """
         clock = time.perf_counter
+        take = iterator.__next__
         try:
-            while True:
+            while self.pending is not None:
                 start = clock()
-                if self.pending is not None and start - self.started > SHORTEST_S:
+                if start - self.started > SHORTEST_S:
                     nodes, cpu = self.pending
                     self.pending = None
                     if self.ended is None:
                         self.sampler = _Sampler(self, nodes, cpu=cpu)
                 try:
-                    item = next(iterator)
+                    item = take()
+                finally:
+                    self.waiting_s += clock() - start
+                yield item
+            # The rest of the run: two clock reads an element and nothing else.
+            while True:
+                start = clock()
+                try:
+                    item = take()
                 finally:
                     self.waiting_s += clock() - start
                 yield item

@@ -56,7 +56,9 @@ def batches(x: np.ndarray, y: np.ndarray, *, keep: Callable[[int], bool] | None 
     pipeline = hr.range(len(x))
     if keep is not None:
         pipeline = pipeline.filter(keep)
-    return pipeline.map(row, workers=workers).batch(BATCH)
+    # A small fixed buffer: what a run read shows what Keras took from it, plus at
+    # most one row in flight (by default a cheap map reads whole tasks ahead).
+    return pipeline.map(row, workers=workers, buffer_size=2 * max(workers, 1)).batch(BATCH)
 
 
 def model() -> Any:

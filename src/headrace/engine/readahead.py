@@ -48,12 +48,17 @@ class ReadAhead:
 
     @classmethod
     def watch(
-        cls, upstream: Iterator[Any], ctx: StageContext, read_ahead: int
+        cls, upstream: Iterator[Any], ctx: StageContext, read_ahead: int, *, by_hand: bool = False
     ) -> tuple[Iterator[Any], ReadAhead | None]:
         """The input of a stage that reads ahead (``read_ahead`` > 0), noted, and its
         notes (``None`` when the stages below keep no live state: counts alone resume
         them). A resumed input then passes over the saved ``"skip"`` elements. Call it
-        first thing in :meth:`~headrace.engine.stage.Stage.open`."""
+        first thing in :meth:`~headrace.engine.stage.Stage.open`.
+
+        With ``by_hand=True`` the input is not noted element by element: the stage
+        calls :meth:`note` itself, with the count of elements it has taken, whenever
+        it has taken a run of them (a parallel map, after each task's elements).
+        """
         skip = ctx.saved_count("skip")
         if skip > ctx.start:
             raise ValueError(f"{ctx.label}: its saved skip is past its position")
@@ -62,10 +67,17 @@ class ReadAhead:
         if read_ahead and tracker is not None and tracker.live_below(ctx.index):
             # Noted from where the stages below stand now, before the skip.
             notes = cls(tracker, ctx.index, read_ahead, ctx.start - skip)
-            upstream = notes._noting(upstream, ctx.start - skip)
+            if not by_hand:
+                upstream = notes._noting(upstream, ctx.start - skip)
         if skip:
             upstream = passing_over(upstream, skip)
         return upstream, notes
+
+    def note(self, count: int) -> None:
+        """The stages below stand right after their element ``count`` (counted from
+        the start of the epoch): note their state if the last note is far enough back."""
+        if count - self._notes[-1][0] >= self._every:
+            self._notes.append((count, self._tracker.entries(count, self._end)))
 
     def reading_ahead(self, read_ahead: int) -> None:
         """The stage now reads up to ``read_ahead`` elements ahead: space the notes to

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import itertools
 import operator
+import types
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -76,6 +77,14 @@ class _Counted(map):  # type: ignore[type-arg]
         close = getattr(self._source, "close", None)
         if close is not None:
             close()
+
+
+def stops_once_closed(iterator: Iterator[Any]) -> bool:
+    """Whether ``iterator`` ends (raises ``StopIteration``) once closed: a generator
+    does, and so does a count of one; a C iterator (range, a list's) would go on."""
+    while type(iterator) is _Counted:
+        iterator = iterator._source
+    return isinstance(iterator, types.GeneratorType)
 
 
 def saved_count(entry: Entry, name: str, where: str) -> int:

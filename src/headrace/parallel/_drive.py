@@ -14,13 +14,13 @@ from __future__ import annotations
 import collections
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, Final, Protocol
 
 from headrace.engine.guard import close_iterator
 from headrace.stats import PoolCounters
 
-__all__ = ["Chunking", "Done", "Failed", "WorkerPool", "drive"]
+__all__ = ["Chunking", "Done", "Failed", "Flat", "WorkerPool", "drive"]
 
 #: A finished task: the index of its first element, one value per element (a
 #: :class:`Failed` where the call raised), whether any did, the seconds the calls
@@ -171,6 +171,23 @@ class Chunking:
                 self._listener(limit)
 
 
+class Flat(itertools.chain):  # type: ignore[type-arg]
+    """The elements of a generator's lists, one after the other, in C (no Python
+    frame per element); closing it closes the generator."""
+
+    __slots__ = ("_source",)
+    _source: Generator[list[Any], None, None]
+
+    def __new__(cls, source: Generator[list[Any], None, None]) -> Flat:
+        self = super().from_iterable(source)
+        assert isinstance(self, Flat)
+        self._source = source
+        return self
+
+    def close(self) -> None:
+        self._source.close()
+
+
 def drive(
     upstream: Iterator[Any],
     start: Callable[[], WorkerPool],
@@ -179,7 +196,8 @@ def drive(
     ordered: bool,
     counters: PoolCounters,
     first: int = 0,
-) -> Iterator[Any]:
+    taken: Callable[[int], None] | None = None,
+) -> Flat:
     """Yield the results of the pool ``start()`` makes for the upstream's elements.
 
     The pool starts on the first ``next()``. ``ordered`` yields in input order;
@@ -187,8 +205,27 @@ def drive(
     when several are). Elements are numbered from ``first``: the stage's input
     position of the first one (a run resumed mid-epoch). An exception the upstream
     raises comes after the results of every element taken before it, as it would
-    inline.
+    inline. ``taken(count)`` is called after each task's elements are taken, with
+    the count taken since the start of the epoch.
     """
+    return Flat(
+        _tasks(
+            upstream, start, chunking, ordered=ordered, counters=counters, first=first, taken=taken
+        )
+    )
+
+
+def _tasks(
+    upstream: Iterator[Any],
+    start: Callable[[], WorkerPool],
+    chunking: Chunking,
+    *,
+    ordered: bool,
+    counters: PoolCounters,
+    first: int = 0,
+    taken: Callable[[int], None] | None = None,
+) -> Generator[list[Any], None, None]:
+    """:func:`drive`'s loop: the results a task at a time, in lists."""
     clock = time.perf_counter
     islice = itertools.islice
     pool: WorkerPool | None = None
@@ -199,7 +236,7 @@ def drive(
         # (first index, elements) of the tasks not yet yielded, in input order.
         tasks: collections.deque[tuple[int, int]] = collections.deque()
         in_flight = 0  # taken from the upstream and not yet yielded
-        taken = first
+        count = first
         more = True
         broken: Exception | None = None
         while True:
@@ -220,11 +257,13 @@ def drive(
                     break
                 chunking.took(len(items), waited)
                 begin = clock()
-                size = pool.send(taken, items)
+                size = pool.send(count, items)
                 chunking.sent(clock() - begin, size, len(items))
-                tasks.append((taken, len(items)))
-                taken += len(items)
+                tasks.append((count, len(items)))
+                count += len(items)
                 in_flight += len(items)
+                if taken is not None:
+                    taken(count)
                 counters.tasks += 1
             if not tasks:
                 if broken is not None:
@@ -244,21 +283,20 @@ def drive(
                 key = min(done)
                 tasks.remove(next(task for task in tasks if task[0] == key))
             values, failed = done.pop(key)
-            count = len(values)
+            size = len(values)
             counters.capacity = chunking.limit
-            counters.occupancy_sum += count * in_flight - count * (count - 1) / 2
+            counters.occupancy_sum += size * in_flight - size * (size - 1) / 2
             begin = clock()
             if failed:
-                for value in values:
-                    if type(value) is Failed:
-                        raise value.error
-                    counters.items += 1
-                    yield value
-            else:
-                counters.items += count
-                yield from values
+                broken_at = next(k for k, value in enumerate(values) if type(value) is Failed)
+                counters.items += broken_at
+                if broken_at:
+                    yield values[:broken_at]
+                raise values[broken_at].error
+            counters.items += size
+            yield values
             counters.wait_output_s += clock() - begin
-            in_flight -= count
+            in_flight -= size
             del values
     finally:
         if pool is not None:

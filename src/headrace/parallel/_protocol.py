@@ -96,6 +96,11 @@ def call_many(
     >>> call_many(Plain(lambda x: 10 // x), 5, [1, 0, 2])
     ([10, None, 5], {1: ZeroDivisionError('integer division or modulo by zero')})
     """
+    # A guarded call (on_error="skip") turns a data error into a value; its inner
+    # call runs in the loop itself, and the guard only when a call raises.
+    rescue: Callable[[int, Any, BaseException], Any] | None = getattr(call, "rescue", None)
+    if rescue is not None:
+        call = call.call  # type: ignore[attr-defined]
     mapped = (
         map(call.fn, items)
         if type(call) is Plain
@@ -109,9 +114,18 @@ def call_many(
             # extend keeps what it appended before the exception.
             values.extend(mapped)
         except BaseException as error:  # every outcome goes back to the consumer
+            offset = len(values)
+            if rescue is not None:
+                try:
+                    rejected = rescue(first + offset, items[offset], error)
+                except BaseException as broken:  # showing the element failed
+                    rejected, error = None, broken
+                if rejected is not None:
+                    values.append(rejected)
+                    continue
             if failed is None:
                 failed = {}
-            failed[len(values)] = error
+            failed[offset] = error
             values.append(None)
         else:
             return values, failed

@@ -53,10 +53,20 @@ class Guarded:
         try:
             return self.call(index, item)
         except DATA_ERRORS as error:
-            shown = item if isinstance(item, str) else repr(item)
-            if len(shown) > _RECORD_CHARS:
-                shown = shown[: _RECORD_CHARS - 3] + "..."
-            return Rejected(index, f"{type(error).__name__}: {error}", shown)
+            rejected = self.rescue(index, item, error)
+            assert rejected is not None
+            return rejected
+
+    @staticmethod
+    def rescue(index: int, item: Any, error: BaseException) -> Rejected | None:
+        """The :class:`Rejected` for a call on ``item`` that raised ``error``, if that
+        is a data error; ``None`` otherwise."""
+        if not isinstance(error, DATA_ERRORS):
+            return None
+        shown = item if isinstance(item, str) else repr(item)
+        if len(shown) > _RECORD_CHARS:
+            shown = shown[: _RECORD_CHARS - 3] + "..."
+        return Rejected(index, f"{type(error).__name__}: {error}", shown)
 
 
 def inline(

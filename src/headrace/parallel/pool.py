@@ -85,7 +85,8 @@ class CallStage(Stage):
         raise NotImplementedError
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
-        upstream, ahead = ReadAhead.watch(upstream, ctx, self.read_ahead)
+        # A pool takes its input a task at a time and notes it after each task.
+        upstream, ahead = ReadAhead.watch(upstream, ctx, self.read_ahead, by_hand=True)
         guarded = self._policy.mode != "raise"
         call = self._call(ctx)
         if guarded:
@@ -102,7 +103,14 @@ class CallStage(Stage):
             if ahead is not None:
                 chunking.listen(lambda limit: ahead.reading_ahead(limit + self._workers))
             results = run_pool(
-                self._backend, upstream, call, self._workers, chunking, ctx, ordered=self._ordered
+                self._backend,
+                upstream,
+                call,
+                self._workers,
+                chunking,
+                ctx,
+                ordered=self._ordered,
+                taken=None if ahead is None else ahead.note,
             )
         if not guarded:
             if ahead is not None:
@@ -208,10 +216,12 @@ def run_pool(
     ctx: StageContext,
     *,
     ordered: bool,
+    taken: Callable[[int], None] | None = None,
 ) -> Iterator[Any]:
     """Yield ``call(index, element)`` for the upstream's elements, computed by a pool
     of ``workers`` threads or processes, in tasks as ``chunking`` sizes them and
-    bounds them (see :func:`~headrace.parallel._drive.drive`).
+    bounds them (see :func:`~headrace.parallel._drive.drive`); ``taken(count)`` after
+    each task's elements are taken.
     """
     kind = ProcessPool if backend == "process" else ThreadPool
     counters = PoolCounters.of(ctx)
@@ -223,4 +233,5 @@ def run_pool(
         ordered=ordered,
         counters=counters,
         first=ctx.start,
+        taken=taken,
     )
