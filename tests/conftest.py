@@ -15,6 +15,7 @@ is left; the parallel tests use it for every test, others where they start worke
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import sys
@@ -151,8 +152,14 @@ def segments_left() -> Callable[..., dict[str, int]]:
 
 @pytest.fixture
 def nothing_left_running() -> Iterator[None]:
-    """After the test: no headrace thread, child process or shared-memory segment."""
+    """After the test: no headrace thread, child process or shared-memory segment.
+
+    A process-backend stage keeps its workers until its pipeline is dropped: the
+    test's pipelines are gone once it returns, those caught in reference cycles (a
+    traceback's frames) once the garbage is collected.
+    """
     yield
+    gc.collect()
     assert _threads_left() == [], "a test left headrace threads running"
     # Worker processes are children of the test process, so any process left is one
     # that a run started and did not stop (or stopped and did not reap: a zombie).

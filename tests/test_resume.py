@@ -713,7 +713,16 @@ def test_the_grammar_covers_every_source_and_stage() -> None:
     sources = {name for name in hr.__all__ if inspect.isfunction(getattr(hr, name))}
     assert sources | {"global_shuffle"} == set(SOURCE_FUNCTIONS.values())
     assert set(SOURCE_FUNCTIONS) == set(SOURCES)
-    not_stages = {"epochs", "iter", "known_length", "seed", "stages", "with_seed", "with_stages"}
+    not_stages = {
+        "close",
+        "epochs",
+        "iter",
+        "known_length",
+        "seed",
+        "stages",
+        "with_seed",
+        "with_stages",
+    }
     methods = {
         name
         for name in dir(hr.Pipeline)

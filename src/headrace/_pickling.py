@@ -47,7 +47,7 @@ from typing import Any, ClassVar, Final
 
 import cloudpickle
 
-__all__ = ["dumps"]
+__all__ = ["KEPT", "dumps", "loads"]
 
 #: cloudpickle's own reduction of code objects, which :func:`_reduce_code` wraps (None
 #: if a cloudpickle to come reduces them elsewhere: they are then sent as it sends them).
@@ -65,11 +65,36 @@ def dumps(
     obj: object,
     protocol: int = pickle.HIGHEST_PROTOCOL,
     buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None,
+    kept: object = None,
 ) -> bytes:
-    """``cloudpickle.dumps(obj)``, keeping the files of code and classes already whole."""
+    """``cloudpickle.dumps(obj)``, keeping the files of code and classes already whole.
+
+    ``kept``, where ``obj`` holds it, is written as a reference that :func:`loads`
+    resolves to an object the receiver already has (its ``kept``), not by value.
+    """
     buffer = io.BytesIO()
-    _Pickler(buffer, protocol=protocol, buffer_callback=buffer_callback).dump(obj)
+    pickler = _Pickler(buffer, protocol=protocol, buffer_callback=buffer_callback)
+    if kept is not None:
+        pickler.persistent_id = lambda found: KEPT if found is kept else None
+    pickler.dump(obj)
     return buffer.getvalue()
+
+
+#: The reference :func:`dumps` writes for its ``kept`` object.
+KEPT = "headrace.kept"
+
+
+def loads(data: bytes, kept: object) -> Any:
+    """What :func:`dumps` pickled with a ``kept`` object, with ``kept`` for it here."""
+
+    def resolve(reference: Any) -> object:
+        if reference != KEPT:
+            raise pickle.UnpicklingError(f"unknown reference {reference!r}")
+        return kept
+
+    unpickler = pickle.Unpickler(io.BytesIO(data))
+    unpickler.persistent_load = resolve  # type: ignore[method-assign]
+    return unpickler.load()
 
 
 def _reduce_code(code: types.CodeType) -> Any:

@@ -140,6 +140,23 @@ class Pipeline(Plan[T]):
     def __iter__(self) -> Run[T]:
         return self.iter()
 
+    def close(self) -> None:
+        """Stop the worker processes this pipeline's parallel stages keep between runs.
+
+        They would stop anyway when the pipeline is dropped or the program exits; a
+        later run starts new ones. Runs in progress keep theirs until they end.
+
+        >>> import headrace as hr
+        >>> squares = hr.range(4).map(lambda x: x * x, workers=2, backend="process")
+        >>> list(squares), list(squares)  # the second run reuses the workers
+        ([0, 1, 4, 9], [0, 1, 4, 9])
+        >>> squares.close()
+        """
+        for stage in self.stages:
+            close = getattr(stage, "close_workers", None)
+            if close is not None:
+                close()
+
     # -- element-wise ---------------------------------------------------------------
 
     def map(
@@ -151,6 +168,7 @@ class Pipeline(Plan[T]):
         ordered: bool = True,
         buffer_size: int | None = None,
         chunk_size: int | None = None,
+        worker_init: Callable[[], object] | None = None,
         on_error: OnError = "raise",
     ) -> Pipeline[U]:
         """Apply ``fn`` to every element, inline or on a pool of workers.
@@ -163,8 +181,10 @@ class Pipeline(Plan[T]):
                 the GIL (decoding, I/O, numpy). ``"process"``: worker processes, for
                 pure-Python work; ``fn`` may be a lambda or closure (it travels by
                 cloudpickle), elements and results must pickle, and numpy arrays in
-                them travel through shared memory. Workers start with each run and
-                stop when it ends.
+                them travel through shared memory. The worker processes start with the
+                first run and are kept for the next ones (the next epoch starts in
+                milliseconds); they stop when the pipeline is dropped, at exit, or on
+                :meth:`close`.
             ordered: with workers, yield results in input order (default) or, with
                 ``False``, as each is ready.
             buffer_size: with workers, the most elements in flight: taken from the
@@ -177,6 +197,10 @@ class Pipeline(Plan[T]):
                 for a cheap function, so that handing elements over stays under
                 about 5% of the work. Order, ``buffer_size``, error notes (the exact
                 element) and ``random_map``'s draws do not depend on it.
+            worker_init: with workers, a function called with no arguments once in
+                each worker (thread or process) before its first element: imports,
+                loading a model, opening a connection. A kept worker process runs
+                it once for all the runs it serves.
             on_error: what to do when ``fn`` raises on bad data: a
                 :class:`headrace.ParseError` (an image that will not decode raises
                 :class:`headrace.DecodeError`, which is one) or an ``OSError`` (a file
@@ -204,6 +228,8 @@ class Pipeline(Plan[T]):
             workers, ordered, buffer_size, chunk_size, minimum_workers=0
         )
         backend = check_backend(backend)
+        if worker_init is not None and workers == 0:
+            raise ValueError("worker_init needs workers: map(fn, workers=N, worker_init=...)")
         if workers == 0:
             if ErrorPolicy(on_error).mode == "raise":
                 return self._then(Map(fn))
@@ -216,6 +242,7 @@ class Pipeline(Plan[T]):
                 ordered=ordered,
                 buffer_size=buffer_size,
                 chunk_size=chunk_size,
+                worker_init=worker_init,
                 on_error=on_error,
             )
         )
@@ -230,6 +257,7 @@ class Pipeline(Plan[T]):
         ordered: bool = True,
         buffer_size: int | None = None,
         chunk_size: int | None = None,
+        worker_init: Callable[[], object] | None = None,
         on_error: OnError = "raise",
     ) -> Pipeline[U]:
         """Apply a random function ``fn(element, rng)``, the same with any worker count.
@@ -245,8 +273,8 @@ class Pipeline(Plan[T]):
             seed: non-negative int; the stage's draws follow from it. ``None``: the
                 seed :meth:`with_seed` derives for it (a run of a pipeline with no
                 seed then raises ``ValueError``).
-            workers, backend, ordered, buffer_size, chunk_size, on_error: as for
-                :meth:`map`.
+            workers, backend, ordered, buffer_size, chunk_size, worker_init, on_error:
+                as for :meth:`map`.
 
         >>> import headrace as hr
         >>> flips = hr.range(4).random_map(lambda x, rng: -x if rng.random() < 0.5 else x, seed=3)
@@ -262,6 +290,7 @@ class Pipeline(Plan[T]):
                 ordered=ordered,
                 buffer_size=buffer_size,
                 chunk_size=chunk_size,
+                worker_init=worker_init,
                 on_error=on_error,
             )
         )

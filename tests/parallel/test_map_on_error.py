@@ -504,6 +504,8 @@ def test_a_consumer_that_stops_early_leaves_nothing_running(
         assert out == [0, 20]
     assert threads_left() == []
     assert headrace_threads() <= before
+    # Worker processes are kept for the pipeline's next run, until it is closed.
+    pipeline.close()
     assert children_left() == []
     row = policy_row(run)
     assert row["read"] < 10**9  # the workers stopped pulling

@@ -373,10 +373,16 @@ def test_two_runs_at_once_keep_their_own_workers_and_segments(children, segments
 
     first.close()
 
-    # Closing one run removes its own segments only: the other goes on undisturbed.
-    assert len(children()) == 2
-    assert {name[:run_name] for name in segments()} < runs
+    # Closed without an error: its workers finish what they hold and are kept for
+    # the next run. The other run goes on undisturbed.
+    assert len(children()) == 4
     assert [a[0] for a in second] == list(range(3, 20))
+    # One set of workers is kept; the other stopped, with its segments.
+    assert len(children()) == 2
+    assert len({name[:run_name] for name in segments()}) == 1
+    pipeline.close()
+    assert children() == []
+    assert segments() == {}
 
 
 def three_then_fail() -> Iterator[int]:
@@ -566,7 +572,7 @@ def test_a_dead_worker_is_reported_with_the_element_it_died_on():
     assert re.search(r"\belements?\b[^;]*?\b1\b", str(info.value)), str(info.value)
 
 
-# -- every way a run ends stops its workers and removes its segments ---------------------
+# -- every way a run ends leaves its workers idle or stopped; none outlives its pipeline -
 
 
 def running(
@@ -593,26 +599,42 @@ def test_break_then_del_and_gc_stops_the_workers(children, children_left, segmen
     assert segments_left() == {}
 
 
-def test_close_stops_the_workers(children, children_left, segments, segments_left):
-    run = process_map(endless(), sluggish_big, workers=2, ordered=False).iter()
+def test_close_keeps_the_workers_for_the_pipelines_next_run(
+    children, children_left, segments, segments_left
+):
+    pipeline = process_map(endless(), sluggish_big, workers=2, ordered=False)
+    run = pipeline.iter()
     running(run, children, segments)
+
+    def pids() -> list[str]:
+        return [line.split()[0] for line in children()]
+
+    workers = pids()
 
     run.close()
 
     assert run.closed
-    assert children_left() == []
-    assert segments_left() == {}
     run.close()  # idempotent
     assert list(run) == []
+    # The workers finished the calls in hand and wait for the next run, which uses them.
+    assert pids() == workers
+    again = pipeline.iter()
+    running(again, children, segments)
+    assert pids() == workers
+    again.close()
+    pipeline.close()
+    assert children_left() == []
+    assert segments_left() == {}
 
 
-def test_leaving_a_with_block_early_stops_the_workers(
+def test_leaving_a_with_block_early_then_dropping_the_pipeline_stops_the_workers(
     children, children_left, segments, segments_left
 ):
     with process_map(endless(), sluggish_big, workers=2).iter() as run:
         running(run, children, segments)
 
     assert run.closed
+    del run  # the last reference to the pipeline
     assert children_left() == []
     assert segments_left() == {}
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import sys
 import time
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, Final, Protocol
@@ -20,7 +21,7 @@ from typing import Any, Final, Protocol
 from headrace.engine.guard import close_iterator
 from headrace.stats import PoolCounters
 
-__all__ = ["Chunking", "Done", "Failed", "Flat", "WorkerPool", "drive"]
+__all__ = ["Chunking", "Done", "Failed", "Flat", "WorkerPool", "approx_bytes", "drive"]
 
 #: A finished task: the index of its first element, one value per element (a
 #: :class:`Failed` where the call raised), whether any did, the seconds the calls
@@ -58,12 +59,37 @@ RATIO: Final = 20
 #: gets a share at the end of the input; the time the upstream takes to fill a task
 #: too, so that a slow upstream does not hold elements back to fill one.
 MAX_TASK_S: Final = 0.05
-#: At most this many elements in one task, and about this many bytes (as pickled,
-#: on the process backend).
-MAX_CHUNK: Final = 4096
+#: At most this many elements in one task, and about this many bytes (elements or
+#: results, whichever is bigger: as pickled on the process backend, as
+#: :func:`approx_bytes` finds the first of each task on both).
+MAX_CHUNK: Final = 16384
 MAX_CHUNK_BYTES: Final = 4 << 20
 #: Weight of the newest task in the running means.
 _NEW: Final = 0.25
+
+
+def approx_bytes(obj: object) -> int:
+    """About how much memory ``obj`` holds: its own size, an array's data, and the
+    same for the first items of a tuple, list or dict (a record), one level deep.
+
+    >>> import numpy as np
+    >>> approx_bytes(np.zeros(1000)) >= 8000
+    True
+    >>> approx_bytes((np.zeros(1000), 1)) >= 8000
+    True
+    """
+    size = _own_bytes(obj)
+    if isinstance(obj, tuple | list):
+        size += sum(_own_bytes(item) for item in obj[:16])
+    elif isinstance(obj, dict):
+        size += sum(_own_bytes(item) for item in itertools.islice(obj.values(), 16))
+    return size
+
+
+def _own_bytes(obj: object) -> int:
+    nbytes = getattr(obj, "nbytes", None)
+    own = sys.getsizeof(obj, 64)
+    return max(own, nbytes) if type(nbytes) is int else own
 
 
 class Chunking:
@@ -171,6 +197,18 @@ class Chunking:
                 self._listener(limit)
 
 
+def _failing() -> bool:
+    """Whether an exception other than the ``GeneratorExit`` being handled is on its
+    way out (the consumer's loop raised, and a ``with`` block closes the run)."""
+    error = sys.exc_info()[1]
+    error = error.__context__ if isinstance(error, GeneratorExit) else error
+    while error is not None:
+        if not isinstance(error, GeneratorExit | StopIteration):
+            return True
+        error = error.__context__
+    return False
+
+
 class Flat(itertools.chain):  # type: ignore[type-arg]
     """The elements of a generator's lists, one after the other, in C (no Python
     frame per element); closing it closes the generator."""
@@ -197,6 +235,7 @@ def drive(
     counters: PoolCounters,
     first: int = 0,
     taken: Callable[[int], None] | None = None,
+    finish: Callable[[Any], None] | None = None,
 ) -> Flat:
     """Yield the results of the pool ``start()`` makes for the upstream's elements.
 
@@ -206,11 +245,19 @@ def drive(
     position of the first one (a run resumed mid-epoch). An exception the upstream
     raises comes after the results of every element taken before it, as it would
     inline. ``taken(count)`` is called after each task's elements are taken, with
-    the count taken since the start of the epoch.
+    the count taken since the start of the epoch. ``finish(pool)`` ends the pool's
+    part in the run (default: ``pool.close()``).
     """
     return Flat(
         _tasks(
-            upstream, start, chunking, ordered=ordered, counters=counters, first=first, taken=taken
+            upstream,
+            start,
+            chunking,
+            ordered=ordered,
+            counters=counters,
+            first=first,
+            taken=taken,
+            finish=finish,
         )
     )
 
@@ -224,12 +271,14 @@ def _tasks(
     counters: PoolCounters,
     first: int = 0,
     taken: Callable[[int], None] | None = None,
+    finish: Callable[[Any], None] | None = None,
 ) -> Generator[list[Any], None, None]:
     """:func:`drive`'s loop: the results a task at a time, in lists."""
     clock = time.perf_counter
     islice = itertools.islice
     pool: WorkerPool | None = None
     counters.capacity = chunking.limit
+    clean = False  # the run ended without an error: its pool may serve another
     try:
         pool = start()
         done: dict[int, tuple[list[Any], bool]] = {}
@@ -258,6 +307,8 @@ def _tasks(
                 chunking.took(len(items), waited)
                 begin = clock()
                 size = pool.send(count, items)
+                # Pickled bytes miss arrays sent through shared memory: the probe sees them.
+                size = max(size, approx_bytes(items[0]) * len(items))
                 chunking.sent(clock() - begin, size, len(items))
                 tasks.append((count, len(items)))
                 count += len(items)
@@ -268,6 +319,7 @@ def _tasks(
             if not tasks:
                 if broken is not None:
                     raise broken
+                clean = True
                 return
             begin = clock()
             key = tasks[0][0]
@@ -275,6 +327,8 @@ def _tasks(
                 for index, values, failed, busy, cost, size in pool.receive():
                     done[index] = (values, failed)
                     counters.busy_s += busy
+                    if values:
+                        size = max(size, approx_bytes(values[0]) * len(values))
                     chunking.finished(len(values), busy, cost, size)
             counters.wait_workers_s += clock() - begin
             if ordered:
@@ -298,7 +352,14 @@ def _tasks(
             counters.wait_output_s += clock() - begin
             in_flight -= size
             del values
+    except GeneratorExit:
+        # Closed by the consumer: cleanly, unless an exception is on its way out.
+        clean = not _failing()
+        raise
     finally:
         if pool is not None:
-            pool.close()
+            if finish is None or not clean:
+                pool.close()
+            else:
+                finish(pool)
         close_iterator(upstream)

@@ -5,10 +5,14 @@ index of the first and the packed list of them. Its result carries the same inde
 the seconds the calls took, the seconds the worker spent on the task outside the
 calls (unpacking and packing), and the packed pair ``(values, failures)``: one value
 per element, and for each element whose call raised, its offset mapped to the pickled
-exception with its formatted traceback. The first frame a worker sends is ``READY``
-or, when it cannot load the stage's function, ``FAILURE`` with index ``-1``. Either
-side answers a message that came through shared memory with ``FREE`` and the
-segment's name, once it has copied the data out.
+exception with its formatted traceback.
+
+A worker first reads its setup, the stage's ``worker_init`` (pickled, or empty) and
+the run's function, and answers ``READY`` or, when the init or the function fails,
+``FAILURE`` with index ``-1``. A worker kept for the next run of its stage gets that
+run's function in a ``CALL`` frame and answers the same way. Either side answers a
+message that came through shared memory with ``FREE`` and the segment's name, once
+it has copied the data out.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Final
 import numpy as np
 
 __all__ = [
+    "CALL",
     "FAILURE",
     "FREE",
     "INDEX",
@@ -35,6 +40,8 @@ __all__ = [
 ]
 
 TASK: Final = b"T"
+#: Followed by a pickled function: a kept worker serves a new run with it.
+CALL: Final = b"C"
 RESULT: Final = b"R"
 FAILURE: Final = b"E"
 READY: Final = b"Y"

@@ -25,8 +25,9 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-from headrace._pickling import dumps
+from headrace._pickling import dumps, loads
 from headrace.parallel._protocol import (
+    CALL,
     FAILURE,
     FREE,
     INDEX,
@@ -57,15 +58,26 @@ def main(fd: int) -> None:
     try:
         run_prefix, prefix, threshold, path = pickle.loads(conn.recv_bytes())
         sys.path[:] = [entry for entry in path if isinstance(entry, str)]
-        call: Callable[[int, Any], Any] = pickle.loads(conn.recv_bytes())
+        payload = conn.recv_bytes()
     except (EOFError, OSError):
         return
     except BaseException as error:
-        error.add_note("headrace: the worker process could not load the stage's function")
+        error.add_note("headrace: the worker process could not read its setup")
         with contextlib.suppress(OSError):
             conn.send_bytes(FAILURE + TIMED.pack(-1, 0.0) + failure(error))
         return
     threading.Thread(target=_watch, args=(parent, run_prefix), daemon=True).start()
+    try:
+        init, call, fn = pickle.loads(payload)
+    except BaseException as error:
+        _refuse(conn, error, "the worker process could not load the stage's function")
+        return
+    if init is not None:
+        try:
+            init()
+        except BaseException as error:
+            _refuse(conn, error, "the stage's worker_init function failed in the worker")
+            return
     try:
         conn.send_bytes(READY)
     except OSError:
@@ -88,6 +100,14 @@ def main(fd: int) -> None:
             if kind == FREE:
                 arena.free(frame[1:].decode())
                 continue
+            if kind == CALL:  # a new run of a kept worker: its call, around our fn
+                try:
+                    call = loads(frame[1:], kept=fn)
+                except BaseException as error:
+                    _refuse(outbox, error, "the worker process could not load the stage's function")
+                    return
+                outbox.put(READY)
+                continue
             if kind != TASK:
                 return
             (first,) = INDEX.unpack_from(frame, 1)
@@ -97,6 +117,19 @@ def main(fd: int) -> None:
         # thread, and the parent removes any segment left behind.
         outbox.put(None)
         arena.close()
+
+
+def _refuse(
+    out: Connection | queue.SimpleQueue[bytes | None], error: BaseException, note: str
+) -> None:
+    """Answer a run's start with ``error``, noted."""
+    error.add_note(f"headrace: {note}")
+    message = FAILURE + TIMED.pack(-1, 0.0) + failure(error)
+    if isinstance(out, Connection):
+        with contextlib.suppress(OSError):
+            out.send_bytes(message)
+    else:
+        out.put(message)
 
 
 def serve(

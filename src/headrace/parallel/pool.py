@@ -7,25 +7,31 @@ and stop every worker when the run ends, however it ends.
 
 from __future__ import annotations
 
+import functools
+import logging
+import threading
+import weakref
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from headrace._checks import check_callable
 from headrace.engine.readahead import ReadAhead
 from headrace.engine.stage import Length, Stage, StageContext
 from headrace.engine.state import Entry, count_of, counting
-from headrace.errors import describe_callable
-from headrace.parallel._drive import Chunking, drive
+from headrace.errors import WorkerError, describe_callable
+from headrace.parallel._drive import Chunking, WorkerPool, drive
 from headrace.parallel._protocol import Plain
 from headrace.parallel._rejects import Guarded, inline, screen
 from headrace.parallel.processes import TASK_FLOOR_S as PROCESS_FLOOR_S
 from headrace.parallel.processes import ProcessPool
 from headrace.parallel.threads import TASK_FLOOR_S as THREAD_FLOOR_S
-from headrace.parallel.threads import ThreadPool, check_backend, pool_options
+from headrace.parallel.threads import ThreadPool, check_backend, interrupted, pool_options
 from headrace.policy import ErrorPolicy
 from headrace.stats import PoolCounters
 
-__all__ = ["CallStage", "ParallelMap", "run_pool"]
+__all__ = ["CallStage", "ParallelMap", "Warm", "run_pool"]
+
+logger = logging.getLogger("headrace")
 
 
 class CallStage(Stage):
@@ -41,8 +47,10 @@ class CallStage(Stage):
         "_buffer_size",
         "_chunk_size",
         "_fn",
+        "_init",
         "_ordered",
         "_policy",
+        "_warm",
         "_workers",
     )
 
@@ -55,6 +63,7 @@ class CallStage(Stage):
         ordered: bool,
         buffer_size: int | None,
         chunk_size: int | None = None,
+        worker_init: Callable[[], object] | None = None,
         on_error: object,
     ) -> None:
         self._fn = check_callable("fn", fn)
@@ -62,7 +71,25 @@ class CallStage(Stage):
         self._workers, self._ordered, self._buffer_size, self._chunk_size = pool_options(
             workers, ordered, buffer_size, chunk_size, minimum_workers=0
         )
+        self._init = None if worker_init is None else check_callable("worker_init", worker_init)
         self._policy = ErrorPolicy(on_error)
+        self._warm = Warm() if self._workers and self._backend == "process" else None
+
+    # A copy (pickled, or copied for a share) keeps no workers of the original's.
+    def __getstate__(self) -> object:
+        _, slots = cast("tuple[None, dict[str, Any]]", super().__getstate__())
+        return None, {**slots, "_warm": None}
+
+    def __setstate__(self, state: Any) -> None:
+        _, slots = state
+        for name, value in slots.items():
+            object.__setattr__(self, name, value)
+        self._warm = Warm() if self._workers and self._backend == "process" else None
+
+    def close_workers(self) -> None:
+        """Stop the worker processes kept for the next run, if any."""
+        if self._warm is not None:
+            self._warm.close()
 
     def _options(self, *, running: bool) -> str:
         """The ``, key=value`` part of the stage's name; with ``running=False`` only the
@@ -111,6 +138,9 @@ class CallStage(Stage):
                 ctx,
                 ordered=self._ordered,
                 taken=None if ahead is None else ahead.note,
+                init=self._init,
+                warm=self._warm,
+                fn=self._fn,
             )
         if not guarded:
             if ahead is not None:
@@ -182,6 +212,7 @@ class ParallelMap(CallStage):
         ordered: bool = True,
         buffer_size: int | None = None,
         chunk_size: int | None = None,
+        worker_init: Callable[[], object] | None = None,
         on_error: object = "raise",
     ) -> None:
         super().__init__(
@@ -191,6 +222,7 @@ class ParallelMap(CallStage):
             ordered=ordered,
             buffer_size=buffer_size,
             chunk_size=chunk_size,
+            worker_init=worker_init,
             on_error=on_error,
         )
 
@@ -217,21 +249,110 @@ def run_pool(
     *,
     ordered: bool,
     taken: Callable[[int], None] | None = None,
+    init: Callable[[], object] | None = None,
+    warm: Warm | None = None,
+    fn: object = None,
 ) -> Iterator[Any]:
     """Yield ``call(index, element)`` for the upstream's elements, computed by a pool
     of ``workers`` threads or processes, in tasks as ``chunking`` sizes them and
     bounds them (see :func:`~headrace.parallel._drive.drive`); ``taken(count)`` after
-    each task's elements are taken.
+    each task's elements are taken. ``init`` runs once in each worker; worker
+    processes come from ``warm`` and go back there when the run ends with them idle;
+    ``fn``, the user's function inside ``call``, is sent to a process only once.
     """
-    kind = ProcessPool if backend == "process" else ThreadPool
     counters = PoolCounters.of(ctx)
     counters.workers = workers
+    start: Callable[[], WorkerPool]
+    finish: Callable[[Any], None] | None = None
+    if backend == "process" and warm is not None:
+        start = functools.partial(warm.start, call, workers, ctx.label, init, fn)
+        finish = warm.finish
+    elif backend == "process":
+        start = functools.partial(ProcessPool, call, workers, ctx.label, init, fn)
+    else:
+        start = functools.partial(ThreadPool, call, workers, ctx.label, init)
     return drive(
         upstream,
-        lambda: kind(call, workers, ctx.label),
+        start,
         chunking,
         ordered=ordered,
         counters=counters,
         first=ctx.start,
         taken=taken,
+        finish=finish,
     )
+
+
+#: How long a run that ends with tasks in hand waits for them, to keep its workers.
+DRAIN_S = 0.2
+
+
+class Warm:
+    """The worker processes a process-backend stage keeps between its runs.
+
+    A run takes them (sending them its function, which costs a millisecond or so
+    instead of starting interpreters) and gives them back when it ends. A run that
+    ends with tasks still in hand (``break``, an error) lets the workers finish them
+    for up to :data:`DRAIN_S` and drops their results; workers that do not finish by
+    then, or any run ended by Ctrl-C or a dead worker, are stopped as before. Kept
+    workers stop when the stage is dropped (with the last pipeline that holds it), at
+    exit, or on :meth:`close`. Two runs at once each have workers of their own; one
+    set is kept.
+    """
+
+    __slots__ = ("__weakref__", "_held", "_lock")
+
+    def __init__(self) -> None:
+        self._held: list[ProcessPool] = []
+        self._lock = threading.Lock()
+        weakref.finalize(self, _close_all, self._held, self._lock)
+
+    def start(
+        self,
+        call: Callable[[int, Any], Any],
+        workers: int,
+        label: str,
+        init: Callable[[], object] | None,
+        fn: object = None,
+    ) -> ProcessPool:
+        """Workers for a run: the kept ones, or new ones."""
+        with self._lock:
+            pool = self._held.pop() if self._held else None
+        if pool is not None:
+            try:
+                pool.rebind(call, label)
+            except WorkerError as error:  # one died while kept: start afresh
+                logger.debug("%s: a kept worker was gone (%s); starting new ones", label, error)
+                pool.close()
+            except BaseException:
+                pool.close()
+                raise
+            else:
+                return pool
+        return ProcessPool(call, workers, label, init, fn)
+
+    def finish(self, pool: ProcessPool) -> None:
+        """A run is over: keep its workers if they are idle or soon are, else stop them."""
+        if not pool.idle and not pool.closed and not interrupted():
+            try:
+                pool.drain(DRAIN_S)
+            except Exception:  # results that cannot be read: the workers go
+                pool.close()
+        if pool.idle:
+            with self._lock:
+                if not self._held:
+                    self._held.append(pool)
+                    return
+        pool.close()
+
+    def close(self) -> None:
+        """Stop the kept workers; a later run starts new ones."""
+        _close_all(self._held, self._lock)
+
+
+def _close_all(held: list[ProcessPool], lock: threading.Lock) -> None:
+    with lock:
+        pools = list(held)
+        held.clear()
+    for pool in pools:
+        pool.close()

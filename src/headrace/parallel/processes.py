@@ -3,8 +3,10 @@
 Workers are fresh interpreters (``sys.executable -c ...``), never a ``fork`` of a
 parent that may be running threads, and they do not import the parent's ``__main__``:
 scripts need no ``if __name__ == "__main__"`` guard. They start on a run's first
-``next()``, serve every element of that run, and are stopped when the run ends,
-however it ends. ``fn`` travels to them with cloudpickle, so lambdas and closures
+``next()`` and serve every element of that run. A run that ends cleanly hands them
+back to its stage, which keeps them for its next run (``Warm`` in
+:mod:`headrace.parallel.pool`); a run that ends with an error or Ctrl-C stops them.
+``fn`` travels to them with cloudpickle, once per worker, so lambdas and closures
 work; elements and results travel the same way, with numpy array data in shared
 memory (see :mod:`headrace.parallel._transport`).
 
@@ -38,6 +40,7 @@ from headrace.errors import WorkerError, annotate
 from headrace.parallel import _stop
 from headrace.parallel._drive import Done, Failed
 from headrace.parallel._protocol import (
+    CALL,
     FAILURE,
     FREE,
     INDEX,
@@ -106,8 +109,14 @@ def _threshold() -> int | None:
 class ProcessPool:
     """The worker processes of one run, and the pipes to them."""
 
-    def __init__(self, call: Callable[[int, Any], Any], workers: int, label: str) -> None:
-        from headrace import _pickling
+    def __init__(
+        self,
+        call: Callable[[int, Any], Any],
+        workers: int,
+        label: str,
+        init: Callable[[], object] | None = None,
+        fn: object = None,
+    ) -> None:
         from headrace.parallel import _transport
 
         self.transport = _transport
@@ -122,14 +131,12 @@ class ProcessPool:
         self.closed = False
         #: Set when the thread this pool is driven from (a prefetch thread) must stop.
         self.stop = _stop.current()
-        try:
-            payload = _pickling.dumps(call, protocol=5)
-        except Exception as error:
-            error.add_note(
-                f"headrace: {label} could not send its function to worker processes; "
-                "the process backend needs a function cloudpickle can pickle"
-            )
-            raise
+        #: The user's function inside ``call``: a later run's function refers to the
+        #: worker's copy of it (see :meth:`rebind`).
+        self.fn = fn
+        # In one pickle: functions sent by value share their module's globals there,
+        # so what worker_init sets, fn sees.
+        payload = self._payload((init, call, fn))
         try:
             # All interpreters start at once; each reads its setup once it is up.
             for _ in range(workers):
@@ -146,6 +153,63 @@ class ProcessPool:
         except BaseException:
             self.close()
             raise
+
+    def _payload(self, functions: object, kept: object = None) -> bytes:
+        from headrace import _pickling
+
+        try:
+            return _pickling.dumps(functions, protocol=5, kept=kept)
+        except Exception as error:
+            error.add_note(
+                f"headrace: {self.label} could not send its function to worker processes; "
+                "the process backend needs functions that cloudpickle can pickle"
+            )
+            raise
+
+    @property
+    def idle(self) -> bool:
+        """Whether every worker is alive (as far as is known) and has nothing in hand:
+        the pool can serve another run."""
+        return not self.closed and not any(self.owned)
+
+    def drain(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the workers to finish the tasks in hand, and drop
+        their results; whether they all did (then the pool is idle)."""
+        deadline = time.monotonic() + seconds
+        numbers = {id(conn): n for n, conn in enumerate(self.conns)}
+        while any(self.owned):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.closed:
+                return False
+            for conn in wait(self.conns, left):
+                assert isinstance(conn, Connection)
+                number = numbers[id(conn)]
+                try:
+                    frame = conn.recv_bytes()
+                except (EOFError, OSError):
+                    return False
+                if frame[:1] == FREE:
+                    self.arena.free(frame[1:].decode())
+                else:
+                    self._result(number, frame)
+        return True
+
+    def rebind(self, call: Callable[[int, Any], Any], label: str) -> None:
+        """Serve a new run, with its function, on these workers (kept from an earlier run).
+
+        The user's function is not sent again: the run's call refers to the worker's
+        copy, the one whose globals ``worker_init`` set up.
+        """
+        self.label = label
+        self.stop = _stop.current()
+        payload = CALL + self._payload(call, kept=self.fn)
+        for number, conn in enumerate(self.conns):
+            try:
+                conn.send_bytes(payload)
+            except OSError:
+                raise self._died(number, starting=True) from None
+        for number in range(len(self.conns)):
+            self._handshake(number)
 
     def _start(self) -> None:
         executable = _python()
@@ -179,10 +243,14 @@ class ProcessPool:
         self.owned.append({})
 
     def _handshake(self, number: int) -> None:
-        try:
-            frame = self.conns[number].recv_bytes()
-        except (EOFError, OSError):
-            raise self._died(number, starting=True) from None
+        while True:
+            try:
+                frame = self.conns[number].recv_bytes()
+            except (EOFError, OSError):
+                raise self._died(number, starting=True) from None
+            if frame[:1] != FREE:
+                break
+            self.arena.free(frame[1:].decode())
         if frame[:1] == FAILURE:
             raise self._rebuild(frame[1 + TIMED.size :], -1)
         if frame[:1] != READY:

@@ -50,6 +50,7 @@ class RandomMap(CallStage):
         ordered: bool = True,
         buffer_size: int | None = None,
         chunk_size: int | None = None,
+        worker_init: Callable[[], object] | None = None,
         on_error: object = "raise",
     ) -> None:
         super().__init__(
@@ -59,6 +60,7 @@ class RandomMap(CallStage):
             ordered=ordered,
             buffer_size=buffer_size,
             chunk_size=chunk_size,
+            worker_init=worker_init,
             on_error=on_error,
         )
         self._seed = None if seed is None else check_int("seed", seed, minimum=0)

@@ -29,7 +29,15 @@ from headrace.errors import annotate
 from headrace.parallel._drive import Done, Failed
 from headrace.parallel._protocol import call_many
 
-__all__ = ["BACKENDS", "TASK_FLOOR_S", "ThreadPool", "check_backend", "pool_options", "spans"]
+__all__ = [
+    "BACKENDS",
+    "TASK_FLOOR_S",
+    "ThreadPool",
+    "check_backend",
+    "interrupted",
+    "pool_options",
+    "spans",
+]
 
 #: The ``backend=`` values of parallel stages.
 BACKENDS: Final = ("thread", "process")
@@ -84,9 +92,18 @@ def check_backend(backend: object) -> str:
 class ThreadPool:
     """Calls on a pool of threads, as :func:`~headrace.parallel._drive.drive` uses them."""
 
-    def __init__(self, call: Callable[[int, Any], Any], workers: int, label: str) -> None:
+    def __init__(
+        self,
+        call: Callable[[int, Any], Any],
+        workers: int,
+        label: str,
+        init: Callable[[], object] | None = None,
+    ) -> None:
         self._call = call
         self._label = label
+        self._init = init
+        #: What each thread's ``init`` did: ``None``, or the exception it raised.
+        self._started: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
         self._tasks: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         #: Tasks not yet received: their first element's index and element count.
         self._pending: dict[Future[_Outcome], tuple[int, int]] = {}
@@ -97,8 +114,22 @@ class ThreadPool:
         ]
         for thread in self._threads:
             thread.start()
+        if init is not None:
+            errors = [self._started.get() for _ in self._threads]
+            failed = next((error for error in errors if error is not None), None)
+            if failed is not None:
+                self.close()
+                failed.add_note(f"headrace: {label}: its worker_init function failed in a thread")
+                raise failed
 
     def _work(self) -> None:
+        if self._init is not None:
+            try:
+                self._init()
+            except BaseException as error:
+                self._started.put(error)
+                return
+            self._started.put(None)
         while True:
             task = self._tasks.get()
             if task is None:
@@ -138,7 +169,7 @@ class ThreadPool:
             future.cancel()
         for _ in self._threads:
             self._tasks.put(None)
-        if _interrupted() or sys.is_finalizing():
+        if interrupted() or sys.is_finalizing():
             running = sorted(task for future, task in self._pending.items() if future.running())
             if running:
                 logger.warning(
@@ -163,7 +194,7 @@ def spans(tasks: list[tuple[int, int]], most: int = 10) -> str:
     return ", ".join(shown) + (", ..." if len(tasks) > most else "")
 
 
-def _interrupted() -> bool:
+def interrupted() -> bool:
     """Whether the run is closing because of Ctrl-C: a ``KeyboardInterrupt`` being
     handled, or behind the ``GeneratorExit`` that closes a stage suspended when the
     interrupt came (a ``with`` block around the run, say)."""
