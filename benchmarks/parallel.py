@@ -16,7 +16,8 @@ processes took while it was timed ("others"), read from ``/proc/stat``.
    peak memory can be measured for its whole process tree.
 4. transport: a 224x224x3 float32 array per element back from a process worker,
    through shared memory and, with ``HEADRACE_SHARED_MEMORY=0``, pickled through the
-   pipe; a run returning ``0`` is subtracted to leave the transport alone.
+   pipe; a run that makes the same arrays and returns ``0`` is subtracted to leave
+   the transport alone.
 5. cheap: ``x * 2`` on 2M ints, then ``batch(256)``, with ``workers=2`` on each
    backend against inline: what automatic task batching leaves of the transport;
    and the time to the first batch of a process map's first run and of its next run
@@ -83,9 +84,18 @@ def _machine_cpu() -> tuple[float, float]:
 
 
 def _own_cpu() -> float:
-    """CPU seconds of this process and of its reaped descendants (workers, children)."""
+    """CPU seconds of this process and of its descendants, reaped (finished workers and
+    children) or alive (worker processes kept between runs)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
+    alive = 0
+    for pid in _tree(os.getpid())[1:]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile: counted with the reaped ones
+            continue
+        alive += int(fields[11]) + int(fields[12])  # utime, stime in ticks
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    return time.process_time() + children.ru_utime + children.ru_stime + alive / tick
 
 
 class OtherLoad:
@@ -490,13 +500,17 @@ def bench_loader(folder: Path, count: int, quick: bool) -> None:
 
 
 class Constant:
-    """Returns the same value for every element: the work is only the transport."""
+    """Returns a fresh copy of one array for every element, or, with ``send=False``,
+    makes the copy and returns 0: the difference is the transport alone. (The same
+    object twice in one task would be pickled once.)"""
 
-    def __init__(self, value: object) -> None:
+    def __init__(self, value: np.ndarray, *, send: bool = True) -> None:
         self.value = value
+        self.send = send
 
     def __call__(self, _: object) -> Any:
-        return self.value
+        fresh = self.value.copy()
+        return fresh if self.send else 0
 
 
 @contextlib.contextmanager
@@ -520,8 +534,13 @@ def shared_memory(on: bool) -> Iterator[None]:
 def bench_transport(quick: bool) -> None:
     n, repeats = (500, 3) if quick else (4000, 5)
     array = np.random.default_rng(0).random((*SIZE, 3), dtype=np.float32)
-    tiny = hr.range(n).map(Constant(0), workers=1, backend="process")
-    big = hr.range(n).map(Constant(array), workers=1, backend="process")
+    tiny = hr.range(n).map(Constant(array, send=False), workers=1, backend="process")
+    # One pipeline per setting: a pipeline keeps the workers of its first run, which
+    # read the setting when they start.
+    big = {
+        shared: hr.range(n).map(Constant(array), workers=1, backend="process")
+        for shared in (True, False)
+    }
 
     def run(pipeline: hr.Pipeline[Any], shared: bool) -> Callable[[], object]:
         def go() -> object:
@@ -532,12 +551,12 @@ def bench_transport(quick: bool) -> None:
 
     for shared in (True, False):
         with shared_memory(shared):
-            if not all(np.array_equal(a, array) for a in big.take(2)):
+            if not all(np.array_equal(a, array) for a in big[shared]):
                 raise SystemExit("an array came back changed")
     variants = {
         "tiny result": run(tiny, True),
-        "array, shared memory": run(big, True),
-        "array, pickled through the pipe": run(big, False),
+        "array, shared memory": run(big[True], True),
+        "array, pickled through the pipe": run(big[False], False),
     }
     wall: dict[str, list[float]] = {name: [] for name in variants}
     cpu: dict[str, list[float]] = {name: [] for name in variants}
@@ -552,8 +571,9 @@ def bench_transport(quick: bool) -> None:
     mib = array.nbytes / 2**20
     print(
         f"\n4. transport: {n} results of a {SIZE[0]}x{SIZE[1]}x3 float32 array "
-        f"({array.nbytes / 1024:.0f} KiB) from 1 process worker, median of {repeats}; "
-        f"costs above the run returning 0; CPU of the consumer and the worker together"
+        f"({array.nbytes / 1024:.0f} KiB, a fresh copy each) from 1 process worker, median "
+        f"of {repeats}; costs above the run that makes the copies and returns 0; CPU of "
+        "the consumer and the worker together"
     )
     print(
         f"   {'':<32} {'wall':>8} {'per element':>12} {'per MiB':>9} {'CPU':>8} "

@@ -61,9 +61,12 @@ RATIO: Final = 20
 MAX_TASK_S: Final = 0.05
 #: At most this many elements in one task, and about this many bytes (elements or
 #: results, whichever is bigger: as pickled on the process backend, as
-#: :func:`approx_bytes` finds the first of each task on both).
+#: :func:`approx_bytes` finds the first of each task on both). Grouping pays for
+#: small elements, whose cost is per task (a write, a wake-up, a pickle frame); a big
+#: element's cost is in its bytes, which a group does not share, and holding several
+#: at once only costs memory: elements of 128 KiB and more go one a task.
 MAX_CHUNK: Final = 16384
-MAX_CHUNK_BYTES: Final = 4 << 20
+MAX_CHUNK_BYTES: Final = 256 << 10
 #: Weight of the newest task in the running means.
 _NEW: Final = 0.25
 
