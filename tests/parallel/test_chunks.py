@@ -125,6 +125,23 @@ def test_a_cheap_function_gets_tasks_of_many_elements_and_a_slow_one_of_one(back
         assert run.stats()[1]["chunk"] == 1
 
 
+def big_array(x: int) -> np.ndarray:
+    return np.full(40_000, x, dtype=np.float32)  # 160 KB, made in microseconds
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_big_elements_go_one_a_task_however_cheap_their_work(backend):
+    pipeline = hr.range(300).map(big_array, workers=2, backend=backend)
+    with pipeline.iter(stats=True) as run:
+        assert [int(a[0]) for a in run] == list(range(300))
+        assert run.stats()[1]["chunk"] == 1
+    with (
+        hr.range(300).map(big_array).map(np.sum, workers=2, backend=backend).iter(stats=True) as run
+    ):  # big elements in, small results out
+        assert len(list(run)) == 300
+        assert run.stats()[2]["chunk"] == 1
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("ordered", [True, False])
 def test_a_given_buffer_size_bounds_elements_in_flight_whatever_the_chunk(backend, ordered):

@@ -61,12 +61,15 @@ RATIO: Final = 20
 MAX_TASK_S: Final = 0.05
 #: At most this many elements in one task, and about this many bytes (elements or
 #: results, whichever is bigger: as pickled on the process backend, as
-#: :func:`approx_bytes` finds the first of each task on both). Grouping pays for
-#: small elements, whose cost is per task (a write, a wake-up, a pickle frame); a big
-#: element's cost is in its bytes, which a group does not share, and holding several
-#: at once only costs memory: elements of 128 KiB and more go one a task.
+#: :func:`approx_bytes` finds the first of each task on both).
 MAX_CHUNK: Final = 16384
-MAX_CHUNK_BYTES: Final = 256 << 10
+MAX_CHUNK_BYTES: Final = 4 << 20
+#: Elements (or results) this big go one a task. Grouping pays for small elements,
+#: whose cost is per task (a write, a wake-up, a pickle frame); a big element's cost
+#: is in its bytes, which a group does not share, and holding several at once only
+#: costs memory (and, for arrays, made a worker's allocator give back and fault in
+#: its pages again: 373 us an element in tasks of 6 against 98 us one at a time).
+BIG_ELEMENT: Final = 64 << 10
 #: Weight of the newest task in the running means.
 _NEW: Final = 0.25
 
@@ -187,6 +190,8 @@ class Chunking:
         assert self._work is not None
         work = max(self._work, 1e-9)
         wanted = int(RATIO * (self._floor + self._hand + self._collect) / work)
+        if self._bytes >= BIG_ELEMENT:
+            return 1
         steady = MAX_TASK_S / max(work, self._input, 1e-9)
         heavy = MAX_CHUNK_BYTES / self._bytes if self._bytes else MAX_CHUNK
         return max(1, min(wanted, int(steady), int(heavy), self._cap))
