@@ -246,6 +246,49 @@ def test_a_prefetch_is_never_blamed_for_what_it_waits_for() -> None:
     assert (verdict["limit"], verdict["name"]) == ("stage", "map(_sleepy)")
 
 
+def test_a_cheap_stage_is_told_to_batch_first_not_to_take_workers() -> None:
+    summary = {"wall_s": 2.0, "samples": 400, "consumer_share": 0.05, "waiting_share": 0.95}
+    cheap = {"stage": 1, "name": "map(tidy)", "items_in": 10**6, "items_out": 10**6}
+    verdict = diagnose([{**cheap, "seconds": 1.5, "share": 0.75}], summary)
+    assert verdict["stage"] == 1
+    assert "1.5 us an element" in verdict["hint"]
+    assert "batch first" in verdict["hint"]
+    assert "give it workers" not in verdict["hint"]
+    heavy = {**cheap, "items_in": 1000, "items_out": 1000, "seconds": 1.5, "share": 0.75}
+    assert "give it workers" in diagnose([heavy], summary)["hint"]
+
+
+def test_a_pool_whose_transport_outweighs_its_work_is_told_so() -> None:
+    summary = {"wall_s": 2.0, "samples": 400, "consumer_share": 0.05, "waiting_share": 0.95}
+    pool = {
+        "stage": 1,
+        "name": "map(tidy, workers=4, backend='process')",
+        "items_in": 10**6,
+        "items_out": 10**6,
+        "seconds": 0.0,
+        "share": 0.0,
+        "workers": 4,
+        "utilization": 0.6,
+        "chunk": 2000.0,
+    }
+    busy = diagnose([{**pool, "busy_s": 0.5, "transport_s": 2.0}], summary)
+    assert "0.5 us an element" in busy["hint"]
+    assert "2 us" in busy["hint"]
+    assert "workers cannot pay" in busy["hint"]
+    assert "raise workers" not in busy["hint"]
+    worth = diagnose([{**pool, "busy_s": 40.0, "transport_s": 2.0}], summary)
+    assert "raise workers" in worth["hint"]
+
+
+def test_a_parallel_stage_reports_what_moving_its_elements_cost() -> None:
+    for backend in ("thread", "process"):
+        with hr.range(20_000).map(_quick, workers=2, backend=backend).iter() as run:
+            list(run)
+            row = run.stats()[1]
+        assert row["transport_s"] > 0
+        assert row["chunk"] > 1
+
+
 def test_a_short_run_is_too_short_to_tell() -> None:
     row = {"stage": 0, "name": "range(0, 3)", "share": 0.9}
     summary = {"wall_s": 0.001, "samples": 0, "consumer_share": 0.0, "waiting_share": 1.0}

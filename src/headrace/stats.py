@@ -54,6 +54,10 @@ SAMPLE_EVERY_S = 0.005
 IDLE_EVERY_S = 0.04
 #: A run shorter than this is too short to name its slowest stage.
 SHORTEST_S = 0.05
+#: Below this much work an element, a stage is not worth workers: on the process
+#: backend, records of 2 us of work ran no faster on 2 workers than inline (see
+#: BENCHMARKS.md, the log pipeline); the bottleneck report suggests batching first.
+CHEAP_S = 10e-6
 
 _SAMPLERS = itertools.count()
 
@@ -85,6 +89,10 @@ class PoolCounters:
     capacity: int = 0
     #: Tasks handed to the workers (a task carries one element or a run of them).
     tasks: int = 0
+    #: Seconds spent moving elements to the workers and results back, besides the
+    #: calls: handing tasks over and collecting them on the consumer's thread, and a
+    #: worker process's unpacking and packing.
+    transport_s: float = 0.0
     #: Sum, over the elements handed out, of how many others were in flight or ready
     #: then: divided by ``items``, the mean occupancy of the stage's queue.
     occupancy_sum: float = 0.0
@@ -349,6 +357,7 @@ class StageStats:
                 )
                 if pool.tasks:
                     row["chunk"] = pool.items / pool.tasks
+                    row["transport_s"] = pool.transport_s
             if record.tally is not None:
                 row.update(record.tally.as_dict())
                 row["dropped"] = row.get("rejected", 0)
@@ -582,6 +591,10 @@ def _stage_of(
     return None
 
 
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:.2g} us" if seconds < 1e-3 else f"{seconds * 1e3:.3g} ms"
+
+
 def diagnose(rows: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, Any]:
     """Name what limits a run's throughput, with a hint: a stage, the consumer (the
     training loop), or nothing clear (too few samples).
@@ -616,14 +629,33 @@ def diagnose(rows: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, A
             )
             if not row["name"].startswith("random_map") and "process" not in row["name"]:
                 hint += ", or use backend='process' if its function holds the GIL"
+            count = max(row["items_in"], 1)
+            work, moving = row["busy_s"] / count, row.get("transport_s", 0.0) / count
+            if moving > work:
+                hint = (
+                    f"stage {row['stage']} {row['name']!r} is the bottleneck: its function "
+                    f"takes {_us(work)} an element and moving an element to a worker and "
+                    f"back {_us(moving)}, so workers cannot pay: give each call more work "
+                    "(batch first and map a function over batches), or run it inline"
+                )
             scored.append((busy, row, hint))
         elif summary.get("wall_s", 0.0) >= SHORTEST_S:  # a shorter run tells nothing
             share = row["share"]
+            each = row["seconds"] / max(row["items_in"], row["items_out"], 1)
+            if each >= CHEAP_S or row["stage"] == 0:
+                advice = (
+                    "give it workers (map(fn, workers=N)), or move its work into a parallel map"
+                )
+            else:
+                advice = (
+                    f"it takes {_us(each)} an element, too little for workers to pay back "
+                    "moving elements to them: batch first and map a function over batches, "
+                    "or make the work cheaper"
+                )
             hint = (
                 f"stage {row['stage']} {row['name']!r} is the bottleneck: it takes "
                 f"{share:.0%} of the time on one thread while the consumer waits "
-                f"{waiting:.0%}: give it workers (map(fn, workers=N)), or move its work "
-                "into a parallel map"
+                f"{waiting:.0%}: {advice}"
             )
             scored.append((share, row, hint))
     if not scored:

@@ -317,7 +317,9 @@ def _tasks(
                 size = pool.send(count, items)
                 # Pickled bytes miss arrays sent through shared memory: the probe sees them.
                 size = max(size, approx_bytes(items[0]) * len(items))
-                chunking.sent(clock() - begin, size, len(items))
+                handed = clock() - begin
+                counters.transport_s += handed
+                chunking.sent(handed, size, len(items))
                 tasks.append((count, len(items)))
                 count += len(items)
                 in_flight += len(items)
@@ -335,6 +337,7 @@ def _tasks(
                 for index, values, failed, busy, cost, size in pool.receive():
                     done[index] = (values, failed)
                     counters.busy_s += busy
+                    counters.transport_s += cost
                     if values:
                         size = max(size, approx_bytes(values[0]) * len(values))
                     chunking.finished(len(values), busy, cost, size)
