@@ -57,6 +57,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import headrace as hr
+from _machine import live_descendants_cpu
 
 SECTIONS = ("cpu", "decode", "loader", "transport", "cheap", "logs")
 SIZE = (224, 224)
@@ -87,15 +88,7 @@ def _own_cpu() -> float:
     """CPU seconds of this process and of its descendants, reaped (finished workers and
     children) or alive (worker processes kept between runs)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    alive = 0
-    for pid in _tree(os.getpid())[1:]:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile: counted with the reaped ones
-            continue
-        alive += int(fields[11]) + int(fields[12])  # utime, stime in ticks
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    return time.process_time() + children.ru_utime + children.ru_stime + alive / tick
+    return time.process_time() + children.ru_utime + children.ru_stime + live_descendants_cpu()
 
 
 class OtherLoad:

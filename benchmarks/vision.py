@@ -23,15 +23,33 @@ reported; the targets are judged on the medians):
   ``.random_map(flip_normalize, seed=0, workers=W)`` and ``.batch(32)``.
 
 W is 0 (inline, one thread), 2 on the thread backend, and 2 on the process backend
-for the fused form. Before timing, every headrace variant's batches are checked
-against the hand-written loop's: the same shapes, dtypes and labels, and, with flips
+for the fused form. With ``--peers``, two more contenders do the same work, timed in
+the same interleaved rounds:
+
+- torch: a map-style ``Dataset`` whose ``__getitem__`` is the hand-written loop's
+  per-image work, read by ``DataLoader(num_workers=2, batch_size=32,
+  persistent_workers=True)`` (its workers kept across epochs, as headrace keeps its
+  own), started, and warmed by one epoch, before TensorFlow is imported (the
+  workers are forks);
+- tf.data with TensorFlow's own ops: ``read_file``, ``decode_jpeg``, ``resize``
+  (bilinear), ``random_flip_left_right`` and the normalization, in
+  ``map(num_parallel_calls=2)``, then ``batch(32)``; the batches stay tensors.
+
+Their images differ from the hand-written loop's in the last bits (another decoder
+and resize), so only the counts are checked.
+
+Before timing, every headrace variant's batches are checked against the hand-written
+loop's: the same shapes, dtypes and labels, and, with flips
 turned off, the same arrays. Each row says what share of the machine other processes
 took while it was timed: on a busy machine the ratios are not to be trusted.
 
 Targets: the inline fused form at least 0.90x the hand-written loop, and the fused
-form with 2 thread workers at least 1.6x (on 2 cores).
+form with 2 thread workers at least 1.6x (on 2 cores); with ``--peers``, the fused
+form with 2 workers at least 1.0x torch's DataLoader and 0.9x tf.data, on each
+backend.
 
     .venv/bin/python benchmarks/vision.py [--images 400] [--repeats 5] [--folder DIR]
+        [--peers]   (torch and tensorflow installed, as the test extra installs them)
 """
 
 from __future__ import annotations
@@ -51,7 +69,7 @@ from PIL import Image, ImageDraw
 
 import headrace as hr
 import headrace.vision as hv
-from _machine import machine_busy
+from _machine import live_descendants_cpu, machine_busy
 
 SIZE = (224, 224)  # (height, width)
 BATCH = 32
@@ -184,15 +202,80 @@ def two_stage(root: Path, workers: int, p: float = 0.5) -> hr.Pipeline[Any]:
     )
 
 
+# -- the peers: torch's DataLoader and tf.data ------------------------------------------
+
+
+def listing(root: Path) -> list[tuple[str, int]]:
+    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    return [
+        (os.path.join(root, name, file), label)
+        for label, name in enumerate(classes)
+        for file in sorted(os.listdir(os.path.join(root, name)))
+        if file.lower().endswith((".jpg", ".jpeg"))
+    ]
+
+
+class Images:
+    """The map-style dataset a DataLoader reads: the hand-written loop's work on the
+    i-th file, its flip drawn from a generator of the worker's own."""
+
+    def __init__(self, files: list[tuple[str, int]]) -> None:
+        self.files = files
+        self.rng = np.random.default_rng()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        path, label = self.files[index]
+        with Image.open(path) as image:
+            image.draft("RGB", (SIZE[1], SIZE[0]))
+            rgb = image if image.mode == "RGB" else image.convert("RGB")
+            array = np.array(rgb.resize((SIZE[1], SIZE[0]), Image.Resampling.BILINEAR))
+        if self.rng.random() < 0.5:
+            array = array[:, ::-1]
+        out = np.subtract(array, MEAN32, dtype=np.float32)
+        out *= INV_STD32
+        return out, label
+
+
+def torch_loader(root: Path) -> Any:
+    from torch.utils.data import DataLoader
+
+    return DataLoader(
+        Images(listing(root)), batch_size=BATCH, num_workers=2, persistent_workers=True
+    )
+
+
+def tf_dataset(root: Path) -> Any:
+    import tensorflow as tf
+
+    files = listing(root)
+    paths = tf.constant([path for path, _ in files])
+    labels = tf.constant([label for _, label in files])
+    mean = tf.constant(MEAN, tf.float32)
+    inverse = tf.constant(1.0, tf.float32) / tf.constant(STD, tf.float32)
+
+    def load(path: Any, label: Any) -> Any:
+        image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+        image = tf.image.resize(image, SIZE)  # bilinear, float32
+        image = tf.image.random_flip_left_right(image)
+        return (image - mean) * inverse, label
+
+    files_dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    return files_dataset.map(load, num_parallel_calls=2).batch(BATCH)
+
+
 # -- measuring ------------------------------------------------------------------------
 
 
 def own_cpu() -> float:
-    """CPU seconds of this process and of its reaped children (process workers)."""
+    """CPU seconds of this process and of its children, reaped or alive (process
+    workers, kept between runs; a DataLoader's persistent workers)."""
     import resource
 
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
+    return time.process_time() + children.ru_utime + children.ru_stime + live_descendants_cpu()
 
 
 def drain(batches: Iterator[Batch] | hr.Pipeline[Any]) -> int:
@@ -235,15 +318,16 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--folder", type=Path, help="made if empty, reused otherwise")
+    parser.add_argument("--peers", action="store_true", help="also torch's DataLoader and tf.data")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         root = args.folder or Path(scratch)
         if not any(root.glob("*/*.jpg")):
             make_folder(root, args.images)
-        run(root, args.repeats)
+        run(root, args.repeats, peers=args.peers)
 
 
-def run(root: Path, repeats: int) -> None:
+def run(root: Path, repeats: int, *, peers: bool = False) -> None:
     count = sum(1 for _ in root.glob("*/*.jpg"))
     # Builders take the flip probability, so that check() can turn the flips off.
     builders: dict[str, Callable[[float], Any]] = {
@@ -267,6 +351,17 @@ def run(root: Path, repeats: int) -> None:
         BASELINE: lambda: drain(handwritten(root)),
         **{f"headrace {name}": partial(drain, pipeline) for name, pipeline in pipelines.items()},
     }
+    if peers:
+        loader = torch_loader(root)
+        if drain(loader) != count:  # forks the workers before TensorFlow starts threads
+            raise SystemExit("torch DataLoader: a wrong image count")
+        dataset = tf_dataset(root)
+        if drain(dataset) != count:
+            raise SystemExit("tf.data: a wrong image count")
+        variants["torch DataLoader, 2 workers"] = partial(drain, loader)
+        variants["tf.data, native ops, 2 parallel calls"] = partial(drain, dataset)
+        for pipeline in pipelines.values():
+            drain(pipeline)  # kept process workers started, as the peers' are
     times: dict[str, list[float]] = {name: [] for name in variants}
     cpu: dict[str, list[float]] = {name: [] for name in variants}
     others: dict[str, list[float]] = {name: [] for name in variants}
@@ -308,6 +403,17 @@ def run(root: Path, repeats: int) -> None:
             f"{label} {ratio:.2f}x median, {ratio_best:.2f}x best "
             f"(target >= {target:.2f}: {'met' if ratio >= target else 'missed'})"
         )
+    if peers:
+        for peer, target in (
+            ("torch DataLoader, 2 workers", 1.0),
+            ("tf.data, native ops, 2 parallel calls", 0.9),
+        ):
+            for name in ("headrace fused, 2 threads", "headrace fused, 2 processes"):
+                ratio = median[peer] / median[name]
+                print(
+                    f"{name} vs {peer}: {ratio:.2f}x "
+                    f"(target >= {target:.2f}: {'met' if ratio >= target else 'missed'})"
+                )
 
 
 if __name__ == "__main__":
