@@ -229,7 +229,7 @@ class Pipeline(Plan[T]):
         )
         backend = check_backend(backend)
         if worker_init is not None and workers == 0:
-            raise ValueError("worker_init needs workers: map(fn, workers=N, worker_init=...)")
+            raise ValueError("worker_init needs workers: pass workers=N as well")
         if workers == 0:
             if ErrorPolicy(on_error).mode == "raise":
                 return self._then(Map(fn))

@@ -282,3 +282,43 @@ def test_a_run_with_large_tasks_resumes_exactly(tmp_path: Path, backend: str):
         assert run.stats()[1]["chunk"] > 50
     assert taken == whole[:25_000]
     assert list(pipeline().iter(state=state)) == whole[25_000:]
+
+
+# -- what the review found --------------------------------------------------------------
+
+
+def stops_at_three(x: int) -> int:
+    if x == 3:
+        raise StopIteration  # map would take it for the end of its input
+    return x
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_function_raising_stop_iteration_is_an_error_of_its_element(backend):
+    pipeline = hr.range(12).map(stops_at_three, workers=2, backend=backend, chunk_size=6)
+    seen: list[int] = []
+    with pytest.raises(RuntimeError, match="raised StopIteration") as info:
+        seen.extend(pipeline)
+    assert seen == [0, 1, 2]
+    assert re.search(r"on its input element 3 \(0-based\)", stage_notes(info.value)[0])
+
+
+def _rebuilt_only_in(parent: int) -> Any:
+    if os.getpid() != parent:
+        raise ValueError("this element cannot be rebuilt in a worker")
+    return Unrebuildable()
+
+
+class Unrebuildable:
+    def __reduce__(self) -> Any:
+        return _rebuilt_only_in, (os.getpid(),)
+
+
+def test_an_element_a_worker_cannot_rebuild_is_named_with_its_task():
+    items = [0, 1, 2, 3, 4, 5, Unrebuildable(), 7]
+    pipeline = hr.from_iterable(items).map(repr, workers=1, backend="process", chunk_size=4)
+    seen: list[str] = []
+    with pytest.raises(ValueError, match="cannot be rebuilt in a worker") as info:
+        seen.extend(pipeline)
+    assert seen == [repr(x) for x in range(4)]
+    assert any("input elements 4-7 (0-based)" in note for note in info.value.__notes__)

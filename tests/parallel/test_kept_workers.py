@@ -193,3 +193,39 @@ def test_kept_workers_stop_when_the_program_exits(tmp_path: Path):
         time.sleep(0.02)
     assert alive == [], "workers outlived the program"
     assert done.stderr == ""
+
+
+def test_random_map_worker_init_needs_workers_too():
+    with pytest.raises(ValueError, match="worker_init needs workers"):
+        hr.range(3).random_map(lambda x, rng: x, seed=1, worker_init=setup)
+
+
+def test_closing_the_pipeline_during_a_run_stops_that_runs_workers_when_it_ends(
+    children, children_left
+):
+    pipeline = hr.range(100).map(with_pid, workers=2, backend="process")
+    with pipeline.iter() as run:
+        next(run)
+        pipeline.close()  # nothing kept yet; the run's workers go when it ends
+        assert len(list(run)) == 99
+    assert children_left() == []
+
+
+def test_a_forked_child_starts_workers_of_its_own_and_leaves_the_parents_alone(children):
+    pipeline = hr.range(30).map(with_pid, workers=2, backend="process")
+    kept = pids_of(list(pipeline))
+    child = os.fork()
+    if child == 0:  # the child: as a DataLoader worker would
+        code = 1
+        try:
+            mine = list(pipeline)
+            ok = [x for x, _, _ in mine] == list(range(30)) and not pids_of(mine) & kept
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    again = list(pipeline)
+    assert [x for x, _, _ in again] == list(range(30))
+    assert pids_of(again) == kept  # the parent's workers were neither used nor stopped
+    pipeline.close()

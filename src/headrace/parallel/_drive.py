@@ -343,12 +343,18 @@ def _tasks(
                     chunking.finished(len(values), busy, cost, size)
             counters.wait_workers_s += clock() - begin
             if ordered:
-                tasks.popleft()
+                task = tasks.popleft()
             else:
                 key = min(done)
-                tasks.remove(next(task for task in tasks if task[0] == key))
+                task = next(task for task in tasks if task[0] == key)
+                tasks.remove(task)
             values, failed = done.pop(key)
             size = len(values)
+            if size != task[1]:  # every element must have its outcome, or the run stops
+                raise RuntimeError(
+                    f"headrace: a task of input elements {task[0]}-{task[0] + task[1] - 1} "
+                    f"came back with {size} results"
+                )
             counters.capacity = chunking.limit
             counters.occupancy_sum += size * in_flight - size * (size - 1) / 2
             begin = clock()
@@ -368,9 +374,15 @@ def _tasks(
         clean = not _failing()
         raise
     finally:
-        if pool is not None:
-            if finish is None or not clean:
-                pool.close()
-            else:
-                finish(pool)
-        close_iterator(upstream)
+        try:
+            if pool is not None:
+                if finish is None or not clean:
+                    pool.close()
+                else:
+                    try:
+                        finish(pool)
+                    except BaseException:  # Ctrl-C while the workers finish, say
+                        pool.close()
+                        raise
+        finally:
+            close_iterator(upstream)

@@ -120,6 +120,10 @@ def call_many(
             # A map object goes on with the next element after a call raised, and
             # extend keeps what it appended before the exception.
             values.extend(mapped)
+            if len(values) < len(items):
+                # A call raised StopIteration, which map takes for the end of its
+                # input: an error of that element, as a generator makes it one.
+                raise RuntimeError("the function raised StopIteration")
         except BaseException as error:  # every outcome goes back to the consumer
             offset = len(values)
             if rescue is not None:

@@ -46,6 +46,8 @@ _OWN = "headrace.parallel."
 
 #: How often a worker checks that its parent is alive.
 ORPHAN_CHECK_S: Final = 0.5
+#: How long a worker that stops lets its sender thread send what is queued.
+SEND_GRACE_S: Final = 1.0
 
 
 def main(fd: int) -> None:
@@ -84,7 +86,8 @@ def main(fd: int) -> None:
         return
     arena = Arena(prefix, threshold)
     outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-    threading.Thread(target=_send_all, args=(conn, outbox), daemon=True).start()
+    sender = threading.Thread(target=_send_all, args=(conn, outbox), daemon=True)
+    sender.start()
     try:
         while True:
             try:
@@ -113,9 +116,11 @@ def main(fd: int) -> None:
             (first,) = INDEX.unpack_from(frame, 1)
             outbox.put(serve(call, arena, first, frame[1 + INDEX.size :], outbox))
     finally:
-        # Results still queued are unwanted once the run stops; the sender is a daemon
-        # thread, and the parent removes any segment left behind.
+        # Results still queued are unwanted once the run stops, but a refusal to load
+        # a run's function must reach the parent: give the sender a moment. It is a
+        # daemon thread, and the parent removes any segment left behind.
         outbox.put(None)
+        sender.join(SEND_GRACE_S)
         arena.close()
 
 
@@ -145,8 +150,8 @@ def serve(
     try:
         items, segment = arena.unpack(body)
     except BaseException as error:
-        error.add_note("headrace: the worker process could not read the elements sent to it")
-        return _result(arena, first, [None], {0: failure(error)}, 0.0, clock() - start)
+        # Which element failed is not known here: -1 stands for the whole task.
+        return _result(arena, first, [], {-1: failure(error)}, 0.0, clock() - start)
     if segment is not None:
         outbox.put(FREE + segment.encode())
     begin = clock()

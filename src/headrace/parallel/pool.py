@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -72,6 +73,8 @@ class CallStage(Stage):
             workers, ordered, buffer_size, chunk_size, minimum_workers=0
         )
         self._init = None if worker_init is None else check_callable("worker_init", worker_init)
+        if self._init is not None and not self._workers:
+            raise ValueError("worker_init needs workers: pass workers=N as well")
         self._policy = ErrorPolicy(on_error)
         self._warm = Warm() if self._workers and self._backend == "process" else None
 
@@ -300,11 +303,14 @@ class Warm:
     set is kept.
     """
 
-    __slots__ = ("__weakref__", "_held", "_lock")
+    __slots__ = ("__weakref__", "_closes", "_held", "_lock")
 
     def __init__(self) -> None:
         self._held: list[ProcessPool] = []
         self._lock = threading.Lock()
+        #: How many times :meth:`close` ran: workers taken before the last close are
+        #: stopped when their run ends, not kept.
+        self._closes = 0
         weakref.finalize(self, _close_all, self._held, self._lock)
 
     def start(
@@ -318,6 +324,12 @@ class Warm:
         """Workers for a run: the kept ones, or new ones."""
         with self._lock:
             pool = self._held.pop() if self._held else None
+            closes = self._closes
+        if pool is not None and pool.owner != os.getpid():
+            # A forked child (a DataLoader worker) inherited the parent's kept
+            # workers: they are not its to use or stop.
+            pool.close()  # closes this process's copies of the pipes only
+            pool = None
         if pool is not None:
             try:
                 pool.rebind(call, label)
@@ -328,8 +340,11 @@ class Warm:
                 pool.close()
                 raise
             else:
+                pool.generation = closes
                 return pool
-        return ProcessPool(call, workers, label, init, fn)
+        pool = ProcessPool(call, workers, label, init, fn)
+        pool.generation = closes
+        return pool
 
     def finish(self, pool: ProcessPool) -> None:
         """A run is over: keep its workers if they are idle or soon are, else stop them."""
@@ -340,13 +355,16 @@ class Warm:
                 pool.close()
         if pool.idle:
             with self._lock:
-                if not self._held:
+                if not self._held and pool.generation == self._closes:
                     self._held.append(pool)
                     return
         pool.close()
 
     def close(self) -> None:
-        """Stop the kept workers; a later run starts new ones."""
+        """Stop the kept workers, and those of runs going on when they end; a later
+        run starts new ones."""
+        with self._lock:
+            self._closes += 1
         _close_all(self._held, self._lock)
 
 

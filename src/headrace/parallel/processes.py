@@ -129,6 +129,12 @@ class ProcessPool:
         #: The tasks each worker has in hand, oldest first: first index -> elements.
         self.owned: list[dict[int, int]] = []
         self.closed = False
+        #: The process that started the workers: a forked child holds copies of the
+        #: pipes, and must neither use them nor stop the workers (see :meth:`close`).
+        self.owner = os.getpid()
+        #: Set by the stage that keeps these workers: how many times it had been
+        #: closed when this run took them.
+        self.generation = 0
         #: Set when the thread this pool is driven from (a prefetch thread) must stop.
         self.stop = _stop.current()
         #: The user's function inside ``call``: a later run's function refers to the
@@ -170,7 +176,7 @@ class ProcessPool:
     def idle(self) -> bool:
         """Whether every worker is alive (as far as is known) and has nothing in hand:
         the pool can serve another run."""
-        return not self.closed and not any(self.owned)
+        return not self.closed and not any(self.owned) and os.getpid() == self.owner
 
     def drain(self, seconds: float) -> bool:
         """Wait up to ``seconds`` for the workers to finish the tasks in hand, and drop
@@ -323,11 +329,20 @@ class ProcessPool:
         if frame[:1] != RESULT:
             raise WorkerError(f"{self.label}: unexpected message from a worker process")
         first, busy, overhead = TASK_DONE.unpack_from(frame, 1)
+        count = self.owned[number].get(first, 0)
         self.owned[number].pop(first, None)
         (values, failures), segment = self.arena.unpack(frame[1 + TASK_DONE.size :])
         if segment is not None:
             with contextlib.suppress(OSError):  # a dead worker is reported by receive
                 self.conns[number].send_bytes(FREE + segment.encode())
+        if -1 in failures:  # the worker could not read the task's elements at all
+            error = self._rebuild(failures[-1], -1)
+            error.add_note(
+                f"headrace: {self.label}: one of its input elements {first}-"
+                f"{first + max(count, 1) - 1} (0-based), sent to a worker process "
+                "together, could not be rebuilt there"
+            )
+            return first, [Failed(error)] + [None] * (count - 1), True, busy, 0.0, len(frame)
         for offset, body in failures.items():
             values[offset] = Failed(self._rebuild(body, first + offset))
         cost = overhead + time.perf_counter() - start
@@ -390,6 +405,11 @@ class ProcessPool:
         if self.closed:
             return
         self.closed = True
+        if os.getpid() != self.owner:  # a fork's copy: the workers are the parent's
+            for conn in self.conns:
+                with contextlib.suppress(OSError):
+                    conn.close()
+            return
         try:
             for conn in self.conns:
                 conn.close()  # a worker waiting for a task reads end-of-file and leaves

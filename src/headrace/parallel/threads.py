@@ -115,7 +115,11 @@ class ThreadPool:
         for thread in self._threads:
             thread.start()
         if init is not None:
-            errors = [self._started.get() for _ in self._threads]
+            try:
+                errors = [self._started.get() for _ in self._threads]
+            except BaseException:  # Ctrl-C while the threads start
+                self.close()
+                raise
             failed = next((error for error in errors if error is not None), None)
             if failed is not None:
                 self.close()

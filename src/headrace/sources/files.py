@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar, Self, cast
 
 from headrace._checks import check_int
+from headrace.engine.guard import close_iterator
 from headrace.engine.stage import Length, Stage, StageContext
 from headrace.policy import ErrorPolicy, Tally
 
@@ -470,21 +471,35 @@ class FileSource(Stage):
     def _run(self, paths: list[str], tally: Tally, position: ReadPosition) -> Iterator[Any]:
         # One generator over a C chain of the readers' pieces: a reader that hands
         # out lists of records costs no Python frame per record.
-        pieces = self._pieces(paths, tally, position)
+        current: list[Iterable[Any]] = []  # the piece being handed out
+        pieces = self._pieces(paths, tally, position, current)
         try:
             yield from itertools.chain.from_iterable(pieces)
         finally:
             try:
-                pieces.close()
+                pieces.close()  # closes the piece being handed out, then its reader
             finally:
                 tally.close()
 
     def _pieces(
-        self, paths: list[str], tally: Tally, position: ReadPosition
+        self,
+        paths: list[str],
+        tally: Tally,
+        position: ReadPosition,
+        current: list[Iterable[Any]],
     ) -> Generator[Iterable[Any], None, None]:
         for index in range(position.file, len(paths)):
             position.file, position.path = index, paths[index]
-            yield from self.read_pieces(paths[index], tally, position)
+            reader = self.read_pieces(paths[index], tally, position)
+            try:
+                for piece in reader:
+                    current[:] = [piece]
+                    yield piece
+            finally:
+                for piece in current:
+                    close_iterator(piece)
+                current.clear()
+                close_iterator(reader)
             position.records = 0
         position.file, position.path = len(paths), ""
 
