@@ -293,8 +293,11 @@ class Run(itertools.chain[T], Generic[T]):
         Parallel stages add ``workers``, ``busy_s`` (summed over workers),
         ``utilization``, ``wait_input_s``, ``wait_workers_s`` (the consumer waiting
         for results), ``wait_output_s`` (results waiting for the consumer),
-        ``occupancy`` and ``capacity`` (of the queue of elements in flight); stages
-        with an ``on_error`` policy add ``read``, ``rejected`` and ``examples``.
+        ``occupancy`` and ``capacity`` (of the queue of elements in flight); a
+        parallel ``map`` or ``random_map`` also ``chunk`` (the mean elements a task)
+        and ``transport_s`` (moving elements to the workers and back, besides the
+        calls); stages with an ``on_error`` policy add ``read``, ``rejected`` and
+        ``examples``.
         Figures are up to now for a run still going. Raises ``RuntimeError`` for a run
         started with ``iter(stats=False)``.
         """
