@@ -244,8 +244,9 @@ def drive(
     first: int = 0,
     taken: Callable[[int], None] | None = None,
     finish: Callable[[Any], None] | None = None,
-) -> Flat:
-    """Yield the results of the pool ``start()`` makes for the upstream's elements.
+) -> Generator[list[Any], None, None]:
+    """The results of the pool ``start()`` makes for the upstream's elements, a task
+    at a time, in lists (:class:`Flat` hands them out one by one).
 
     The pool starts on the first ``next()``. ``ordered`` yields in input order;
     otherwise each task's results as soon as it is done (the earliest input first
@@ -256,32 +257,6 @@ def drive(
     the count taken since the start of the epoch. ``finish(pool)`` ends the pool's
     part in the run (default: ``pool.close()``).
     """
-    return Flat(
-        _tasks(
-            upstream,
-            start,
-            chunking,
-            ordered=ordered,
-            counters=counters,
-            first=first,
-            taken=taken,
-            finish=finish,
-        )
-    )
-
-
-def _tasks(
-    upstream: Iterator[Any],
-    start: Callable[[], WorkerPool],
-    chunking: Chunking,
-    *,
-    ordered: bool,
-    counters: PoolCounters,
-    first: int = 0,
-    taken: Callable[[int], None] | None = None,
-    finish: Callable[[Any], None] | None = None,
-) -> Generator[list[Any], None, None]:
-    """:func:`drive`'s loop: the results a task at a time, in lists."""
     clock = time.perf_counter
     islice = itertools.islice
     pool: WorkerPool | None = None

@@ -20,7 +20,7 @@ from headrace.engine.readahead import ReadAhead
 from headrace.engine.stage import Length, Stage, StageContext
 from headrace.engine.state import Entry, count_of, counting
 from headrace.errors import WorkerError, describe_callable
-from headrace.parallel._drive import Chunking, WorkerPool, drive
+from headrace.parallel._drive import Chunking, Flat, WorkerPool, drive
 from headrace.parallel._protocol import Plain
 from headrace.parallel._rejects import Guarded, inline, screen
 from headrace.parallel.processes import TASK_FLOOR_S as PROCESS_FLOOR_S
@@ -274,7 +274,7 @@ def run_pool(
         start = functools.partial(ProcessPool, call, workers, ctx.label, init, fn)
     else:
         start = functools.partial(ThreadPool, call, workers, ctx.label, init)
-    return drive(
+    tasks = drive(
         upstream,
         start,
         chunking,
@@ -284,6 +284,7 @@ def run_pool(
         taken=taken,
         finish=finish,
     )
+    return Flat(tasks)
 
 
 #: How long a run that ends with tasks in hand waits for them, to keep its workers.

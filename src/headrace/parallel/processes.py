@@ -182,22 +182,14 @@ class ProcessPool:
         """Wait up to ``seconds`` for the workers to finish the tasks in hand, and drop
         their results; whether they all did (then the pool is idle)."""
         deadline = time.monotonic() + seconds
-        numbers = {id(conn): n for n, conn in enumerate(self.conns)}
         while any(self.owned):
             left = deadline - time.monotonic()
             if left <= 0 or self.closed:
                 return False
-            for conn in wait(self.conns, left):
-                assert isinstance(conn, Connection)
-                number = numbers[id(conn)]
-                try:
-                    frame = conn.recv_bytes()
-                except (EOFError, OSError):
-                    return False
-                if frame[:1] == FREE:
-                    self.arena.free(frame[1:].decode())
-                else:
-                    self._result(number, frame)
+            try:
+                self.receive(left)
+            except (WorkerError, _stop.Stopped):
+                return False
         return True
 
     def rebind(self, call: Callable[[int, Any], Any], label: str) -> None:
@@ -291,8 +283,8 @@ class ProcessPool:
         self.owned[number][first] = len(items)
         return len(body)
 
-    def receive(self) -> list[Done]:
-        """Wait for finished tasks.
+    def receive(self, timeout: float | None = None) -> list[Done]:
+        """Wait for finished tasks (none, after ``timeout`` seconds, if given).
 
         Raises :class:`WorkerError` as soon as a worker is found dead: its pipe
         reads end-of-file the moment the process is gone.
@@ -301,11 +293,14 @@ class ProcessPool:
         results: list[Done] = []
         dead: list[int] = []
         if self.stop is None:
-            ready = wait(self.conns)
+            ready = wait(self.conns, timeout)
         else:
+            deadline = None if timeout is None else time.monotonic() + timeout
             while not (ready := wait(self.conns, _stop.SLICE_S)):
                 if self.stop.is_set():
                     raise _stop.Stopped(f"{self.label}: stopped while waiting for workers")
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
         for conn in ready:
             assert isinstance(conn, Connection)
             number = numbers[id(conn)]

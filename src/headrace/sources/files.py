@@ -334,12 +334,11 @@ class ReadPosition:
     def as_dict(self) -> dict[str, Any]:
         if self.sync is not None:
             self.sync()
-            saved = {"file": self.file, "records": self.records, "path": self.path}
+        saved: dict[str, Any] = {"file": self.file, "records": self.records, "path": self.path}
+        if self.sync is not None:  # the reader keeps the offset itself
             if self.offset >= 0:
                 saved["offset"] = self.offset
-            return saved
-        saved = {"file": self.file, "records": self.records, "path": self.path}
-        if self.stream is not None:
+        elif self.stream is not None:
             with contextlib.suppress(OSError, ValueError, AttributeError):  # cannot tell
                 saved["offset"] = int(self.stream.tell())
         return saved

@@ -140,7 +140,8 @@ def _split(data: bytes, encoding: str, keep_ends: bool) -> list[str] | None:
 
 
 def _raw_lines(data: bytes) -> list[bytes]:
-    """``data`` cut after each newline (bytes.splitlines also cuts at a lone CR)."""
+    """``data`` cut after each newline, kept (``bytes.splitlines`` would also cut at
+    a lone CR)."""
     parts = data.split(b"\n")
     last = parts.pop()
     raw = [part + b"\n" for part in parts]
@@ -288,7 +289,7 @@ class TextLines(FileSource):
         """The lines of ``data`` decoded one by one: those that do not decode are
         replaced (``errors="replace"``) or rejected under the policy."""
         encoding, replace, keep_ends = self._encoding, self._errors == "replace", self._keep_ends
-        for raw in data.splitlines(keepends=True) if b"\r" not in data else _raw_lines(data):
+        for raw in _raw_lines(data):
             position.records += 1
             if position.offset >= 0:
                 position.offset += len(raw)
