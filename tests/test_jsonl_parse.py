@@ -196,6 +196,20 @@ def test_parse_under_skip_accounts_for_every_element(tmp_path):
     assert "expected a str, got int" in entries[1]["reason"]
 
 
+def test_parse_counts_what_it_read_while_the_run_goes_on():
+    with hr.from_iterable(LINES * 3).parse(LOG, on_error="skip").iter(stats=True) as run:
+        assert next(run)["level"] == "WARN"
+        assert next(run)["level"] == "INFO"  # after "garbage"
+        assert (stats_row(run)["read"], stats_row(run)["rejected"]) == (3, 1)
+        assert len(list(run)) == 7
+    assert (stats_row(run)["read"], stats_row(run)["rejected"]) == (15, 6)
+
+
+def test_parse_raise_names_the_element_that_is_no_str():
+    with pytest.raises(hr.ParseError, match=r"input element 3: expected a str, got int"):
+        list(hr.from_iterable([LINES[0], LINES[2], LINES[4], 7]).parse(LOG))
+
+
 def test_parse_by_search_finds_a_match_anywhere():
     found = hr.from_iterable(["[x] 10:01 WARN a"]).parse(LOG, search=True)
     assert [r["time"] for r in found] == ["10:01"]

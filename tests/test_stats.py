@@ -229,6 +229,47 @@ def test_a_slow_consumer_is_named_and_the_input_cleared() -> None:
     assert summary["consumer_share"] > summary["waiting_share"]
 
 
+class _Slow:
+    """Every ``every``-th element sleeps ``pause`` seconds; the total is measured."""
+
+    def __init__(self, every: int, pause: float) -> None:
+        self.every, self.pause, self.slept = every, pause, 0.0
+
+    def __call__(self, x: int) -> int:
+        if x % self.every == 0:
+            start = time.perf_counter()
+            time.sleep(self.pause)
+            self.slept += time.perf_counter() - start
+        return x
+
+
+def test_fast_elements_are_timed_on_a_sample_that_still_measures_the_wait() -> None:
+    # Elements come every few microseconds on average, so the consumer's wait is
+    # timed on about one element in 16, drawn at random; the wait measured must
+    # still be the time the pipeline slept (2,000 pauses: the sample holds ~120).
+    slow = _Slow(every=20, pause=0.0002)
+    with hr.range(40_000).map(slow).iter() as run:
+        assert list(run) == list(range(40_000))
+        summary = run.summary()
+    waited = summary["waiting_share"] * summary["wall_s"]
+    assert 0.6 < waited / slow.slept < 1.7
+    assert summary["waiting_share"] > summary["consumer_share"]
+
+
+def test_timing_a_sample_hands_out_every_element_and_the_error_in_order() -> None:
+    from headrace.stats import StageStats
+
+    def failing() -> Iterator[int]:
+        yield from range(5_000)
+        raise ValueError("element 5000")
+
+    assert list(StageStats().timed(iter(range(100_000)))) == list(range(100_000))
+    seen: list[int] = []
+    with pytest.raises(ValueError, match="element 5000"):
+        seen.extend(StageStats().timed(failing()))
+    assert seen == list(range(5_000))
+
+
 def test_a_saturated_pool_is_named_with_more_workers_as_the_hint() -> None:
     with hr.range(200).map(_sleepy, workers=2).batch(8).iter() as run:
         list(run)

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 from headrace.errors import ParseError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from headrace.engine.stage import StageContext
 
 __all__ = ["ErrorPolicy", "OnError", "ParseError", "Tally"]
@@ -94,7 +96,14 @@ class Tally:
     read: int = 0
     rejected: int = 0
     examples: list[str] = field(default_factory=list)
+    #: Records taken but not yet added to ``read``, for a reader that counts them in
+    #: C and adds them up when it stops.
+    taking: Callable[[], int] | None = None
     _file: TextIO | None = None
+
+    def records_read(self) -> int:
+        """``read``, with what a reader counting in C has taken so far."""
+        return self.read + (0 if self.taking is None else self.taking())
 
     def reject(
         self,
@@ -133,11 +142,15 @@ class Tally:
                 "%s rejected %d of %d records%s; first: %s",
                 self.label,
                 self.rejected,
-                self.read,
+                self.records_read(),
                 where,
                 self.examples[0],
             )
 
     def as_dict(self) -> dict[str, Any]:
         """The figures for a stats row."""
-        return {"read": self.read, "rejected": self.rejected, "examples": list(self.examples)}
+        return {
+            "read": self.records_read(),
+            "rejected": self.rejected,
+            "examples": list(self.examples),
+        }

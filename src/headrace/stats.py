@@ -7,7 +7,9 @@ nothing per element:
 - counts: a fused run of ``map``/``filter``/``tap`` stages counts its input and its
   drops in the generator it already is, read when asked; other stages are counted in
   C (``zip`` with ``itertools.count``); parallel stages keep their own counters;
-- time: the consumer's waiting for elements is measured; within the pipeline, a
+- time: the consumer's waiting for elements is measured (on a random sample of
+  about one element in 16 once elements come faster than one per 20 us); within
+  the pipeline, a
   CPU-time timer signal (every 5 ms of CPU) notes the stage the consumer's thread is
   in, and a thread (once the run has gone on for 50 ms) checks every 5 ms how long
   that thread was blocked (reading, sleeping) and where other threads (a
@@ -25,12 +27,13 @@ nothing per element:
 from __future__ import annotations
 
 import itertools
+import random
 import signal
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -54,6 +57,12 @@ SAMPLE_EVERY_S = 0.005
 IDLE_EVERY_S = 0.04
 #: A run shorter than this is too short to name its slowest stage.
 SHORTEST_S = 0.05
+#: Elements that come faster than this are timed on a sample (:meth:`StageStats.timed`).
+TIME_EVERY_S = 20e-6
+#: When elements come fast, each timed element is followed by 0 to 31 untimed ones,
+#: uniformly drawn: one element in 16.5 is timed, on average.
+_GAP_BITS = 5
+_RATE_OVER = 256
 #: Below this much work an element, a stage is not worth workers: on the process
 #: backend, records of 2 us of work ran no faster on 2 workers than inline (see
 #: BENCHMARKS.md, the log pipeline); the bottleneck report suggests batching first.
@@ -169,7 +178,8 @@ class StageStats:
     cpu_ended: float | None = None
     samples: int = 0
     outside: int = 0
-    #: Seconds the consumer spent waiting for the run's next element (measured).
+    #: Seconds the consumer spent waiting for the run's next element (measured, on
+    #: a random sample of the elements when they come fast: :meth:`timed`).
     waiting_s: float = 0.0
     sampler: _Sampler | None = None
     #: What the sampling thread needs, until it starts: the run's nodes, and whether
@@ -234,17 +244,31 @@ class StageStats:
         self.pending = (nodes, not signals)
 
     def timed(self, iterator: Iterator[Any]) -> Iterator[Any]:
-        """``iterator`` (the run's output), timing how long each element is waited for.
+        """``iterator`` (the run's output), timing how long the consumer waits for
+        its elements.
+
+        Every element is timed until 256 in a row come faster than one per
+        :data:`TIME_EVERY_S`. From then on about one element in 16 is
+        timed, drawn at random (so that a period in the pipeline, a batch boundary,
+        cannot line up with the timed ones), and
+        the elements between are handed out by ``islice`` in C: on a fast pipeline
+        the two clock reads and the generator step of every element would cost more
+        than the stages. The wait of a timed element stands for the elements after it.
 
         The sampling thread starts once the run has gone on for :data:`SHORTEST_S`
         (a shorter run is too short to diagnose): short runs start no thread.
         """
+        return itertools.chain.from_iterable(self._segments(iterator))
+
+    def _segments(self, iterator: Iterator[Any]) -> Iterator[Iterable[Any]]:
         clock = time.perf_counter
         take = iterator.__next__
+        draw: Callable[[int], int] | None = None
+        seen, mark = 0, 0.0
         try:
-            while self.pending is not None:
+            while True:
                 start = clock()
-                if start - self.started > SHORTEST_S:
+                if self.pending is not None and start - self.started > SHORTEST_S:
                     nodes, cpu = self.pending
                     self.pending = None
                     if self.ended is None:
@@ -252,16 +276,25 @@ class StageStats:
                 try:
                     item = take()
                 finally:
-                    self.waiting_s += clock() - start
-                yield item
-            # The rest of the run: two clock reads an element and nothing else.
-            while True:
-                start = clock()
-                try:
-                    item = take()
-                finally:
-                    self.waiting_s += clock() - start
-                yield item
+                    wait = clock() - start
+                    self.waiting_s += wait
+                yield (item,)
+                if draw is not None:
+                    gap = draw(_GAP_BITS)
+                    if gap:
+                        self.waiting_s += wait * gap
+                        yield itertools.islice(iterator, gap)
+                    continue
+                # How fast elements come, over each _RATE_OVER elements after the
+                # first (which may have waited for the stages to start).
+                seen += 1
+                if seen % _RATE_OVER == 1:
+                    now = clock()
+                    if seen > 1 and now - mark < _RATE_OVER * TIME_EVERY_S:
+                        # Seeded by the run's start: the draws vary between runs but
+                        # cost no system entropy.
+                        draw = random.Random(self.started).getrandbits
+                    mark = now
         except StopIteration:
             return
 
@@ -367,7 +400,8 @@ class StageStats:
     def summary(self) -> dict[str, Any]:
         """The run as a whole: wall time, samples, and the consumer's time split
         between its own work (outside the pipeline) and waiting for elements (both
-        measured, not sampled)."""
+        measured by the clock, on a random sample of the elements when they come
+        fast: :meth:`timed`)."""
         wall = self.wall()
         waiting = min(self.waiting_s / wall, 1.0) if wall > 0 else 0.0
         return {

@@ -11,15 +11,18 @@ exception is a bug, not bad data, and stops the run as it always does.
 from __future__ import annotations
 
 import builtins
+import itertools
 from collections.abc import Callable, Iterator
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from headrace.engine.guard import close_iterator
 from headrace.engine.stage import StageContext
+from headrace.engine.state import count_of
 from headrace.errors import ParseError, annotate
+from headrace.parallel._protocol import Plain
 from headrace.policy import ErrorPolicy
 
-__all__ = ["DATA_ERRORS", "Guarded", "Rejected", "inline", "screen"]
+__all__ = ["DATA_ERRORS", "Guarded", "Rejected", "inline", "inline_screened", "screen"]
 
 #: What a guarded call accounts for instead of raising.
 DATA_ERRORS: Final = (ParseError, OSError)
@@ -83,6 +86,42 @@ def inline(
                 raise
             yield out
     finally:
+        close_iterator(upstream)
+
+
+def inline_screened(
+    upstream: Iterator[Any],
+    counter: itertools.count[int],
+    call: Callable[[int, Any], Any],
+    policy: ErrorPolicy,
+    ctx: StageContext,
+) -> Iterator[Any]:
+    """:func:`inline` and :func:`screen` in one generator: ``call(index, element)``
+    for each element of ``upstream`` (counted by ``counter`` from ``ctx.start``), a
+    data error accounted for by ``policy`` where it is raised. A :class:`Plain` call
+    is made as ``fn(element)``."""
+    tally = policy.tally(ctx)
+    first = ctx.start
+    tally.taking = lambda: count_of(counter) - first
+    plain = type(call) is Plain
+    fn = cast("Plain", call).fn if plain else None
+    try:
+        for index, item in builtins.enumerate(upstream, first):
+            try:
+                out = fn(item) if fn is not None else call(index, item)
+            except DATA_ERRORS as error:
+                rejected = Guarded.rescue(index, item, error)
+                assert rejected is not None
+                tally.reject(f"input element {index}", rejected.reason, rejected.record)
+                continue
+            except Exception as error:
+                annotate(error, ctx.label, index)
+                raise
+            yield out
+    finally:
+        tally.read += count_of(counter) - first
+        tally.taking = None
+        tally.close()
         close_iterator(upstream)
 
 

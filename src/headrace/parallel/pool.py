@@ -22,7 +22,7 @@ from headrace.engine.state import Entry, count_of, counting
 from headrace.errors import WorkerError, describe_callable
 from headrace.parallel._drive import Chunking, Flat, WorkerPool, drive
 from headrace.parallel._protocol import Plain
-from headrace.parallel._rejects import Guarded, inline, screen
+from headrace.parallel._rejects import Guarded, inline, inline_screened, screen
 from headrace.parallel.processes import TASK_FLOOR_S as PROCESS_FLOOR_S
 from headrace.parallel.processes import ProcessPool
 from headrace.parallel.threads import TASK_FLOOR_S as THREAD_FLOOR_S
@@ -119,6 +119,11 @@ class CallStage(Stage):
         upstream, ahead = ReadAhead.watch(upstream, ctx, self.read_ahead, by_hand=True)
         guarded = self._policy.mode != "raise"
         call = self._call(ctx)
+        if guarded and not self._workers:
+            # One generator calls and screens; it counts its inputs for the state.
+            upstream, counter = counting(upstream, ctx.start)
+            ctx.track_state(lambda _: {"start": count_of(counter)})
+            return inline_screened(upstream, counter, call, self._policy, ctx)
         if guarded:
             call = Guarded(call)
         if not self._workers:

@@ -105,6 +105,9 @@ class Files(Stage):
 
 _DECODING = ("strict", "replace")
 
+#: Encodings whose characters other than newline never hold a newline byte.
+_NEWLINE_SAFE = frozenset({"utf-8", "ascii"})
+
 #: How many bytes of whole lines text_lines reads and decodes at a time.
 BLOCK_BYTES = 64 * 1024
 
@@ -122,7 +125,13 @@ def _split(data: bytes, encoding: str, keep_ends: bool) -> list[str] | None:
         text = data.decode(encoding)
     except UnicodeDecodeError:
         return None
-    if text.count("\n") != data.count(b"\n"):  # a newline byte inside a character
+    # In another encoding a newline byte may be part of a character; in UTF-8 and
+    # the single-byte ones (the decoded text as long as the bytes) it never is.
+    if (
+        codecs.lookup(encoding).name not in _NEWLINE_SAFE
+        and len(text) != len(data)
+        and text.count("\n") != data.count(b"\n")
+    ):
         return None
     lines = text.split("\n")
     ends = data.endswith(b"\n")

@@ -6,6 +6,7 @@ match: raise naming the element, skip and count, or quarantine.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -47,10 +48,12 @@ class Parse(Stage):
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         match = self._pattern.search if self._search else self._pattern.fullmatch
-        if self._policy.mode != "raise":  # rejects leave no output: count the inputs
-            upstream, counter = counting(upstream, ctx.start)
+        # Counted in C: the index of an element that fails, the records read, and
+        # (rejects leave no output) the position to resume from.
+        upstream, counter = counting(upstream, ctx.start)
+        if self._policy.mode != "raise":
             ctx.track_state(lambda _: {"start": count_of(counter)})
-        return _parse(upstream, match, self._policy, ctx)
+        return _parse(upstream, counter, match, self._policy, ctx)
 
     def resume_upstream(self, position: int) -> int | None:
         return position if self._policy.mode == "raise" else None
@@ -60,28 +63,34 @@ class Parse(Stage):
 
 
 def _parse(
-    upstream: Iterator[Any], match: Any, policy: ErrorPolicy, ctx: StageContext
+    upstream: Iterator[Any],
+    counter: itertools.count[int],
+    match: Any,
+    policy: ErrorPolicy,
+    ctx: StageContext,
 ) -> Iterator[dict[str, Any]]:
     tally = policy.tally(ctx)
+    first = ctx.start
+    tally.taking = lambda: count_of(counter) - first
     try:
-        for index, text in enumerate(upstream, ctx.start):
-            tally.read += 1
-            if not isinstance(text, str):
-                tally.reject(
-                    f"{ctx.label} input element {index}",
-                    f"expected a str, got {type(text).__name__}",
-                    text,
-                )
-                continue
-            found = match(text)
+        # The loop does only what a match needs: what goes wrong is sorted out after.
+        for text in upstream:
+            try:
+                found = match(text)
+            except TypeError:
+                found = None
             if found is None:
-                shown = text if len(text) <= 80 else text[:77] + "..."
-                tally.reject(
-                    f"{ctx.label} input element {index}", f"does not match: {shown!r}", text
-                )
+                where = f"{ctx.label} input element {count_of(counter) - 1}"
+                if not isinstance(text, str):
+                    tally.reject(where, f"expected a str, got {type(text).__name__}", text)
+                else:
+                    shown = text if len(text) <= 80 else text[:77] + "..."
+                    tally.reject(where, f"does not match: {shown!r}", text)
                 continue
             yield found.groupdict()
     finally:
+        tally.read += count_of(counter) - first
+        tally.taking = None
         tally.close()
         close_iterator(upstream)
 
