@@ -20,11 +20,12 @@ reported; the targets are judged on the medians):
 - headrace, fused, decode then resize: the same with ``hv.resize(hv.decode(path,
   size=...), ...)``, which copies the full-size image out of Pillow and back;
 - headrace, two stages: ``.map(load, workers=W)`` (decode and resize) then
-  ``.random_map(flip_normalize, seed=0, workers=W)`` and ``.batch(32)``.
+  ``.random_map(flip_normalize, seed=0, workers=W)`` and ``.batch(32)``; with
+  workers, the two stages join: both calls run in the same task on the same worker.
 
 W is 0 (inline, one thread), 2 on the thread backend, and 2 on the process backend
-for the fused form. With ``--peers``, two more contenders do the same work, timed in
-the same interleaved rounds:
+for the fused and the two-stage forms. With ``--peers``, two more contenders do the
+same work, timed in the same interleaved rounds:
 
 - torch: a map-style ``Dataset`` whose ``__getitem__`` is the hand-written loop's
   per-image work, read by ``DataLoader(num_workers=2, batch_size=32,
@@ -192,12 +193,14 @@ def fused(
     )
 
 
-def two_stage(root: Path, workers: int, p: float = 0.5) -> hr.Pipeline[Any]:
+def two_stage(
+    root: Path, workers: int, backend: str = "thread", p: float = 0.5
+) -> hr.Pipeline[Any]:
     step = flip_normalize if p == 0.5 else partial(flip_normalize, p=p)
     return (
         hr.image_folder(root)
-        .map(load, workers=workers)
-        .random_map(step, seed=0, workers=workers)
+        .map(load, workers=workers, backend=backend)
+        .random_map(step, seed=0, workers=workers, backend=backend)
         .batch(BATCH)
     )
 
@@ -336,6 +339,7 @@ def run(root: Path, repeats: int, *, peers: bool = False) -> None:
         "fused, 2 threads": lambda p: fused(root, 2, p=p),
         "two stages, 2 threads": lambda p: two_stage(root, 2, p=p),
         "fused, 2 processes": lambda p: fused(root, 2, "process", p=p),
+        "two stages, 2 processes": lambda p: two_stage(root, 2, "process", p=p),
         "fused, decode then resize, inline": lambda p: fused(root, 0, p=p, two_calls=True),
         "fused, decode then resize, 2 threads": lambda p: fused(root, 2, p=p, two_calls=True),
     }

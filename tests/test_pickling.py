@@ -122,3 +122,38 @@ def test_standalone_stage_functions_are_lazy_iterators() -> None:
     for result in (stages.map([1], double), stages.batch([1], 1), stages.shuffle([1], 1)):
         assert type(result) is not list
         assert iter(result) is result
+
+
+def test_kept_objects_travel_as_references_one_by_one() -> None:
+    from headrace._pickling import dumps, loads
+
+    def first(x: int) -> int:
+        return x + 1
+
+    def second(x: int) -> int:
+        return x * 2
+
+    # The receiver's own objects stand in for the sender's, each by its position.
+    payload = dumps([second, first, 3, (first,)], kept=(first, second))
+    assert loads(payload, kept=(len, abs)) == [abs, len, 3, (len,)]
+    assert loads(dumps([first], kept=first), kept=abs) == [abs]
+    with pytest.raises(pickle.UnpicklingError, match="unknown reference"):
+        loads(dumps([first, second], kept=(first, second)), kept=(len,))
+
+
+def test_an_error_noted_in_a_worker_keeps_the_scope_of_its_chain() -> None:
+    from headrace.errors import Scope, StageLabel, annotate
+
+    scope = Scope()
+    label = StageLabel("stage 1 'map(f)'", scope)
+    copy = pickle.loads(pickle.dumps(label))  # as a joined call takes it to a worker
+    assert copy == label
+    assert copy.scope is scope  # within this process: the same object
+
+    error = ValueError("bad")
+    annotate(error, copy, 3)
+    back = pickle.loads(pickle.dumps(error))  # the error coming back
+    annotate(back, StageLabel("stage 2 'map(g)'", scope), 3)  # noted already: kept
+    assert back.__notes__ == [
+        "headrace: raised in stage 1 'map(f)' on its input element 3 (0-based)"
+    ]

@@ -70,11 +70,16 @@ def dumps(
     """``cloudpickle.dumps(obj)``, keeping the files of code and classes already whole.
 
     ``kept``, where ``obj`` holds it, is written as a reference that :func:`loads`
-    resolves to an object the receiver already has (its ``kept``), not by value.
+    resolves to an object the receiver already has (its ``kept``), not by value. A
+    tuple ``kept`` is a tuple of such objects, each written as a reference.
     """
     buffer = io.BytesIO()
     pickler = _Pickler(buffer, protocol=protocol, buffer_callback=buffer_callback)
-    if kept is not None:
+    if isinstance(kept, tuple):
+        # By identity: the objects are alive (in ``kept``), so no other has their id.
+        numbers = {id(one): f"{KEPT}.{n}" for n, one in enumerate(kept)}
+        pickler.persistent_id = lambda found: numbers.get(id(found))
+    elif kept is not None:
         pickler.persistent_id = lambda found: KEPT if found is kept else None
     pickler.dump(obj)
     return buffer.getvalue()
@@ -88,9 +93,12 @@ def loads(data: bytes, kept: object) -> Any:
     """What :func:`dumps` pickled with a ``kept`` object, with ``kept`` for it here."""
 
     def resolve(reference: Any) -> object:
-        if reference != KEPT:
-            raise pickle.UnpicklingError(f"unknown reference {reference!r}")
-        return kept
+        if reference == KEPT and not isinstance(kept, tuple):
+            return kept
+        number = str(reference).removeprefix(f"{KEPT}.")
+        if isinstance(kept, tuple) and number.isdigit() and int(number) < len(kept):
+            return kept[int(number)]
+        raise pickle.UnpicklingError(f"unknown reference {reference!r}")
 
     unpickler = pickle.Unpickler(io.BytesIO(data))
     unpickler.persistent_load = resolve  # type: ignore[method-assign]

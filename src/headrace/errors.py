@@ -15,12 +15,16 @@ headrace: raised in stage 1 'map(<lambda>)' on its input element 3 (0-based)
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
+import weakref
 from typing import Final
 
 __all__ = [
     "DecodeError",
     "HeadraceError",
     "ParseError",
+    "Scope",
     "StageLabel",
     "WorkerError",
     "annotate",
@@ -58,6 +62,37 @@ class WorkerError(HeadraceError):
     """
 
 
+class Scope:
+    """The identity of one opened chain in error notes (see :class:`StageLabel`).
+
+    It keeps its identity across a round trip to a worker process: a copy pickled in
+    this process and sent back from a worker is this very object again, so that an
+    error noted by a stage running in the worker is recognised as noted here.
+    """
+
+    __slots__ = ("__weakref__", "_token")
+    _live: Final[weakref.WeakValueDictionary[tuple[int, int], Scope]] = (
+        weakref.WeakValueDictionary()
+    )
+    _numbers: Final = itertools.count()
+
+    def __init__(self, token: tuple[int, int] | None = None) -> None:
+        self._token = (os.getpid(), next(Scope._numbers)) if token is None else token
+        Scope._live[self._token] = self
+
+    def __reduce__(self) -> tuple[object, tuple[tuple[int, int]]]:
+        return _scope, (self._token,)
+
+    def __repr__(self) -> str:
+        return f"Scope{self._token}"
+
+
+def _scope(token: tuple[int, int]) -> Scope:
+    """The live scope of ``token`` in this process, or a new one standing for it."""
+    found = Scope._live.get(token)
+    return Scope(token) if found is None else found
+
+
 class StageLabel(str):
     """A stage's name in notes, carrying the identity of the opened chain it is in.
 
@@ -75,6 +110,9 @@ class StageLabel(str):
         label = super().__new__(cls, text)
         label.scope = scope
         return label
+
+    def __reduce__(self) -> tuple[type[StageLabel], tuple[str, object]]:
+        return StageLabel, (str(self), self.scope)
 
 
 def annotate(

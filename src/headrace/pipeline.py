@@ -176,7 +176,10 @@ class Pipeline(Plan[T]):
         Args:
             fn: the function.
             workers: ``0`` (default) calls ``fn`` inline, fused with neighbouring
-                maps and filters; ``N >= 1`` runs it on ``N`` workers.
+                maps and filters; ``N >= 1`` runs it on ``N`` workers. Consecutive
+                ``map``/``random_map`` stages with the same workers, backend and
+                options (and ``on_error="raise"``) run on the same workers, both
+                calls in the same task: an element makes one trip for all of them.
             backend: ``"thread"`` (default): a thread pool, for functions that release
                 the GIL (decoding, I/O, numpy). ``"process"``: worker processes, for
                 pure-Python work; ``fn`` may be a lambda or closure (it travels by

@@ -24,8 +24,15 @@ from headrace._seeds import derive_seed
 from headrace.engine.chain import Chain
 from headrace.engine.fusion import fuse, fused_counts, inputs_taken
 from headrace.engine.stage import OpenUpstream, Stage, StageContext, StatsSink, Tracker
-from headrace.engine.state import Entries, Entry, passing_over, saved_count
-from headrace.errors import StageLabel
+from headrace.engine.state import (
+    Entries,
+    Entry,
+    count_of,
+    counting,
+    passing_over,
+    saved_count,
+)
+from headrace.errors import Scope, StageLabel
 
 __all__ = ["apply", "iterate", "open_chain"]
 
@@ -65,7 +72,7 @@ def apply(stage: Stage, iterable: Iterable[Any], *, epoch: int = 0) -> Iterator[
 
     The label in error notes is the stage's name; seeded stages use ``epoch``.
     """
-    label = StageLabel(stage.name, object())  # a scope of its own, as a chain has
+    label = StageLabel(stage.name, Scope())  # a scope of its own, as a chain has
     ctx = StageContext(0, label, (epoch,), name=stage.name, opener=_open_inner)
     # The caller owns its iterator (a file it goes on reading after take(), say):
     # a C wrapper without close() keeps the stage from closing it, as itertools
@@ -111,7 +118,7 @@ class _Opening:
         self.stats = stats
         self.nodes = nodes
         self.path = path
-        self.scope = object()  # tells this chain's error notes from those of nested chains
+        self.scope = Scope()  # tells this chain's error notes from those of nested chains
         self.seed = seed
         self.tracker = tracker
 
@@ -125,23 +132,13 @@ class _Opening:
         index = end - 1
         stage = self.stages[index]
         entry = _entry(entries, index, self.label)
+        first = self._joined_from(index, entries)
         if stage.fuse_kind is not None and self._fusible(index, entries):
             iterator = self._open_fused(index, entries)
+        elif first < index:
+            iterator = self._open_joined(first, index, entries, counted=counted)
         else:
-            own = None if self.seed is None else derive_seed(self.seed, f"{self.path}{index}")
-            ctx = StageContext(
-                index,
-                self.label(index),
-                self.epoch,
-                self.stats,
-                self.path,
-                stage.name,
-                own,
-                saved_count(entry, "start", self.label(index)),
-                entry,
-                self.tracker,
-                _open_inner,
-            )
+            ctx = self._context(index, entry)
             if stage.is_source:
                 iterator = stage.open(iter(()), ctx)
             elif stage.lazy_upstream:
@@ -170,6 +167,60 @@ class _Opening:
                     self.stats.watch(index, iterator)
         if hasattr(iterator, "close"):
             self.nodes.append(iterator)
+        return iterator
+
+    def _context(self, index: int, entry: Entry) -> StageContext:
+        own = None if self.seed is None else derive_seed(self.seed, f"{self.path}{index}")
+        return StageContext(
+            index,
+            self.label(index),
+            self.epoch,
+            self.stats,
+            self.path,
+            self.stages[index].name,
+            own,
+            saved_count(entry, "start", self.label(index)),
+            entry,
+            self.tracker,
+            _open_inner,
+        )
+
+    def _joined_from(self, index: int, entries: Entries | None) -> int:
+        """The first of the stages that run inside stage ``index``'s tasks (consecutive
+        parallel maps on the same workers), or ``index`` itself. A run resuming from a
+        state saved inside one of them (its own input's) runs them apart."""
+        first = index
+        while first > 1 and self.stages[first].joins(self.stages[first - 1]):
+            first -= 1
+        if entries is not None:
+            for position in range(first, index + 1):
+                entry = _entry(entries, position, self.label)
+                if entry is not None and ("upstream" in entry or "skip" in entry):
+                    return index
+        return first
+
+    def _open_joined(
+        self, first: int, index: int, entries: Entries | None, *, counted: bool
+    ) -> Iterator[Any]:
+        """Stages ``first`` to ``index`` as one: the last one's pool runs the calls of
+        all of them. Each keeps its row in the statistics (one output per input)."""
+        contexts = [
+            self._context(k, _entry(entries, k, self.label)) for k in range(first, index + 1)
+        ]
+        upstream = self.open(first, entries)
+        last = self.stages[index]
+        earlier = [(self.stages[k], contexts[k - first]) for k in range(first, index)]
+        iterator = last.open_joined(upstream, contexts[-1], earlier)
+        if self.stats is not None:
+            iterator, counter = counting(iterator, 0)
+            names = [self.stages[k].name for k in range(first, index)]
+            self.stats.fused_run(
+                first, names, ["map"] * len(names), lambda: (count_of(counter), [])
+            )
+            if counted:
+                iterator = self.stats.count(index, last.name, iterator)
+            else:  # the fused run after it counts what it takes
+                self.stats.record(index, last.name)
         return iterator
 
     def _fusible(self, index: int, entries: Entries | None) -> bool:

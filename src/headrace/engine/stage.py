@@ -239,6 +239,23 @@ class Stage:
         """
         raise NotImplementedError
 
+    def joins(self, earlier: Stage) -> bool:
+        """Whether ``earlier``, the stage just before this one, can run inside this
+        one's tasks (:meth:`open_joined`): consecutive parallel maps on the same
+        workers, which then take one trip for both."""
+        return False
+
+    def open_joined(
+        self,
+        upstream: Iterator[Any],
+        ctx: StageContext,
+        earlier: Sequence[tuple[Stage, StageContext]],
+    ) -> Iterator[Any]:
+        """Start this stage with the ``earlier`` stages before it (each of which it
+        :meth:`joins`, in order, with their contexts) running inside it, on the input
+        of the first of them."""
+        raise NotImplementedError
+
     def length(self, upstream: Length) -> Length:
         """Number of elements out, given the upstream's (``None`` when unknown)."""
         return None

@@ -23,6 +23,8 @@ from typing import Any, Final
 
 import numpy as np
 
+from headrace.errors import annotate
+
 __all__ = [
     "CALL",
     "FAILURE",
@@ -33,6 +35,7 @@ __all__ = [
     "TASK",
     "TASK_DONE",
     "TIMED",
+    "Joined",
     "Plain",
     "Seeded",
     "call_many",
@@ -87,6 +90,33 @@ class Seeded:
 
     def __call__(self, index: int, item: Any) -> Any:
         return self.fn(item, element_rng(self.seed, self.epoch, index))
+
+
+class Joined:
+    """The calls of consecutive parallel stages, made one after another on each
+    element in the same task: one trip to the workers for all of them.
+
+    Only stages that give one output per input and raise on errors are joined, so an
+    element's index is the same in each. An error raised by an earlier stage's call
+    is noted here, with that stage's label; the pool notes the last stage's own.
+    """
+
+    __slots__ = ("calls", "labels")
+
+    def __init__(self, calls: Sequence[Callable[[int, Any], Any]], labels: Sequence[str]) -> None:
+        self.calls = tuple(calls)
+        #: The labels of the stages of every call but the last.
+        self.labels = tuple(labels)
+
+    def __call__(self, index: int, item: Any) -> Any:
+        *earlier, last = self.calls
+        for call, label in zip(earlier, self.labels, strict=True):
+            try:
+                item = call(index, item)
+            except Exception as error:
+                annotate(error, label, index)
+                raise
+        return last(index, item)
 
 
 def call_many(

@@ -215,7 +215,11 @@ def failure(error: BaseException) -> bytes:
     tb = error.__traceback__
     while tb is not None and tb.tb_frame.f_globals.get("__name__", "").startswith(_OWN):
         tb = tb.tb_next
-    text = "".join(traceback.format_exception(type(error), error, tb))
+    shown = traceback.TracebackException(type(error), error, tb)
+    # headrace's own notes travel with the exception (a joined stage's, naming it).
+    notes = [n for n in shown.__notes__ or () if not str(n).startswith("headrace: ")]
+    shown.__notes__ = notes or None
+    text = "".join(shown.format())
     exc: bytes | None = None
     try:
         data = dumps(error, protocol=5)

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 from headrace._checks import check_callable
@@ -21,7 +21,7 @@ from headrace.engine.stage import Length, Stage, StageContext
 from headrace.engine.state import Entry, count_of, counting
 from headrace.errors import WorkerError, describe_callable
 from headrace.parallel._drive import Chunking, Flat, WorkerPool, drive
-from headrace.parallel._protocol import Plain
+from headrace.parallel._protocol import Joined, Plain
 from headrace.parallel._rejects import Guarded, inline, inline_screened, screen
 from headrace.parallel.processes import TASK_FLOOR_S as PROCESS_FLOOR_S
 from headrace.parallel.processes import ProcessPool
@@ -115,10 +115,50 @@ class CallStage(Stage):
         raise NotImplementedError
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        return self._open(upstream, ctx, self._call(ctx), self._init, self._fn)
+
+    def joins(self, earlier: Stage) -> bool:
+        # The same workers, and an element's index the same in both (the earlier one
+        # gives one output per input). The options that size tasks and bound the
+        # buffer must agree, as must worker_init: one of them runs in the workers.
+        return (
+            isinstance(earlier, CallStage)
+            and self._workers > 0
+            and (earlier._workers, earlier._backend, earlier._ordered)
+            == (self._workers, self._backend, self._ordered)
+            and (earlier._chunk_size, earlier._buffer_size) == (self._chunk_size, self._buffer_size)
+            and earlier._policy.mode == "raise"
+            and self._policy.mode == "raise"
+            and (earlier._init is None or self._init is None or earlier._init is self._init)
+        )
+
+    def open_joined(
+        self,
+        upstream: Iterator[Any],
+        ctx: StageContext,
+        earlier: Sequence[tuple[Stage, StageContext]],
+    ) -> Iterator[Any]:
+        stages = [cast("CallStage", stage) for stage, _ in earlier] + [self]
+        contexts = [context for _, context in earlier] + [ctx]
+        call = Joined(
+            [stage._call(context) for stage, context in zip(stages, contexts, strict=True)],
+            [context.label for context in contexts[:-1]],
+        )
+        init = next((stage._init for stage in stages if stage._init is not None), None)
+        # Each user function is sent to kept workers once (see Warm).
+        return self._open(upstream, ctx, call, init, tuple(stage._fn for stage in stages))
+
+    def _open(
+        self,
+        upstream: Iterator[Any],
+        ctx: StageContext,
+        call: Callable[[int, Any], Any],
+        init: Callable[[], object] | None,
+        fn: object,
+    ) -> Iterator[Any]:
         # A pool takes its input a task at a time and notes it after each task.
         upstream, ahead = ReadAhead.watch(upstream, ctx, self.read_ahead, by_hand=True)
         guarded = self._policy.mode != "raise"
-        call = self._call(ctx)
         if guarded and not self._workers:
             # One generator calls and screens; it counts its inputs for the state.
             upstream, counter = counting(upstream, ctx.start)
@@ -146,9 +186,9 @@ class CallStage(Stage):
                 ctx,
                 ordered=self._ordered,
                 taken=None if ahead is None else ahead.note,
-                init=self._init,
+                init=init,
                 warm=self._warm,
-                fn=self._fn,
+                fn=fn,
             )
         if not guarded:
             if ahead is not None:
