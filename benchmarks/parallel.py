@@ -625,6 +625,8 @@ def bench_cheap(quick: bool) -> None:
         "inline": inline,
         "thread": hr.range(n).map(double, workers=2).batch(256),
         "process": hr.range(n).map(double, workers=2, backend="process").batch(256),
+        "thread, auto": hr.range(n).map(double, workers="auto").batch(256),
+        "process, auto": hr.range(n).map(double, workers="auto", backend="process").batch(256),
     }
     expected = sum(int(b.sum()) for b in inline)
     for name, pipeline in variants.items():
@@ -649,11 +651,14 @@ def bench_cheap(quick: bool) -> None:
         f"{repeats}; each variant is one pipeline run again and again (epochs), so "
         "the process workers started in an untimed first run are kept"
     )
+    best = min(median_s[name] for name in ("inline", "thread", "process"))
     for name in variants:
         ratio = median_s["inline"] / median_s[name]
         target = "" if name == "inline" else f"   {ratio:.2f}x inline (target >= 0.8)"
+        if name.endswith("auto"):
+            target = f"   {best / median_s[name]:.2f}x the best fixed count (target >= 0.9)"
         print(
-            f"   {name:<10} {median_s[name]:7.3f} s   others "
+            f"   {name:<13} {median_s[name]:7.3f} s   others "
             f"{100 * others[name].share:3.0f}%{target}"
         )
     print(
@@ -721,7 +726,10 @@ def bench_logs(quick: bool) -> None:
         process = hr.text_lines(path).map(
             parse_record, workers=2, backend="process", on_error="skip"
         )
-        counts = {hand_loop(path), drain(parsed), drain(inline), drain(process)}
+        auto = hr.text_lines(path).map(
+            parse_record, workers="auto", backend="process", on_error="skip"
+        )
+        counts = {hand_loop(path), drain(parsed), drain(inline), drain(process), drain(auto)}
         if len(counts) != 1:
             raise SystemExit(f"the variants count different records: {counts}")
         median_s, others = interleaved(
@@ -730,6 +738,7 @@ def bench_logs(quick: bool) -> None:
                 "text_lines -> parse": partial(drain, parsed),
                 "map inline": partial(drain, inline),
                 "map, 2 process workers": partial(drain, process),
+                "map, workers='auto'": partial(drain, auto),
             },
             repeats,
         )
@@ -746,6 +755,9 @@ def bench_logs(quick: bool) -> None:
     print(f"   text_lines -> parse: {hand / parse:.2f}x the hand-written loop (target >= 0.8)")
     ratio = median_s["map inline"] / median_s["map, 2 process workers"]
     print(f"   map with 2 process workers: {ratio:.2f}x inline (target >= 1.3)")
+    fixed = min(median_s["map inline"], median_s["map, 2 process workers"])
+    ratio = fixed / median_s["map, workers='auto'"]
+    print(f"   map, workers='auto': {ratio:.2f}x the best fixed count (target >= 0.9)")
     print(f"   {total(others)}")
 
 

@@ -24,7 +24,8 @@ reported; the targets are judged on the medians):
   workers, the two stages join: both calls run in the same task on the same worker.
 
 W is 0 (inline, one thread), 2 on the thread backend, and 2 on the process backend
-for the fused and the two-stage forms. With ``--peers``, two more contenders do the
+for the fused and the two-stage forms; and ``"auto"`` on each backend for the fused
+form (compared with the best of 0 and 2). With ``--peers``, two more contenders do the
 same work, timed in the same interleaved rounds:
 
 - torch: a map-style ``Dataset`` whose ``__getitem__`` is the hand-written loop's
@@ -63,7 +64,7 @@ import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -181,7 +182,12 @@ def flip_normalize(item: tuple[np.ndarray, int], rng: np.random.Generator, p: fl
 
 
 def fused(
-    root: Path, workers: int, backend: str = "thread", p: float = 0.5, *, two_calls: bool = False
+    root: Path,
+    workers: int | Literal["auto"],
+    backend: str = "thread",
+    p: float = 0.5,
+    *,
+    two_calls: bool = False,
 ) -> hr.Pipeline[Any]:
     step = augment_in_two_calls if two_calls else augment
     if p != 0.5:
@@ -340,6 +346,8 @@ def run(root: Path, repeats: int, *, peers: bool = False) -> None:
         "two stages, 2 threads": lambda p: two_stage(root, 2, p=p),
         "fused, 2 processes": lambda p: fused(root, 2, "process", p=p),
         "two stages, 2 processes": lambda p: two_stage(root, 2, "process", p=p),
+        "fused, workers='auto', threads": lambda p: fused(root, "auto", p=p),
+        "fused, workers='auto', processes": lambda p: fused(root, "auto", "process", p=p),
         "fused, decode then resize, inline": lambda p: fused(root, 0, p=p, two_calls=True),
         "fused, decode then resize, 2 threads": lambda p: fused(root, 2, p=p, two_calls=True),
     }
@@ -406,6 +414,13 @@ def run(root: Path, repeats: int, *, peers: bool = False) -> None:
         print(
             f"{label} {ratio:.2f}x median, {ratio_best:.2f}x best "
             f"(target >= {target:.2f}: {'met' if ratio >= target else 'missed'})"
+        )
+    for backend in ("threads", "processes"):
+        fixed = min(median[f"headrace fused, {n}"] for n in ("inline", f"2 {backend}"))
+        ratio = fixed / median[f"headrace fused, workers='auto', {backend}"]
+        print(
+            f"workers='auto' on {backend} vs the best fixed count (0 or 2): {ratio:.2f}x "
+            f"(target >= 0.90: {'met' if ratio >= 0.9 else 'missed'})"
         )
     if peers:
         for peer, target in (

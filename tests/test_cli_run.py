@@ -108,13 +108,20 @@ def test_run_takes_a_module_path(project: Path) -> None:
 
 
 def test_bench_tries_worker_counts_and_names_the_best(project: Path) -> None:
-    done = headrace(project, "bench", "pipelines.py:make", "--workers", "0", "4", "--repeats", "1")
+    done = headrace(
+        project, "bench", "pipelines.py:make", "--workers", "0", "4", "auto", "--repeats", "1"
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("workers=0: ")
     assert "elements/s" in lines[0]
     assert lines[1].startswith("workers=4: ")
-    assert any("map(slow, workers=4)" in line or "map(slow)" in line for line in lines)
+    assert lines[2].startswith("workers='auto': ")
+    assert any(
+        f"map(slow{options})" in line
+        for line in lines
+        for options in (", workers=4", "", ", workers='auto'")
+    )
     best = lines[-1]
     assert best.startswith("best: workers=")
     assert "x the slowest" in best

@@ -105,6 +105,9 @@ class PoolCounters:
     #: Sum, over the elements handed out, of how many others were in flight or ready
     #: then: divided by ``items``, the mean occupancy of the stage's queue.
     occupancy_sum: float = 0.0
+    #: With ``workers="auto"``, what chooses the workers used (its ``describe()``
+    #: says what it chose and from what).
+    tuner: Any = None
 
     @classmethod
     def of(cls, ctx: StageContext) -> PoolCounters:
@@ -391,6 +394,8 @@ class StageStats:
                 if pool.tasks:
                     row["chunk"] = pool.items / pool.tasks
                     row["transport_s"] = pool.transport_s
+                if pool.tuner is not None:
+                    row["auto"] = pool.tuner.describe()
             if record.tally is not None:
                 row.update(record.tally.as_dict())
                 row["dropped"] = row.get("rejected", 0)
@@ -661,6 +666,8 @@ def diagnose(rows: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, A
                 f"worker(s) are busy {busy:.0%} of the time and the consumer waits for "
                 f"data {waiting:.0%}: raise workers"
             )
+            if row.get("auto"):
+                hint = hint.replace(": raise workers", f" ({row['auto']}): it needs more cores")
             if not row["name"].startswith("random_map") and "process" not in row["name"]:
                 hint += ", or use backend='process' if its function holds the GIL"
             count = max(row["items_in"], 1)
@@ -724,6 +731,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         workers = ""
         if "workers" in r:
             workers = f"{r['workers']} at {r['utilization']:.0%}"
+            if r.get("auto"):
+                workers = f"{r['auto']}, at {r['utilization']:.0%}"
             if r.get("capacity"):
                 workers += f", queue {r['occupancy']:.1f}/{r['capacity']}"
             if r.get("chunk"):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["int_at_least", "nonnegative_int", "positive_int"]
+__all__ = ["int_at_least", "nonnegative_int", "positive_int", "worker_count"]
 
 
 def positive_int(text: str) -> int:
@@ -31,6 +31,11 @@ def positive_int(text: str) -> int:
 def nonnegative_int(text: str) -> int:
     """An integer of at least 0: a count where none is allowed (``--images 0``)."""
     return int_at_least(text, 0)
+
+
+def worker_count(text: str) -> int | str:
+    """A worker count of at least 0, or ``auto``."""
+    return "auto" if text == "auto" else int_at_least(text, 0)
 
 
 def int_at_least(text: str, minimum: int) -> int:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from headrace.cli.args import nonnegative_int, positive_int
+from headrace.cli.args import positive_int, worker_count
 from headrace.pipeline import Pipeline
 from headrace.stats import diagnose, format_table
 
@@ -147,10 +147,10 @@ def add_target_commands(commands: Any) -> None:
     bench.add_argument("--repeats", type=positive_int, default=3, help="timed runs each (3)")
     bench.add_argument(
         "--workers",
-        type=nonnegative_int,
+        type=worker_count,
         nargs="+",
         metavar="N",
-        help="worker counts to try (0 1 2 4)",
+        help="worker counts to try (0 1 2 4), or auto (the stage's own choice)",
     )
 
 
@@ -211,7 +211,7 @@ def run_command(args: argparse.Namespace) -> int:
 def bench_command(args: argparse.Namespace) -> int:
     """``headrace bench``: elements per second, per worker count when asked."""
     found = load_target(args.target)
-    choices: list[int | None] = list(args.workers) if args.workers else [None]
+    choices: list[int | str | None] = list(args.workers) if args.workers else [None]
     results: list[dict[str, Any]] = []
     for workers in choices:
         kwargs = {} if workers is None else {"workers": workers}
@@ -234,7 +234,7 @@ def bench_command(args: argparse.Namespace) -> int:
             }
         )
         if not args.json:
-            label = "as defined" if workers is None else f"workers={workers}"
+            label = "as defined" if workers is None else f"workers={workers!r}"
             print(
                 f"{label}: {statistics.median(rates):,.0f} elements/s "
                 f"(median of {args.repeats} runs of {count:,})"
@@ -250,7 +250,7 @@ def bench_command(args: argparse.Namespace) -> int:
         slowest = min(r["per_second"] for r in results)
         ratio = best["per_second"] / slowest if slowest > 0 else float("inf")
         print(
-            f"best: workers={best['workers']} ({best['per_second']:,.0f} elements/s, "
+            f"best: workers={best['workers']!r} ({best['per_second']:,.0f} elements/s, "
             f"{ratio:.2f}x the slowest)"
         )
     return 0

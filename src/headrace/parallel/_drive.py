@@ -21,7 +21,16 @@ from typing import Any, Final, Protocol
 from headrace.engine.guard import close_iterator
 from headrace.stats import PoolCounters
 
-__all__ = ["Chunking", "Done", "Failed", "Flat", "WorkerPool", "approx_bytes", "drive"]
+__all__ = [
+    "Chunking",
+    "Done",
+    "Failed",
+    "Flat",
+    "Tuner",
+    "WorkerPool",
+    "approx_bytes",
+    "drive",
+]
 
 #: A finished task: the index of its first element, one value per element (a
 #: :class:`Failed` where the call raised), whether any did, the seconds the calls
@@ -48,6 +57,9 @@ class WorkerPool(Protocol):
 
     def receive(self) -> list[Done]:
         """Wait until tasks finish, and return them."""
+
+    def activate(self, count: int) -> None:
+        """Give new tasks to the first ``count`` workers only (``workers="auto"``)."""
 
     def close(self) -> None:
         """Stop the workers; safe to repeat."""
@@ -160,6 +172,13 @@ class Chunking:
         self.limit = 1
         self._set(chunk_size or 1)
 
+    def use(self, workers: int) -> None:
+        """The pool now runs tasks on ``workers`` workers (``workers="auto"``; 0 for
+        the consumer's thread, which holds one task at a time)."""
+        self.workers = max(workers, 1)
+        self.limit = -1  # recomputed, and the listener told
+        self._set(self.chunk)
+
     def listen(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(limit)`` now and whenever the bound on elements in flight changes."""
         self._listener = listener
@@ -205,6 +224,123 @@ class Chunking:
                 self._listener(limit)
 
 
+class Tuner:
+    """``workers="auto"``: how many of the pool's workers to use, chosen by measuring.
+
+    Each candidate count is used for a window of :data:`PROBE_S` seconds while the
+    run goes on, and its throughput is measured: elements handed to the consumer per
+    second, so that the consumer's own work counts (workers the consumer cannot keep
+    up with only take CPU from it). The candidates are every worker, half of them,
+    one, and none (the calls made on the consumer's thread, for work too cheap to
+    send anywhere; not when a ``worker_init`` must run first). The fewest workers
+    within :data:`CLOSE_ENOUGH` of the best rate are kept, for :data:`HOLD`
+    windows; then the counts next to it are measured again, so that the choice
+    follows a run whose work changes. Each time that confirms the choice, it is
+    kept twice as long before the next look (up to 64 times :data:`HOLD`).
+    """
+
+    __slots__ = (
+        "_clock",
+        "_held",
+        "_hold",
+        "_items",
+        "_lowest",
+        "_plan",
+        "_start",
+        "_until",
+        "active",
+        "limit",
+        "rates",
+    )
+
+    #: Seconds one count is measured for.
+    PROBE_S: Final = 0.15
+    #: Windows the chosen count is kept before its neighbours are measured again.
+    HOLD: Final = 20
+    #: A count this close to the best rate is as good (and fewer workers are cheaper).
+    CLOSE_ENOUGH: Final = 0.95
+
+    def __init__(
+        self,
+        limit: int,
+        *,
+        inline: bool = True,
+        chosen: int | None = None,
+        hold: int = 0,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.limit = limit
+        self._clock = clock
+        #: Windows the chosen count is kept for (it grows while looks confirm it).
+        self._hold = hold or self.HOLD
+        self._held: int | None = None  # the count held before a look at its neighbours
+        #: Elements a second each count gave, as last measured.
+        self.rates: dict[int, float] = {}
+        lowest = 0 if inline else 1
+        self._lowest = lowest
+        self._start: float | None = None
+        self._items = 0
+        self._until: float | None = None  # the chosen count is held until then
+        if chosen is not None and lowest <= chosen <= limit:
+            # An earlier run (epoch) chose: hold it, then look at its neighbours.
+            self.active = chosen
+            self._plan: list[int] = []
+            self._until = clock() + self._hold * self.PROBE_S
+        else:
+            self.active = limit
+            candidates = {limit, max(limit // 2, lowest), min(1, limit), lowest}
+            self._plan = sorted(candidates - {limit}, reverse=True)
+
+    def handed(self, elements: int) -> int | None:
+        """``elements`` results went to the consumer; the new count, when it changes."""
+        now = self._clock()
+        if self._start is None:  # the window starts with the first result at this count
+            self._start, self._items = now, 0
+            return None
+        self._items += elements
+        elapsed = now - self._start
+        if elapsed < self.PROBE_S:
+            return None
+        self.rates[self.active] = self._items / elapsed
+        self._start, self._items = now, 0
+        if self._until is not None and now < self._until:
+            return None  # holding: the rate of the chosen count stays current
+        if self._until is not None:  # held long enough: measure the neighbours again
+            self._until = None
+            lowest = self._lowest
+            self._plan = [
+                n for n in (self.active + 1, self.active - 1) if lowest <= n <= self.limit
+            ]
+            self._held = self.active
+        if self._plan:
+            return self._switch(self._plan.pop(0))
+        best = max(self.rates.values())
+        chosen = min(n for n, rate in self.rates.items() if rate >= self.CLOSE_ENOUGH * best)
+        if self._held is not None:  # a look after a hold: confirmed, or not
+            confirmed = chosen == self._held
+            self._hold = min(2 * self._hold, 64 * self.HOLD) if confirmed else self.HOLD
+            self._held = None
+        self._until = now + self._hold * self.PROBE_S
+        return self._switch(chosen)
+
+    def _switch(self, count: int) -> int | None:
+        if count == self.active:
+            return None
+        self.active = count
+        self._start = None  # results in flight were made at the old count
+        return count
+
+    @property
+    def hold(self) -> int:
+        """Windows the choice is kept before the next look (for the next run's tuner)."""
+        return self._hold
+
+    def describe(self) -> str:
+        """The choice and what it was made from, for the statistics."""
+        rates = ", ".join(f"{n}: {rate:,.0f}/s" for n, rate in sorted(self.rates.items()))
+        return f"auto: {self.active} of {self.limit}" + (f" ({rates})" if rates else "")
+
+
 def _failing() -> bool:
     """Whether an exception other than the ``GeneratorExit`` being handled is on its
     way out (the consumer's loop raised, and a ``with`` block closes the run)."""
@@ -244,6 +380,8 @@ def drive(
     first: int = 0,
     taken: Callable[[int], None] | None = None,
     finish: Callable[[Any], None] | None = None,
+    tuner: Tuner | None = None,
+    inline: Callable[[int, list[Any]], Done] | None = None,
 ) -> Generator[list[Any], None, None]:
     """The results of the pool ``start()`` makes for the upstream's elements, a task
     at a time, in lists (:class:`Flat` hands them out one by one).
@@ -255,7 +393,9 @@ def drive(
     raises comes after the results of every element taken before it, as it would
     inline. ``taken(count)`` is called after each task's elements are taken, with
     the count taken since the start of the epoch. ``finish(pool)`` ends the pool's
-    part in the run (default: ``pool.close()``).
+    part in the run (default: ``pool.close()``). ``tuner`` (``workers="auto"``)
+    chooses how many workers get tasks; at 0, ``inline(first, items)`` runs a task
+    on the consumer's thread.
     """
     clock = time.perf_counter
     islice = itertools.islice
@@ -288,13 +428,21 @@ def drive(
                 if not items:
                     break
                 chunking.took(len(items), waited)
-                begin = clock()
-                size = pool.send(count, items)
-                # Pickled bytes miss arrays sent through shared memory: the probe sees them.
-                size = max(size, approx_bytes(items[0]) * len(items))
-                handed = clock() - begin
-                counters.transport_s += handed
-                chunking.sent(handed, size, len(items))
+                if tuner is not None and tuner.active == 0 and inline is not None:
+                    index, values, failed, busy, _, _ = inline(count, items)
+                    done[index] = (values, failed)
+                    counters.busy_s += busy
+                    chunking.finished(len(values), busy, 0.0, 0)
+                    del values
+                else:
+                    begin = clock()
+                    size = pool.send(count, items)
+                    # Pickled bytes miss arrays sent through shared memory: the probe
+                    # sees them.
+                    size = max(size, approx_bytes(items[0]) * len(items))
+                    handed = clock() - begin
+                    counters.transport_s += handed
+                    chunking.sent(handed, size, len(items))
                 tasks.append((count, len(items)))
                 count += len(items)
                 in_flight += len(items)
@@ -344,6 +492,13 @@ def drive(
             counters.wait_output_s += clock() - begin
             in_flight -= size
             del values
+            if tuner is not None:
+                changed = tuner.handed(size)
+                if changed is not None:
+                    if changed:
+                        pool.activate(changed)
+                    chunking.use(changed)
+                    counters.workers = changed
     except GeneratorExit:
         # Closed by the consumer: cleanly, unless an exception is on its way out.
         clean = not _failing()

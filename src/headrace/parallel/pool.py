@@ -11,22 +11,29 @@ import functools
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from headrace._checks import check_callable
 from headrace.engine.readahead import ReadAhead
 from headrace.engine.stage import Length, Stage, StageContext
 from headrace.engine.state import Entry, count_of, counting
-from headrace.errors import WorkerError, describe_callable
-from headrace.parallel._drive import Chunking, Flat, WorkerPool, drive
-from headrace.parallel._protocol import Joined, Plain
+from headrace.errors import WorkerError, annotate, describe_callable
+from headrace.parallel._drive import Chunking, Done, Failed, Flat, Tuner, WorkerPool, drive
+from headrace.parallel._protocol import Joined, Plain, call_many
 from headrace.parallel._rejects import Guarded, inline, inline_screened, screen
 from headrace.parallel.processes import TASK_FLOOR_S as PROCESS_FLOOR_S
 from headrace.parallel.processes import ProcessPool
 from headrace.parallel.threads import TASK_FLOOR_S as THREAD_FLOOR_S
-from headrace.parallel.threads import ThreadPool, check_backend, interrupted, pool_options
+from headrace.parallel.threads import (
+    ThreadPool,
+    check_backend,
+    interrupted,
+    pool_options,
+    usable_cores,
+)
 from headrace.policy import ErrorPolicy
 from headrace.stats import PoolCounters
 
@@ -44,6 +51,7 @@ class CallStage(Stage):
     """
 
     __slots__ = (
+        "_auto",
         "_backend",
         "_buffer_size",
         "_chunk_size",
@@ -51,6 +59,7 @@ class CallStage(Stage):
         "_init",
         "_ordered",
         "_policy",
+        "_tuner",
         "_warm",
         "_workers",
     )
@@ -59,7 +68,7 @@ class CallStage(Stage):
         self,
         fn: Callable[..., Any],
         *,
-        workers: int,
+        workers: int | Literal["auto"],
         backend: str,
         ordered: bool,
         buffer_size: int | None,
@@ -69,24 +78,35 @@ class CallStage(Stage):
     ) -> None:
         self._fn = check_callable("fn", fn)
         self._backend = check_backend(backend)
+        # "auto": as many workers as cores, of which the run uses what pays (Tuner).
+        self._auto = isinstance(workers, str) and workers == "auto"
+        if isinstance(workers, str) and not self._auto:
+            raise TypeError(f"workers must be an int >= 0 or 'auto', got {workers!r}")
         self._workers, self._ordered, self._buffer_size, self._chunk_size = pool_options(
-            workers, ordered, buffer_size, chunk_size, minimum_workers=0
+            usable_cores() if self._auto else workers,
+            ordered,
+            buffer_size,
+            chunk_size,
+            minimum_workers=0,
         )
         self._init = None if worker_init is None else check_callable("worker_init", worker_init)
         if self._init is not None and not self._workers:
             raise ValueError("worker_init needs workers: pass workers=N as well")
         self._policy = ErrorPolicy(on_error)
         self._warm = Warm() if self._workers and self._backend == "process" else None
+        self._tuner: Tuner | None = None  # the last run's, with workers="auto"
 
     # A copy (pickled, or copied for a share) keeps no workers of the original's.
     def __getstate__(self) -> object:
         _, slots = cast("tuple[None, dict[str, Any]]", super().__getstate__())
-        return None, {**slots, "_warm": None}
+        return None, {**slots, "_warm": None, "_tuner": None}
 
     def __setstate__(self, state: Any) -> None:
         _, slots = state
         for name, value in slots.items():
             object.__setattr__(self, name, value)
+        if self._auto:  # the cores of the process it is unpickled in
+            self._workers = usable_cores()
         self._warm = Warm() if self._workers and self._backend == "process" else None
 
     def close_workers(self) -> None:
@@ -99,7 +119,7 @@ class CallStage(Stage):
         arguments that change the elements (for :attr:`identity`)."""
         extra = ""
         if running and self._workers:
-            extra += f", workers={self._workers}"
+            extra += ", workers='auto'" if self._auto else f", workers={self._workers}"
             if self._backend != "thread":
                 extra += f", backend={self._backend!r}"
             if self._chunk_size is not None:
@@ -124,8 +144,8 @@ class CallStage(Stage):
         return (
             isinstance(earlier, CallStage)
             and self._workers > 0
-            and (earlier._workers, earlier._backend, earlier._ordered)
-            == (self._workers, self._backend, self._ordered)
+            and (earlier._workers, earlier._auto, earlier._backend, earlier._ordered)
+            == (self._workers, self._auto, self._backend, self._ordered)
             and (earlier._chunk_size, earlier._buffer_size) == (self._chunk_size, self._buffer_size)
             and earlier._policy.mode == "raise"
             and self._policy.mode == "raise"
@@ -189,6 +209,7 @@ class CallStage(Stage):
                 init=init,
                 warm=self._warm,
                 fn=fn,
+                tuner=self._tune(init),
             )
         if not guarded:
             if ahead is not None:
@@ -203,6 +224,19 @@ class CallStage(Stage):
 
         ctx.track_state(inputs if ahead is None else ahead.getter(inputs))
         return screen(results, self._policy, ctx)
+
+    def _tune(self, init: object) -> Tuner | None:
+        """With ``workers="auto"``, what chooses the workers a run uses; it starts
+        from the choice of the stage's last run that made one."""
+        if not self._auto:
+            return None
+        last = self._tuner
+        if last is not None and last.rates:
+            chosen, hold = last.active, last.hold
+        else:
+            chosen, hold = None, 0
+        self._tuner = Tuner(self._workers, inline=init is None, chosen=chosen, hold=hold)
+        return self._tuner
 
     @property
     def read_ahead(self) -> int:
@@ -235,7 +269,9 @@ class ParallelMap(CallStage):
             any callable cloudpickle can send (lambdas and closures included), and
             its results must pickle.
         workers: threads or processes in the pool; ``0`` calls ``fn`` inline (a
-            ``map`` with ``on_error``, which keeps a tally and so is not fused).
+            ``map`` with ``on_error``, which keeps a tally and so is not fused);
+            ``"auto"``: one per usable core, of which each run uses the count that
+            measures fastest (:class:`~headrace.parallel._drive.Tuner`).
         backend: ``"thread"`` or ``"process"``.
         ordered: yield results in input order (default); ``False`` yields each as
             soon as it is ready.
@@ -255,7 +291,7 @@ class ParallelMap(CallStage):
         self,
         fn: Callable[[Any], Any],
         *,
-        workers: int,
+        workers: int | Literal["auto"],
         backend: str = "thread",
         ordered: bool = True,
         buffer_size: int | None = None,
@@ -300,6 +336,7 @@ def run_pool(
     init: Callable[[], object] | None = None,
     warm: Warm | None = None,
     fn: object = None,
+    tuner: Tuner | None = None,
 ) -> Iterator[Any]:
     """Yield ``call(index, element)`` for the upstream's elements, computed by a pool
     of ``workers`` threads or processes, in tasks as ``chunking`` sizes them and
@@ -307,9 +344,23 @@ def run_pool(
     each task's elements are taken. ``init`` runs once in each worker; worker
     processes come from ``warm`` and go back there when the run ends with them idle;
     ``fn``, the user's function inside ``call``, is sent to a process only once.
+    ``tuner`` (``workers="auto"``) chooses how many of the workers to use.
     """
     counters = PoolCounters.of(ctx)
-    counters.workers = workers
+    counters.workers = workers if tuner is None else tuner.active
+    counters.tuner = tuner
+
+    def inline(first: int, items: list[Any]) -> Done:
+        """A task run on the consumer's thread, as a thread pool runs it."""
+        begin = time.perf_counter()
+        values, failed = call_many(call, first, items)
+        busy = time.perf_counter() - begin
+        for offset, error in (failed or {}).items():
+            if isinstance(error, Exception):  # others are raised as they are
+                annotate(error, ctx.label, first + offset)
+            values[offset] = Failed(error)
+        return first, values, bool(failed), busy, 0.0, 0
+
     start: Callable[[], WorkerPool]
     finish: Callable[[Any], None] | None = None
     if backend == "process" and warm is not None:
@@ -328,6 +379,8 @@ def run_pool(
         first=ctx.start,
         taken=taken,
         finish=finish,
+        tuner=tuner,
+        inline=inline,
     )
     return Flat(tasks)
 

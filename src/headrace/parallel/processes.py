@@ -140,6 +140,8 @@ class ProcessPool:
         #: The user's function inside ``call``: a later run's function refers to the
         #: worker's copy of it (see :meth:`rebind`).
         self.fn = fn
+        #: New tasks go to the first ``active`` workers (``workers="auto"``).
+        self.active = workers
         # In one pickle: functions sent by value share their module's globals there,
         # so what worker_init sets, fn sees.
         payload = self._payload((init, call, fn))
@@ -200,6 +202,7 @@ class ProcessPool:
         """
         self.label = label
         self.stop = _stop.current()
+        self.active = len(self.conns)
         payload = CALL + self._payload(call, kept=self.fn)
         for number, conn in enumerate(self.conns):
             try:
@@ -275,13 +278,16 @@ class ProcessPool:
             annotate(culprit, self.label, first + offset)
             culprit.add_note("headrace: elements sent to the process backend must be picklable")
             raise culprit from None
-        number = min(range(len(self.conns)), key=lambda n: sum(self.owned[n].values()))
+        number = min(range(self.active), key=lambda n: sum(self.owned[n].values()))
         try:
             self.conns[number].send_bytes(TASK + INDEX.pack(first) + body)
         except OSError:
             raise self._died(number) from None
         self.owned[number][first] = len(items)
         return len(body)
+
+    def activate(self, count: int) -> None:
+        self.active = min(max(count, 1), len(self.conns))
 
     def receive(self, timeout: float | None = None) -> list[Done]:
         """Wait for finished tasks (none, after ``timeout`` seconds, if given).

@@ -21,7 +21,7 @@ False
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class RandomMap(CallStage):
         fn: Callable[[Any, np.random.Generator], Any],
         *,
         seed: int | None = None,
-        workers: int = 0,
+        workers: int | Literal["auto"] = 0,
         backend: str = "thread",
         ordered: bool = True,
         buffer_size: int | None = None,

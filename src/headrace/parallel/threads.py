@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import queue
 import sys
 import threading
@@ -82,6 +83,14 @@ def pool_options(
     return count, in_order, size, chunk
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def check_backend(backend: object) -> str:
     """``backend`` if it names a backend; otherwise a ValueError naming the choices."""
     if not isinstance(backend, str) or backend not in BACKENDS:
@@ -108,8 +117,12 @@ class ThreadPool:
         #: Tasks not yet received: their first element's index and element count.
         self._pending: dict[Future[_Outcome], tuple[int, int]] = {}
         prefix = f"headrace-map-{next(_POOLS)}"
+        #: Threads numbered from this one on wait instead of taking tasks
+        #: (``workers="auto"`` using fewer of them).
+        self._active = workers
+        self._gate = threading.Condition()
         self._threads = [
-            threading.Thread(target=self._work, name=f"{prefix}_{k}", daemon=True)
+            threading.Thread(target=self._work, args=(k,), name=f"{prefix}_{k}", daemon=True)
             for k in range(workers)
         ]
         for thread in self._threads:
@@ -126,7 +139,7 @@ class ThreadPool:
                 failed.add_note(f"headrace: {label}: its worker_init function failed in a thread")
                 raise failed
 
-    def _work(self) -> None:
+    def _work(self, number: int) -> None:
         if self._init is not None:
             try:
                 self._init()
@@ -135,6 +148,10 @@ class ThreadPool:
                 return
             self._started.put(None)
         while True:
+            if number >= self._active:
+                with self._gate:
+                    while number >= self._active:
+                        self._gate.wait()
             task = self._tasks.get()
             if task is None:
                 return
@@ -151,6 +168,11 @@ class ThreadPool:
         self._pending[future] = (first, len(items))
         self._tasks.put((future, first, items))
         return 0
+
+    def activate(self, count: int) -> None:
+        with self._gate:
+            self._active = min(max(count, 1), len(self._threads))
+            self._gate.notify_all()
 
     def receive(self) -> list[Done]:
         finished, _ = wait(self._pending, return_when=FIRST_COMPLETED)
@@ -173,6 +195,7 @@ class ThreadPool:
             future.cancel()
         for _ in self._threads:
             self._tasks.put(None)
+        self.activate(len(self._threads))  # every thread takes its None
         if interrupted() or sys.is_finalizing():
             running = sorted(task for future, task in self._pending.items() if future.running())
             if running:
