@@ -299,6 +299,15 @@ def test_a_cheap_stage_is_told_to_batch_first_not_to_take_workers() -> None:
     assert "give it workers" in diagnose([heavy], summary)["hint"]
 
 
+def test_a_slow_source_is_told_to_prefetch_not_to_take_workers() -> None:
+    summary = {"wall_s": 2.0, "samples": 400, "consumer_share": 0.05, "waiting_share": 0.95}
+    source = {"stage": 0, "name": "text_lines('a.log')", "items_in": 0, "items_out": 10**6}
+    verdict = diagnose([{**source, "seconds": 1.5, "share": 0.75}], summary)
+    assert verdict["stage"] == 0
+    assert "prefetch(n)" in verdict["hint"]
+    assert "give it workers" not in verdict["hint"]
+
+
 def test_a_pool_whose_transport_outweighs_its_work_is_told_so() -> None:
     summary = {"wall_s": 2.0, "samples": 400, "consumer_share": 0.05, "waiting_share": 0.95}
     pool = {

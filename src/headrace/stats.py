@@ -683,7 +683,14 @@ def diagnose(rows: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, A
         elif summary.get("wall_s", 0.0) >= SHORTEST_S:  # a shorter run tells nothing
             share = row["share"]
             each = row["seconds"] / max(row["items_in"], row["items_out"], 1)
-            if each >= CHEAP_S or row["stage"] == 0:
+            if row["stage"] == 0:  # a source takes no workers
+                advice = (
+                    "it is the source: put prefetch(n) after it, so that reading runs "
+                    "on a thread of its own beside the rest (which pays where reading "
+                    "waits on storage or decompresses), or move work out of it into a "
+                    "parallel map"
+                )
+            elif each >= CHEAP_S:
                 advice = (
                     "give it workers (map(fn, workers=N)), or move its work into a parallel map"
                 )
