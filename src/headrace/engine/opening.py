@@ -160,9 +160,9 @@ class _Opening:
                     upstream = passing_over(upstream, skip)
                 iterator = stage.open(upstream, ctx)
             if self.stats is not None:
-                if counted:
+                if counted and not stage.counts_output:
                     iterator = self.stats.count(index, stage.name, iterator)
-                else:  # the fused run after it counts what it takes
+                else:  # the stage, or the fused run after it, counts
                     self.stats.record(index, stage.name)
                     self.stats.watch(index, iterator)
         if hasattr(iterator, "close"):

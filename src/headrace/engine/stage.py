@@ -239,6 +239,12 @@ class Stage:
         """
         raise NotImplementedError
 
+    @property
+    def counts_output(self) -> bool:
+        """Whether the stage counts what it hands out itself, for the statistics (a
+        pool's counters): the engine then does not count it again."""
+        return False
+
     def joins(self, earlier: Stage) -> bool:
         """Whether ``earlier``, the stage just before this one, can run inside this
         one's tasks (:meth:`open_joined`): consecutive parallel maps on the same

@@ -137,6 +137,12 @@ class CallStage(Stage):
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         return self._open(upstream, ctx, self._call(ctx), self._init, self._fn)
 
+    @property
+    def counts_output(self) -> bool:
+        # A pool counts the results it hands out (PoolCounters.items); under an error
+        # policy the rejects leave, and the engine counts what is left.
+        return self._workers > 0 and self._policy.mode == "raise"
+
     def joins(self, earlier: Stage) -> bool:
         # The same workers, and an element's index the same in both (the earlier one
         # gives one output per input). The options that size tasks and bound the
