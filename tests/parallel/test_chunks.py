@@ -99,6 +99,8 @@ def test_results_are_identical_for_every_chunk_size_and_worker_count(
     expected = [triple(x) for x in xs]
     rejects = [x for x in xs if x % 7 != 0]
     drawn = list(hr.from_iterable(xs).random_map(jitter, seed=3).iter(epoch=1))
+    tripled = hr.from_iterable(xs).map(triple).random_map(jitter, seed=3)
+    drawn_after = list(tripled.iter(epoch=1))
     for chunk in chunks:
         source = hr.from_iterable(xs)
         options: dict[str, Any] = {"workers": workers, "backend": backend, "chunk_size": chunk}
@@ -107,6 +109,8 @@ def test_results_are_identical_for_every_chunk_size_and_worker_count(
         assert list(source.map(picky, on_error="skip", **options)) == rejects
         noisy = source.random_map(jitter, seed=3, **options)
         assert list(noisy.iter(epoch=1)) == drawn
+        joined = source.map(triple, **options).random_map(jitter, seed=3, **options)
+        assert list(joined.iter(epoch=1)) == drawn_after  # one trip for both stages
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
