@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import sys
 import threading
+from typing import Any
 
 import cloudpickle
 import numpy as np
@@ -171,3 +172,41 @@ def test_with_worker_init_every_call_runs_on_a_worker(short_windows):
 def test_workers_takes_an_int_or_auto(bad):
     with pytest.raises(TypeError, match="'auto'"):
         hr.range(3).map(abs, workers=bad)
+
+
+def held_at_none(pipeline: hr.Pipeline[Any]) -> hr.Pipeline[Any]:
+    """``pipeline`` after one run, its last stage's tuner held at no workers."""
+    list(pipeline.take(1))
+    tuner = pipeline.stages[-1]._tuner  # type: ignore[attr-defined]
+    tuner.active, tuner._plan, tuner._until = 0, [], float("inf")
+    return pipeline
+
+
+def picky(x: int) -> int:
+    if x % 7 == 3:
+        raise hr.ParseError(f"{x} is not wanted")
+    return x
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_with_no_workers_the_calls_run_as_the_consumer_takes_them(backend):
+    plain = held_at_none(hr.range(5000).map(fails_at, workers="auto", backend=backend))
+    got: list[int] = []
+    with pytest.raises(ValueError, match="bad element") as caught:
+        got.extend(plain)
+    assert got == list(range(2500))
+    assert any("input element 2500 (0-based)" in note for note in caught.value.__notes__)
+
+    drawn = held_at_none(hr.range(3000).random_map(noisy, seed=3, workers="auto"))
+    assert list(drawn.iter(epoch=4)) == list(hr.range(3000).random_map(noisy, seed=3).iter(epoch=4))
+
+    skipping = held_at_none(
+        hr.range(3000).map(picky, workers="auto", backend=backend, on_error="skip")
+    )
+    with skipping.iter(stats=True) as run:
+        assert list(run) == [x for x in range(3000) if x % 7 != 3]
+        row = run.stats()[1]
+    assert (row["read"], row["rejected"]) == (3000, 429)
+    assert row["auto"].startswith("auto: 0 of ")
+    for pipeline in (plain, drawn, skipping):
+        pipeline.close()

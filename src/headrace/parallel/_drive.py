@@ -15,7 +15,7 @@ import collections
 import itertools
 import sys
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Final, Protocol
 
 from headrace.engine.guard import close_iterator
@@ -82,6 +82,9 @@ MAX_CHUNK_BYTES: Final = 4 << 20
 #: costs memory (and, for arrays, made a worker's allocator give back and fault in
 #: its pages again: 373 us an element in tasks of 6 against 98 us one at a time).
 BIG_ELEMENT: Final = 64 << 10
+#: With no workers in use (``workers="auto"``), about how long a run of calls on the
+#: consumer's thread lasts before the loop looks up again.
+SEGMENT_S: Final = 0.01
 #: Weight of the newest task in the running means.
 _NEW: Final = 0.25
 
@@ -266,13 +269,12 @@ class Tuner:
         *,
         inline: bool = True,
         chosen: int | None = None,
-        hold: int = 0,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.limit = limit
         self._clock = clock
         #: Windows the chosen count is kept for (it grows while looks confirm it).
-        self._hold = hold or self.HOLD
+        self._hold = self.HOLD
         self._held: int | None = None  # the count held before a look at its neighbours
         #: Elements a second each count gave, as last measured.
         self.rates: dict[int, float] = {}
@@ -330,10 +332,10 @@ class Tuner:
         self._start = None  # results in flight were made at the old count
         return count
 
-    @property
-    def hold(self) -> int:
-        """Windows the choice is kept before the next look (for the next run's tuner)."""
-        return self._hold
+    def restart(self) -> None:
+        """A new run (epoch) starts with the count this tuner had chosen: its first
+        window opens with that run's first result."""
+        self._start = None
 
     def describe(self) -> str:
         """The choice and what it was made from, for the statistics."""
@@ -358,9 +360,9 @@ class Flat(itertools.chain):  # type: ignore[type-arg]
     frame per element); closing it closes the generator."""
 
     __slots__ = ("_source",)
-    _source: Generator[list[Any], None, None]
+    _source: Generator[Iterable[Any], None, None]
 
-    def __new__(cls, source: Generator[list[Any], None, None]) -> Flat:
+    def __new__(cls, source: Generator[Iterable[Any], None, None]) -> Flat:
         self = super().from_iterable(source)
         assert isinstance(self, Flat)
         self._source = source
@@ -382,7 +384,8 @@ def drive(
     finish: Callable[[Any], None] | None = None,
     tuner: Tuner | None = None,
     inline: Callable[[int, list[Any]], Done] | None = None,
-) -> Generator[list[Any], None, None]:
+    stream: Callable[[Iterator[Any], int, list[int]], Iterator[Any]] | None = None,
+) -> Generator[Iterable[Any], None, None]:
     """The results of the pool ``start()`` makes for the upstream's elements, a task
     at a time, in lists (:class:`Flat` hands them out one by one).
 
@@ -394,8 +397,11 @@ def drive(
     inline. ``taken(count)`` is called after each task's elements are taken, with
     the count taken since the start of the epoch. ``finish(pool)`` ends the pool's
     part in the run (default: ``pool.close()``). ``tuner`` (``workers="auto"``)
-    chooses how many workers get tasks; at 0, ``inline(first, items)`` runs a task
-    on the consumer's thread.
+    chooses how many workers get tasks; at 0, the calls run on the consumer's
+    thread: ``stream(elements, first, counts)`` makes them as the consumer asks,
+    handing out results without lists (and setting ``counts[0]`` to the elements
+    taken), or, while workers still hold tasks that come
+    first, ``inline(first, items)`` runs a task.
     """
     clock = time.perf_counter
     islice = itertools.islice
@@ -404,14 +410,46 @@ def drive(
     clean = False  # the run ended without an error: its pool may serve another
     try:
         pool = start()
+        if tuner is not None:  # the count the tuner stands at (an earlier run's choice)
+            if tuner.active:
+                pool.activate(tuner.active)
+            chunking.use(tuner.active)
+            counters.workers = tuner.active
         done: dict[int, tuple[list[Any], bool]] = {}
         # (first index, elements) of the tasks not yet yielded, in input order.
         tasks: collections.deque[tuple[int, int]] = collections.deque()
         in_flight = 0  # taken from the upstream and not yet yielded
+        segment = chunking.chunk  # elements a run of calls on this thread takes
         count = first
         more = True
         broken: Exception | None = None
         while True:
+            if stream is not None and tuner is not None and not tuner.active and not tasks:
+                if not more:
+                    clean = True
+                    return
+                # No workers: the calls are made as the consumer takes the results,
+                # in runs of about SEGMENT_S (the tuner looks between them).
+                counts = [0]
+                begin = clock()
+                yield stream(islice(upstream, segment), count, counts)
+                spent = clock() - begin
+                wanted, took = segment, counts[0]
+                made = took  # one result an element: the last may have raised instead
+                segment = max(1, min(MAX_CHUNK, int(segment * min(4.0, SEGMENT_S / spent))))
+                count += took
+                counters.items += made
+                counters.tasks += 1
+                if took and taken is not None:
+                    taken(count)
+                if took < wanted:
+                    more = False
+                changed = tuner.handed(made)
+                if changed:
+                    pool.activate(changed)
+                    chunking.use(changed)
+                    counters.workers = changed
+                continue
             while more and (not in_flight or in_flight + chunking.chunk <= chunking.limit):
                 wanted = chunking.chunk
                 items: list[Any] = []

@@ -232,16 +232,14 @@ class CallStage(Stage):
         return screen(results, self._policy, ctx)
 
     def _tune(self, init: object) -> Tuner | None:
-        """With ``workers="auto"``, what chooses the workers a run uses; it starts
-        from the choice of the stage's last run that made one."""
+        """With ``workers="auto"``, what chooses the workers a run uses: the same
+        for every run of the stage, which goes on from the last run's choice."""
         if not self._auto:
             return None
-        last = self._tuner
-        if last is not None and last.rates:
-            chosen, hold = last.active, last.hold
-        else:
-            chosen, hold = None, 0
-        self._tuner = Tuner(self._workers, inline=init is None, chosen=chosen, hold=hold)
+        if self._tuner is None:
+            self._tuner = Tuner(self._workers, inline=init is None)
+        else:  # it goes on where the last run left it (its plan, its hold)
+            self._tuner.restart()
         return self._tuner
 
     @property
@@ -367,6 +365,33 @@ def run_pool(
             values[offset] = Failed(error)
         return first, values, bool(failed), busy, 0.0, 0
 
+    def stream(elements: Iterator[Any], first: int, counts: list[int]) -> Iterator[Any]:
+        """Calls on the consumer's thread as it takes the results, one at a time;
+        ``counts[0]``: the elements taken, each of which gave a result or raised."""
+        counted, counter = counting(elements, 0)
+        try:
+            if type(call) is Plain:  # the common case, mapped in C
+                try:
+                    yield from map(call.fn, counted)
+                except Exception as error:  # an upstream error is noted already
+                    annotate(error, ctx.label, first + count_of(counter) - 1)
+                    raise
+                return
+            guarded = type(call) is Guarded
+            inner = cast("Guarded", call).call if guarded else call
+            for index, item in enumerate(counted, first):
+                try:
+                    out = inner(index, item)
+                except Exception as error:
+                    rejected = Guarded.rescue(index, item, error) if guarded else None
+                    if rejected is None:
+                        annotate(error, ctx.label, index)
+                        raise
+                    out = rejected
+                yield out
+        finally:
+            counts[0] = count_of(counter)
+
     start: Callable[[], WorkerPool]
     finish: Callable[[Any], None] | None = None
     if backend == "process" and warm is not None:
@@ -387,6 +412,7 @@ def run_pool(
         finish=finish,
         tuner=tuner,
         inline=inline,
+        stream=stream,
     )
     return Flat(tasks)
 
