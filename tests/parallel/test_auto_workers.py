@@ -49,6 +49,8 @@ def test_the_tuner_measures_each_candidate_and_keeps_the_fewest_that_are_as_fast
     tuner = Tuner(8, clock=clock)
     assert tuner.active == 8
     rates = {8: 1000.0, 4: 980.0, 1: 400.0, 0: 100.0}
+    assert measure(tuner, clock, 1.0) is None  # the run's first window: not counted
+    assert tuner.rates == {}
     seen = [8]
     for _ in range(4):
         changed = measure(tuner, clock, rates[tuner.active])

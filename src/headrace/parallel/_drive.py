@@ -231,7 +231,8 @@ class Tuner:
     """``workers="auto"``: how many of the pool's workers to use, chosen by measuring.
 
     Each candidate count is used for a window of :data:`PROBE_S` seconds while the
-    run goes on, and its throughput is measured: elements handed to the consumer per
+    run goes on (a run's first window, slowed by its start, is not counted), and its
+    throughput is measured: elements handed to the consumer per
     second, so that the consumer's own work counts (workers the consumer cannot keep
     up with only take CPU from it). The candidates are every worker, half of them,
     one, and none (the calls made on the consumer's thread, for work too cheap to
@@ -249,6 +250,7 @@ class Tuner:
         "_items",
         "_lowest",
         "_plan",
+        "_settling",
         "_start",
         "_until",
         "active",
@@ -283,6 +285,9 @@ class Tuner:
         self._start: float | None = None
         self._items = 0
         self._until: float | None = None  # the chosen count is held until then
+        #: The next window is a run's first: its start (workers starting, the first
+        #: tasks, caches filling) is not what the count gives.
+        self._settling = True
         if chosen is not None and lowest <= chosen <= limit:
             # An earlier run (epoch) chose: hold it, then look at its neighbours.
             self.active = chosen
@@ -302,6 +307,10 @@ class Tuner:
         self._items += elements
         elapsed = now - self._start
         if elapsed < self.PROBE_S:
+            return None
+        if self._settling:  # a run's first window: its start is slower than the rest
+            self._settling = False
+            self._start, self._items = now, 0
             return None
         self.rates[self.active] = self._items / elapsed
         self._start, self._items = now, 0
@@ -334,8 +343,9 @@ class Tuner:
 
     def restart(self) -> None:
         """A new run (epoch) starts with the count this tuner had chosen: its first
-        window opens with that run's first result."""
+        window opens with that run's first result, and is not counted."""
         self._start = None
+        self._settling = True
 
     def describe(self) -> str:
         """The choice and what it was made from, for the statistics."""

@@ -379,9 +379,10 @@ def run_pool(
                 return
             guarded = type(call) is Guarded
             inner = cast("Guarded", call).call if guarded else call
+            fn = inner.fn if type(inner) is Plain else None
             for index, item in enumerate(counted, first):
                 try:
-                    out = inner(index, item)
+                    out = fn(item) if fn is not None else inner(index, item)
                 except Exception as error:
                     rejected = Guarded.rescue(index, item, error) if guarded else None
                     if rejected is None:
