@@ -27,6 +27,14 @@ inside. Everything else is left as it is: strings, bytes, ``str`` and ``object``
 arrays, ``datetime64`` arrays, masked arrays (a tensor has no mask), and dtypes the
 installed torch cannot hold.
 
+Checkpoints follow torchdata's convention: :meth:`TorchDataset.state_dict` gives the
+data's position as plain data to save beside the model's, and
+:meth:`TorchDataset.load_state_dict` makes the next iteration go on from it, with the
+next batch. It covers iterating the dataset directly and ``DataLoader(dataset,
+batch_size=None, num_workers=0)``; with DataLoader workers the positions are in the
+workers, and ``state_dict()`` refuses, saying so. A DataLoader that would batch the
+batches of a pipeline that makes them (its default ``batch_size=1``) is refused too.
+
 ``pin_memory=True`` pins each tensor (``tensor.pin_memory()``) when CUDA is available,
 for faster, asynchronous copies to the GPU; without CUDA it does nothing. ``device=``
 moves each tensor there (``non_blocking`` when pinned). Both act in the process that
@@ -37,18 +45,25 @@ loop.
 
 from __future__ import annotations
 
+import gc
 import pickle
+import sys
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+try:  # what a DataLoader opens an IterableDataset with (torch's own, not public)
+    from torch.utils.data._utils.fetch import _IterableDatasetFetcher
+except ImportError:  # pragma: no cover - a torch that moved it: the check is skipped
+    _IterableDatasetFetcher = None  # type: ignore[misc, assignment]
 
 from headrace import _pickling
 from headrace._checks import check_bool, check_int
 from headrace.engine.plan import Plan
-from headrace.run import start
+from headrace.run import Run, start
 from headrace.sharding import shard
 from headrace.sources.basic import as_plan
 from headrace.stages.batching import NUMERIC_KINDS
@@ -119,6 +134,10 @@ class TorchDataset(IterableDataset[Any]):
         self._worker_runs = 0
         #: This worker's share of the pipeline, built once per worker count.
         self._shares: dict[tuple[int, int], Plan[Any]] = {}
+        #: The run going on in this process, or the last one: its state and statistics.
+        self._run: Run[Any] | None = None
+        #: A state to start the next iteration from (:meth:`load_state_dict`).
+        self._resume: dict[str, Any] | None = None
 
     @property
     def pipeline(self) -> Plan[Any]:
@@ -134,8 +153,78 @@ class TorchDataset(IterableDataset[Any]):
         """
         self._epoch = None if epoch is None else check_int("epoch", epoch, minimum=0)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the data stands, as plain data to save beside the model (torchdata's
+        ``StatefulDataLoader`` convention): the next iteration after
+        :meth:`load_state_dict` of it goes on with the element after the last one this
+        dataset handed out, in the same epoch; taken after an epoch ended, the next
+        epoch. Before any iteration, the next iteration starts as it would anyway.
+
+        >>> import headrace as hr
+        >>> dataset = to_torch(hr.range(6).batch(2))
+        >>> batches = iter(dataset)
+        >>> next(batches).tolist()
+        [0, 1]
+        >>> saved = dataset.state_dict()
+        >>> again = to_torch(hr.range(6).batch(2))
+        >>> again.load_state_dict(saved)
+        >>> [b.tolist() for b in again]
+        [[2, 3], [4, 5]]
+
+        In a DataLoader worker process, the state of that worker's share. In the main
+        process of a ``DataLoader(num_workers=N)``, which cannot see its workers'
+        positions, a ``ValueError`` says how to get one.
+        """
+        if get_worker_info() is None:
+            loader = _loader_with_workers(self)
+            if loader is not None:
+                raise ValueError(
+                    f"state_dict(): this dataset is read by a DataLoader with "
+                    f"num_workers={loader}, whose worker processes hold the positions, "
+                    "out of reach here. Resume needs the data's position in this "
+                    "process: iterate the dataset directly, or through DataLoader("
+                    "dataset, batch_size=None, num_workers=0), and let the pipeline "
+                    "do the parallel work (map(fn, workers=N)); its state covers that"
+                )
+        if self._run is not None:
+            return {"headrace": self._run.state()}
+        return {"headrace": self._resume}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Make the next iteration go on where :meth:`state_dict` gave ``state``."""
+        if not isinstance(state, Mapping) or "headrace" not in state:
+            raise ValueError(
+                f"load_state_dict() takes what TorchDataset.state_dict() gave (a dict "
+                f"with 'headrace'), got {state!r:.80}"
+            )
+        saved = state["headrace"]
+        if saved is not None and not isinstance(saved, Mapping):
+            raise ValueError(
+                f"load_state_dict(): the saved headrace state is not a dict: {saved!r:.80}"
+            )
+        self._resume = None if saved is None else dict(saved)
+        self._run = None
+
+    def stats(self) -> list[dict[str, Any]]:
+        """The per-stage figures of the run going on in this process, or of the last
+        one (see :meth:`headrace.Run.stats`)."""
+        return self._last_run().stats()
+
+    def report(self) -> str:
+        """The statistics of the run going on, or of the last one, as text."""
+        return self._last_run().report()
+
+    def _last_run(self) -> Run[Any]:
+        if self._run is None:
+            raise RuntimeError(
+                "no run yet: the dataset has not been iterated in this process (in a "
+                "DataLoader with num_workers > 0, its worker processes run it)"
+            )
+        return self._run
+
     def __iter__(self) -> Generator[Any, None, None]:
         info = get_worker_info()
+        _refuse_a_second_batch_dimension(self._pipeline)
         if info is None:
             return self._tensors(self._pipeline, self._epoch, self._pin_memory)
         if self._pin_memory or (self._device is not None and self._device.type != "cpu"):
@@ -160,7 +249,13 @@ class TorchDataset(IterableDataset[Any]):
         self, pipeline: Plan[Any], epoch: int | None, pin_memory: bool
     ) -> Generator[Any, None, None]:
         convert = _converter(self._device, pin_memory)
-        with start(pipeline) if epoch is None else start(pipeline, epoch=epoch) as run:
+        resume, self._resume = self._resume, None
+        if resume is not None:
+            run = start(pipeline, state=resume)
+        else:
+            run = start(pipeline) if epoch is None else start(pipeline, epoch=epoch)
+        self._run = run
+        with run:
             for element in run:
                 yield convert(element)
 
@@ -183,6 +278,42 @@ class TorchDataset(IterableDataset[Any]):
     def __reduce__(self) -> tuple[Callable[[bytes], TorchDataset], tuple[bytes]]:
         state = (self._pipeline, self._device, self._pin_memory, self._epoch, self._worker_runs)
         return (_restore, (_pickling.dumps(state),))
+
+
+def _loader_with_workers(dataset: TorchDataset) -> int | None:
+    """The ``num_workers`` of a live DataLoader over ``dataset`` that has workers."""
+    for holder in gc.get_referrers(dataset):
+        # The DataLoader, or (in Pythons that keep it apart) its __dict__.
+        found = vars(holder) if isinstance(holder, DataLoader) else holder
+        if isinstance(found, dict) and found.get("dataset") is dataset:
+            workers = found.get("num_workers")
+            if isinstance(workers, int) and workers > 0:
+                return workers
+    return None
+
+
+def _refuse_a_second_batch_dimension(pipeline: Plan[Any]) -> None:
+    """Refuse a DataLoader that batches (its default ``batch_size=1``) the batches of
+    a pipeline that makes them: every tensor would come out ``[1, B, ...]``.
+
+    The DataLoader's fetcher opens the dataset; its frame says whether it batches.
+    """
+    if _IterableDatasetFetcher is None:
+        return
+    caller = sys._getframe(2)  # __iter__, then the fetcher that called it
+    fetcher = caller.f_locals.get("self")
+    if not isinstance(fetcher, _IterableDatasetFetcher) or not fetcher.auto_collation:
+        return
+    for stage in reversed(pipeline.stages):
+        if stage.batching == "unbatch":
+            return
+        if stage.batching in ("batch", "fixed", "padded"):
+            raise ValueError(
+                f"the pipeline already makes batches ({stage.name}), and this "
+                "DataLoader batches again (its batch_size, 1 by default): every tensor "
+                "would come out as [1, batch, ...]. Pass DataLoader(dataset, "
+                "batch_size=None), or batch in the DataLoader instead of the pipeline"
+            )
 
 
 def _restore(payload: bytes) -> TorchDataset:

@@ -567,3 +567,79 @@ def test_a_plain_training_loop_learns_from_a_pipeline(how: str) -> None:
     assert losses[-1] < 0.05 * losses[0]
     assert model.weight.item() == pytest.approx(2, abs=0.1)
     assert model.bias.item() == pytest.approx(1, abs=0.1)
+
+
+# -- checkpoints: state_dict() and load_state_dict(), statistics -----------------------
+
+
+def checkpointed(tmp_path: Path, make: Callable[[], hrt.TorchDataset], stop: int) -> list[Any]:
+    """Take ``stop`` batches, save the data state with torch.save beside a model's, and
+    resume in a new dataset (as a restarted program does): the batches after."""
+    dataset = make()
+    batches = iter(loader(dataset, 0))
+    for _ in range(stop):
+        next(batches)
+    model = nn.Linear(2, 1)
+    torch.save({"model": model.state_dict(), "data": dataset.state_dict()}, tmp_path / "ck.pt")
+    del batches
+    saved = torch.load(tmp_path / "ck.pt")
+    again = make()
+    again.load_state_dict(saved["data"])
+    return [b.tolist() for b in loader(again, 0)]
+
+
+def test_a_checkpoint_resumes_with_the_next_batch(tmp_path: Path) -> None:
+    def make() -> hrt.TorchDataset:
+        pipeline = hr.range(100).shuffle(16, seed=2).map(lambda x: [x, -x], workers=2).batch(8)
+        return hrt.to_torch(pipeline)
+
+    whole = [b.tolist() for b in loader(make(), 0)]
+    for stop in (1, 5, 12):
+        assert checkpointed(tmp_path, make, stop) == whole[stop:]
+    # At the end of an epoch the state is the start of the next one.
+    dataset = make()
+    first = [b.tolist() for b in dataset]
+    saved = dataset.state_dict()
+    again = make()
+    again.load_state_dict(saved)
+    assert [b.tolist() for b in again] == [b.tolist() for b in make().pipeline.iter(epoch=1)]
+    assert first == whole
+
+
+def test_a_dataset_gives_the_statistics_of_its_run() -> None:
+    dataset = hrt.to_torch(hr.range(40).map(abs).batch(4))
+    with pytest.raises(RuntimeError, match="no run yet"):
+        dataset.stats()
+    for _ in loader(dataset, 0):
+        pass
+    rows = dataset.stats()
+    assert [(r["items_in"], r["items_out"]) for r in rows] == [(0, 40), (40, 40), (40, 10)]
+    assert "batch(4)" in dataset.report()
+
+
+def test_state_dict_is_refused_where_dataloader_workers_hold_the_positions() -> None:
+    dataset = hrt.to_torch(hr.range(20))
+    workers = loader(dataset, 2)
+    with pytest.raises(ValueError, match="num_workers=2") as caught:
+        dataset.state_dict()
+    assert "num_workers=0" in str(caught.value)
+    del workers
+    assert dataset.state_dict() == {"headrace": None}  # no DataLoader with workers now
+
+
+@pytest.mark.parametrize("bad", [None, {}, {"headrace": 3}, [1]])
+def test_load_state_dict_refuses_what_state_dict_did_not_give(bad: Any) -> None:
+    with pytest.raises(ValueError, match="load_state_dict"):
+        hrt.to_torch(hr.range(3)).load_state_dict(bad)
+
+
+def test_a_dataloader_that_would_batch_batches_is_refused() -> None:
+    batched = hrt.to_torch(hr.range(12).batch(4))
+    with pytest.raises(ValueError, match=r"\[1, batch, \.\.\.\].*batch_size=None"):
+        list(DataLoader(batched))  # batch_size=1 by default
+    assert [b.shape for b in DataLoader(batched, batch_size=None)] == [torch.Size([4])] * 3
+    unbatched = hrt.to_torch(hr.range(12).batch(4).unbatch())
+    assert len(list(DataLoader(unbatched, batch_size=3))) == 4
+    with pytest.raises(ValueError, match=r"\[1, batch, \.\.\.\]") as caught:
+        list(DataLoader(batched, num_workers=1))  # refused in the worker as well
+    traceback.clear_frames(caught.tb)
