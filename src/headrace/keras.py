@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from headrace.engine.plan import Plan
-from headrace.run import start
+from headrace.run import Run, start
 from headrace.sources.basic import as_plan
 
 if TYPE_CHECKING:
@@ -153,6 +153,8 @@ class PipelineAdapter:
         #: The sources of get_tf_dataset's datasets, each holding a run until it is used.
         self._sources: weakref.WeakSet[_TfSource] = weakref.WeakSet()
         self._quiet = False
+        #: The run started last: after ``fit``, its last epoch's.
+        self._run: Run[Any] | None = None
 
     # -- what Keras calls ---------------------------------------------------------------
 
@@ -241,6 +243,22 @@ class PipelineAdapter:
         """Keras' hook after each pass (it follows the warning at the end of an input)."""
         self._hush(False)
 
+    # -- statistics -------------------------------------------------------------------
+
+    def stats(self) -> list[dict[str, Any]]:
+        """The per-stage figures of the run Keras started last (after ``fit``, its last
+        epoch's; see :meth:`headrace.Run.stats`)."""
+        return self._last_run().stats()
+
+    def report(self) -> str:
+        """The statistics of the run Keras started last, as text."""
+        return self._last_run().report()
+
+    def _last_run(self) -> Run[Any]:
+        if self._run is None:
+            raise RuntimeError("no run yet: Keras has not read from this adapter")
+        return self._run
+
     # -- runs ---------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -267,6 +285,7 @@ class PipelineAdapter:
         self._hush(False)
         held = None if source is None else source.take()
         run, taken = held if held is not None else (start(self._pipeline), [])
+        self._run = run
         with run:
             checked = False
             for batch in itertools.chain(taken, run):

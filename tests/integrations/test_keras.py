@@ -137,6 +137,19 @@ def test_fit_infers_the_steps_of_a_pipeline_of_known_length() -> None:
     assert BATCH <= len(build) <= BATCH + 1
 
 
+def test_after_fit_the_adapter_gives_the_last_epochs_statistics() -> None:
+    x, y = arrays()
+    adapter = to_keras(batches(x, y))
+    with pytest.raises(RuntimeError, match="no run yet"):
+        adapter.stats()
+    model().fit(adapter, epochs=2, verbose=0)
+    rows = adapter.stats()
+    assert rows[-1]["name"] == f"batch({BATCH})"
+    assert rows[-1]["items_out"] == N // BATCH  # one epoch's batches, the last one's
+    assert rows[0]["items_out"] == N
+    assert f"batch({BATCH})" in adapter.report()
+
+
 def test_fit_on_a_pipeline_of_unknown_length_counts_the_steps_itself() -> None:
     x, y = arrays()
     seen: list[int] = []

@@ -375,10 +375,14 @@ def test_elements_in_flight_never_exceed_buffer_size(workers, buffer_size, order
     # In flight: taken from the source but not yet yielded to this loop. No tolerance:
     # an element that a feeder has pulled while it waits for a free slot is in flight
     # too, so an implementation must wait for the slot before pulling.
+    # Without a buffer_size the bound is two tasks per worker: tasks of one element
+    # here, fixed (the 1 ms calls would otherwise get two elements a task whenever a
+    # loaded machine makes a task's hand-over look dear, and the bound with them).
     bound = 2 * workers if buffer_size is None else buffer_size
+    chunk = 1 if buffer_size is None else None
     source = Counted(60)
     pipeline = hr.from_generator(source).map(
-        slow, workers=workers, buffer_size=buffer_size, ordered=ordered
+        slow, workers=workers, buffer_size=buffer_size, ordered=ordered, chunk_size=chunk
     )
 
     peak = 0
