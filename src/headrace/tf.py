@@ -43,28 +43,43 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import tensorflow as tf
 
 from headrace.engine.plan import Plan
 from headrace.engine.stage import INFINITE
-from headrace.run import start
+from headrace.run import Run, start
 from headrace.sources.basic import as_plan
 from headrace.stages.batching import NUMERIC_KINDS
 
-if TYPE_CHECKING:
-    from headrace.run import Run
-
-__all__ = ["Batching", "infer_signature", "to_tf_dataset"]
+__all__ = ["Batching", "Runs", "infer_signature", "to_tf_dataset"]
 
 #: How a pipeline's batching shapes its elements (see :func:`infer_signature`).
 Batching = Literal["batch", "padded", "fixed"] | None
 
 
-def to_tf_dataset(pipeline: Iterable[Any], *, output_signature: Any = None) -> tf.data.Dataset:
+def to_tf_dataset(
+    pipeline: Iterable[Any],
+    *,
+    output_signature: Any = None,
+    state: Mapping[str, Any] | None = None,
+) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``pipeline``'s elements, its signature inferred.
+
+    The dataset carries ``dataset.headrace`` (:class:`Runs`): the ``state()``,
+    ``stats()`` and ``report()`` of the run its iteration started last. A state
+    counts what tf.data took from the run, so tf.data's automatic read-ahead
+    (``inject_prefetch``) is turned off for this dataset, and the state is where the
+    loop stands as long as no ``prefetch`` follows it; for overlap that the state
+    covers, put ``.prefetch(n)`` in the pipeline instead.
+    ``tf.train.Checkpoint`` cannot save an iterator over this dataset (tf.data does
+    not see into the Python generator behind it): save ``dataset.headrace.state()``
+    beside it (plain JSON-safe data), and build the restarted program's dataset with
+    ``to_tf_dataset(pipeline, state=saved)``, whose first iteration goes on from
+    there. Derived datasets (``dataset.map(...)``) do not carry the attribute: keep
+    the one ``to_tf_dataset`` returns.
 
     Args:
         pipeline: a :class:`headrace.Pipeline` (any other iterable is wrapped in a plan
@@ -73,6 +88,8 @@ def to_tf_dataset(pipeline: Iterable[Any], *, output_signature: Any = None) -> t
             ``tf.data.Dataset.from_generator`` takes it. By default it is inferred
             from the first elements (see the module's documentation), which starts
             the pipeline once, here.
+        state: a ``dataset.headrace.state()`` (or ``Run.state()``) to go on from in
+            the dataset's first iteration; later iterations are the next epochs.
 
     Raises:
         ValueError: the signature is to be inferred and the pipeline has no element.
@@ -89,11 +106,11 @@ def to_tf_dataset(pipeline: Iterable[Any], *, output_signature: Any = None) -> t
     """
     plan = as_plan(pipeline)
     if output_signature is not None:
-        source = _Source(plan, None)
+        source = _Source(plan, None, state)
         dataset = tf.data.Dataset.from_generator(source, output_signature=output_signature)
-        return _with_cardinality(dataset, plan)
+        return _carrying(dataset if state else _with_cardinality(dataset, plan), source)
 
-    run = start(plan)
+    run = start(plan) if state is None else start(plan, state=state)
     try:
         peeked = _peek(run, 2)
         if not peeked:
@@ -107,10 +124,52 @@ def to_tf_dataset(pipeline: Iterable[Any], *, output_signature: Any = None) -> t
         run.close()
         raise
     source = _Source(plan, (run, peeked))
+    source.run = run
     dataset = tf.data.Dataset.from_generator(source, output_signature=signature)
     # A dataset that is never iterated releases the run it was inferred from.
     weakref.finalize(dataset, source.release)
-    return _with_cardinality(dataset, plan)
+    # A resumed first iteration is shorter than an epoch: no cardinality then.
+    return _carrying(dataset if state else _with_cardinality(dataset, plan), source)
+
+
+class Runs:
+    """What ``dataset.headrace`` gives of the runs of a :func:`to_tf_dataset` dataset:
+    the last one started, by an iteration (or to infer the signature)."""
+
+    __slots__ = ("_source",)
+
+    def __init__(self, source: _Source) -> None:
+        self._source = source
+
+    def state(self) -> dict[str, Any]:
+        """Where the last run stands (see :meth:`headrace.Run.state`)."""
+        return self._run().state()
+
+    def stats(self) -> list[dict[str, Any]]:
+        """The last run's per-stage figures (see :meth:`headrace.Run.stats`)."""
+        return self._run().stats()
+
+    def report(self) -> str:
+        """The last run's statistics, as text."""
+        return self._run().report()
+
+    def _run(self) -> Run[Any]:
+        run = self._source.run
+        if run is None:
+            raise RuntimeError("no run yet: the dataset has not been iterated")
+        return run
+
+
+def _carrying(dataset: tf.data.Dataset, source: _Source) -> tf.data.Dataset:
+    """``dataset`` without tf.data's automatic read-ahead (so that a run's state is
+    where the loop stands), carrying its runs as ``dataset.headrace``."""
+    options = tf.data.Options()
+    optimization = options.experimental_optimization
+    if hasattr(optimization, "inject_prefetch"):
+        optimization.inject_prefetch = False
+    dataset = dataset.with_options(options)
+    dataset.headrace = Runs(source)
+    return dataset
 
 
 def _with_cardinality(dataset: tf.data.Dataset, pipeline: Plan[Any]) -> tf.data.Dataset:
@@ -150,10 +209,18 @@ def infer_signature(elements: Sequence[Any], *, batched: Batching = None) -> Any
 class _Source:
     """The generator function of a dataset: a fresh run per call, the first one held."""
 
-    def __init__(self, pipeline: Plan[Any], held: tuple[Run[Any], list[Any]] | None) -> None:
+    def __init__(
+        self,
+        pipeline: Plan[Any],
+        held: tuple[Run[Any], list[Any]] | None,
+        resume: Mapping[str, Any] | None = None,
+    ) -> None:
         self._pipeline = pipeline
         self._held = held
+        self._resume = resume  # where the first run goes on from, if not held
         self._lock = threading.Lock()
+        #: The run started last.
+        self.run: Run[Any] | None = None
 
     def __call__(self) -> Iterator[Any]:
         return self._generate()
@@ -171,7 +238,14 @@ class _Source:
 
     def _generate(self) -> Iterator[Any]:
         held = self._take_held()
-        run, peeked = held if held is not None else (start(self._pipeline), [])
+        with self._lock:
+            resume, self._resume = self._resume, None
+        if held is not None:
+            run, peeked = held
+        else:
+            fresh = start(self._pipeline, state=resume) if resume else start(self._pipeline)
+            run, peeked = fresh, []
+        self.run = run
         try:
             while peeked:
                 yield peeked.pop(0)

@@ -209,6 +209,31 @@ def test_every_epoch_is_a_fresh_run_seeing_all_data_once() -> None:
     assert taken() == 200
 
 
+def test_the_dataset_gives_its_runs_state_and_statistics_and_resumes_from_a_state() -> None:
+    def make() -> hr.Pipeline[Any]:
+        # A prefetch in the pipeline reads ahead too, and its state covers that.
+        pipeline = hr.range(60).shuffle(16, seed=4).map(lambda i: np.array([i, -i]))
+        return pipeline.batch(8).prefetch(2)
+
+    whole = [b.numpy().tolist() for b in hrtf.to_tf_dataset(make())]
+    for given in (None, spec((None, 2), tf.int64)):
+        dataset = hrtf.to_tf_dataset(make(), output_signature=given)
+        if given is not None:
+            with pytest.raises(RuntimeError, match="no run yet"):
+                dataset.headrace.state()
+        batches = iter(dataset)
+        head = [next(batches).numpy().tolist() for _ in range(3)]
+        saved = json.loads(json.dumps(dataset.headrace.state()))  # plain data
+        rows = dataset.headrace.stats()
+        assert rows[-1]["name"] == "prefetch(2)"
+        assert "batch(8)" in dataset.headrace.report()
+        del batches
+        resumed = hrtf.to_tf_dataset(make(), output_signature=given, state=saved)
+        assert head + [b.numpy().tolist() for b in resumed] == whole
+        # Its next iteration is the next epoch, whole.
+        assert len(list(resumed)) == len(whole)
+
+
 def test_composes_with_tf_data_operations() -> None:
     pipeline = hr.range(10).map(lambda i: (np.array([i, -i], np.float32), i)).batch(4)
     dataset = (
