@@ -105,6 +105,26 @@ def test_the_torch_training_example_loss_drops() -> None:
 
 
 @pytest.mark.timeout(150)
+def test_the_torch_training_example_resumes_mid_epoch_from_its_checkpoint(tmp_path) -> None:
+    args = ("--samples", "2048", "--epochs", "3", "--batch-size", "64")
+    whole = run_example("torch_training.py", *args)
+    checkpoint = str(tmp_path / "ck.pt")
+    stopped = run_example(
+        "torch_training.py", *args, "--checkpoint", checkpoint, "--stop-after", "40"
+    )
+    assert "stopped after 40 steps, in epoch 2" in stopped
+    resumed = run_example("torch_training.py", *args, "--checkpoint", checkpoint)
+    assert "resumed in epoch 2 after 512 examples" in resumed  # 8 of its 32 batches
+
+    def losses(out: str) -> list[str]:
+        return [line for line in out.splitlines() if line.startswith("epoch ")]
+
+    # The same batches in the same order, none seen twice: the same losses.
+    assert losses(stopped) + losses(resumed) == losses(whole)
+    assert "torch training: done" in resumed
+
+
+@pytest.mark.timeout(150)
 def test_the_jax_training_example_loss_drops() -> None:
     out = run_example("jax_training.py", "--examples", "1024", "--epochs", "3")
     assert "16 batches of up to 64 per epoch" in out
