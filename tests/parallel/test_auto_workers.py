@@ -84,19 +84,30 @@ def test_the_tuner_never_runs_inline_when_told_not_to():
         assert tuner.active >= 1
 
 
-def test_a_later_run_starts_from_the_earlier_choice():
+def test_a_later_run_goes_on_from_the_earlier_choice():
     clock = Clock()
-    tuner = Tuner(4, chosen=1, clock=clock)
+    tuner = Tuner(4, clock=clock)
+    rates = {4: 100.0, 2: 100.0, 1: 100.0, 0: 10.0}
+    while not tuner.rates.keys() >= rates.keys():
+        measure(tuner, clock, rates[tuner.active])
+    assert tuner.active == 1  # the fewest as fast
+    tuner.restart()  # the stage's next run (epoch)
     assert tuner.active == 1
+    before = dict(tuner.rates)
+    assert measure(tuner, clock, 1.0) is None  # its first window: not counted
+    assert tuner.rates == before
     answers = [measure(tuner, clock, 100.0) for _ in range(Tuner.HOLD + 1)]
-    assert answers[: Tuner.HOLD - 1] == [None] * (Tuner.HOLD - 1)  # held
-    assert 2 in answers[Tuner.HOLD - 1 :]  # then its neighbours, up first
+    assert answers[: Tuner.HOLD - 2] == [None] * (Tuner.HOLD - 2)  # still held
+    assert 2 in answers[Tuner.HOLD - 2 :]  # then its neighbours, up first
 
 
 def test_a_choice_each_look_confirms_is_kept_twice_as_long():
     clock = Clock()
-    tuner = Tuner(2, chosen=0, clock=clock)
+    tuner = Tuner(2, clock=clock)
     rates = {0: 1000.0, 1: 500.0, 2: 400.0}
+    while not tuner.rates.keys() >= rates.keys():
+        measure(tuner, clock, rates[tuner.active])
+    assert tuner.active == 0
     gaps, windows = [], 0
     for _ in range(400):
         windows += 1

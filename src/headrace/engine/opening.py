@@ -217,9 +217,9 @@ class _Opening:
             self.stats.fused_run(
                 first, names, ["map"] * len(names), lambda: (count_of(counter), [])
             )
-            if counted:
+            if counted and not last.counts_output:
                 iterator = self.stats.count(index, last.name, iterator)
-            else:  # the fused run after it counts what it takes
+            else:  # the stage (its pool), or the fused run after it, counts
                 self.stats.record(index, last.name)
         return iterator
 

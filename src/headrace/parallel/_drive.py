@@ -19,6 +19,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Final, Protocol
 
 from headrace.engine.guard import close_iterator
+from headrace.errors import annotate
 from headrace.stats import PoolCounters
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "WorkerPool",
     "approx_bytes",
     "drive",
+    "settle",
 ]
 
 #: A finished task: the index of its first element, one value per element (a
@@ -46,6 +48,16 @@ class Failed:
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
+
+
+def settle(values: list[Any], failed: dict[int, BaseException], label: str, first: int) -> None:
+    """Put each call's exception in ``values`` as a :class:`Failed`, an ``Exception``
+    noted with the stage (``label``) and its element (``first`` + its offset); others
+    (``KeyboardInterrupt``) are raised as they are when their turn comes."""
+    for offset, error in failed.items():
+        if isinstance(error, Exception):
+            annotate(error, label, first + offset)
+        values[offset] = Failed(error)
 
 
 class WorkerPool(Protocol):
@@ -270,7 +282,6 @@ class Tuner:
         limit: int,
         *,
         inline: bool = True,
-        chosen: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.limit = limit
@@ -288,15 +299,9 @@ class Tuner:
         #: The next window is a run's first: its start (workers starting, the first
         #: tasks, caches filling) is not what the count gives.
         self._settling = True
-        if chosen is not None and lowest <= chosen <= limit:
-            # An earlier run (epoch) chose: hold it, then look at its neighbours.
-            self.active = chosen
-            self._plan: list[int] = []
-            self._until = clock() + self._hold * self.PROBE_S
-        else:
-            self.active = limit
-            candidates = {limit, max(limit // 2, lowest), min(1, limit), lowest}
-            self._plan = sorted(candidates - {limit}, reverse=True)
+        self.active = limit
+        candidates = {limit, max(limit // 2, lowest), min(1, limit), lowest}
+        self._plan = sorted(candidates - {limit}, reverse=True)
 
     def handed(self, elements: int) -> int | None:
         """``elements`` results went to the consumer; the new count, when it changes."""
@@ -420,11 +425,16 @@ def drive(
     clean = False  # the run ended without an error: its pool may serve another
     try:
         pool = start()
+
+        def use(workers: int) -> None:
+            """Give tasks to ``workers`` of the pool (0: run them on this thread)."""
+            if workers:
+                pool.activate(workers)
+            chunking.use(workers)
+            counters.workers = workers
+
         if tuner is not None:  # the count the tuner stands at (an earlier run's choice)
-            if tuner.active:
-                pool.activate(tuner.active)
-            chunking.use(tuner.active)
-            counters.workers = tuner.active
+            use(tuner.active)
         done: dict[int, tuple[list[Any], bool]] = {}
         # (first index, elements) of the tasks not yet yielded, in input order.
         tasks: collections.deque[tuple[int, int]] = collections.deque()
@@ -444,21 +454,19 @@ def drive(
                 begin = clock()
                 yield stream(islice(upstream, segment), count, counts)
                 spent = clock() - begin
-                wanted, took = segment, counts[0]
-                made = took  # one result an element: the last may have raised instead
-                segment = max(1, min(MAX_CHUNK, int(segment * min(4.0, SEGMENT_S / spent))))
+                # One result an element taken (the last may have raised instead).
+                took = counts[0]
                 count += took
-                counters.items += made
+                counters.items += took
                 counters.tasks += 1
                 if took and taken is not None:
                     taken(count)
-                if took < wanted:
+                if took < segment:
                     more = False
-                changed = tuner.handed(made)
-                if changed:
-                    pool.activate(changed)
-                    chunking.use(changed)
-                    counters.workers = changed
+                segment = max(1, min(MAX_CHUNK, int(segment * min(4.0, SEGMENT_S / spent))))
+                changed = tuner.handed(took)
+                if changed is not None:
+                    use(changed)
                 continue
             while more and (not in_flight or in_flight + chunking.chunk <= chunking.limit):
                 wanted = chunking.chunk
@@ -543,10 +551,7 @@ def drive(
             if tuner is not None:
                 changed = tuner.handed(size)
                 if changed is not None:
-                    if changed:
-                        pool.activate(changed)
-                    chunking.use(changed)
-                    counters.workers = changed
+                    use(changed)
     except GeneratorExit:
         # Closed by the consumer: cleanly, unless an exception is on its way out.
         clean = not _failing()

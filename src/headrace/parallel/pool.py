@@ -21,7 +21,7 @@ from headrace.engine.readahead import ReadAhead
 from headrace.engine.stage import Length, Stage, StageContext
 from headrace.engine.state import Entry, count_of, counting
 from headrace.errors import WorkerError, annotate, describe_callable
-from headrace.parallel._drive import Chunking, Done, Failed, Flat, Tuner, WorkerPool, drive
+from headrace.parallel._drive import Chunking, Done, Flat, Tuner, WorkerPool, drive, settle
 from headrace.parallel._protocol import Joined, Plain, call_many
 from headrace.parallel._rejects import Guarded, inline, inline_screened, screen
 from headrace.parallel.processes import TASK_FLOOR_S as PROCESS_FLOOR_S
@@ -359,10 +359,8 @@ def run_pool(
         begin = time.perf_counter()
         values, failed = call_many(call, first, items)
         busy = time.perf_counter() - begin
-        for offset, error in (failed or {}).items():
-            if isinstance(error, Exception):  # others are raised as they are
-                annotate(error, ctx.label, first + offset)
-            values[offset] = Failed(error)
+        if failed:
+            settle(values, failed, ctx.label, first)
         return first, values, bool(failed), busy, 0.0, 0
 
     def stream(elements: Iterator[Any], first: int, counts: list[int]) -> Iterator[Any]:

@@ -26,8 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, Final
 
 from headrace._checks import check_bool, check_int, check_optional_int
-from headrace.errors import annotate
-from headrace.parallel._drive import Done, Failed
+from headrace.parallel._drive import Done, settle
 from headrace.parallel._protocol import call_many
 
 __all__ = [
@@ -181,10 +180,7 @@ class ThreadPool:
             first, _ = self._pending.pop(future)
             values, failed, busy = future.result()
             if failed:
-                for offset, error in failed.items():
-                    if isinstance(error, Exception):  # others are raised as they are
-                        annotate(error, self._label, first + offset)
-                    values[offset] = Failed(error)
+                settle(values, failed, self._label, first)
             results.append((first, values, bool(failed), busy, 0.0, 0))
         return results
 
