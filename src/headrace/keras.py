@@ -40,6 +40,11 @@ such batches from ``(x, y)`` examples.
   (``model.stop_training`` set by a batch callback, an exception): then the garbage
   collector frees it, or :meth:`PipelineAdapter.close` (also the end of a ``with
   to_keras(pipeline) as data:`` block) closes every run still open at once.
+- Text: on the torch and jax backends, whose tensors hold only numbers, a first batch
+  with text in it (``str`` or ``object`` arrays: a CSV column read as text) is
+  refused with an error that names where it is in the batch and how to type it; on
+  the tensorflow backend text passes, for models that take strings
+  (``TextVectorization``).
 - Order is the pipeline's: ``fit(shuffle=...)`` does not apply (shuffle in the
   pipeline), and neither do ``batch_size``, ``y``, ``sample_weight`` and
   ``class_weight`` (put weights in the batches).
@@ -65,6 +70,7 @@ import numpy as np
 from headrace.engine.plan import Plan
 from headrace.run import Run, start
 from headrace.sources.basic import as_plan
+from headrace.sources.csv.infer import infer
 
 if TYPE_CHECKING:
     from headrace.run import Run
@@ -291,6 +297,8 @@ class PipelineAdapter:
             for batch in itertools.chain(taken, run):
                 if not checked:
                     _check_batch(batch, self._pipeline)
+                    if source is None:  # tensorflow's datasets take text; the others not
+                        _refuse_text(batch, self._pipeline)
                     checked = True
                 yield batch
         if self._num_batches is None:
@@ -379,6 +387,43 @@ def _check_batch(batch: Any, pipeline: Plan[Any]) -> None:
             f"arrays of shapes {[_shape(leaf) for leaf in _leaves(batch)]} "
             "(batch the examples first, with .batch(n))"
         )
+
+
+def _refuse_text(batch: Any, pipeline: Plan[Any]) -> None:
+    """Fail clearly on text in a batch for a backend whose tensors hold only numbers
+    (torch, jax): Keras would fail later, deep in its conversion, naming no column."""
+    for where, leaf in _named_leaves(batch, "batch"):
+        array = np.asarray(leaf) if isinstance(leaf, str | bytes) else leaf
+        if isinstance(array, np.ndarray) and array.dtype.kind in "OUS":
+            import keras
+
+            values = array.reshape(-1).tolist()
+            odd = next((v for v in values if not _number_text(v)), values[0] if values else "")
+            raise TypeError(
+                f"Keras on the {keras.backend.backend()} backend takes numbers, but "
+                f"{where} of the first batch of {pipeline!r} is text ({array.dtype} "
+                f"array, with {odd!r} among its values): set its type where it is read "
+                "(read_csv(dtype={'column': 'float32'}), which makes a value that is no "
+                "number a bad row), or turn the text into numbers in a map()"
+            )
+
+
+def _number_text(value: Any) -> bool:
+    """Whether ``value`` is text that reads as a number."""
+    dtype = infer([value]) if isinstance(value, str) and value else None
+    return dtype is not None and dtype.kind in "if"
+
+
+def _named_leaves(batch: Any, where: str) -> Iterator[tuple[str, Any]]:
+    """The leaves of a batch, each with the expression that picks it (``batch[0]['x']``)."""
+    if isinstance(batch, tuple | list):
+        for index, item in enumerate(batch):
+            yield from _named_leaves(item, f"{where}[{index}]")
+    elif isinstance(batch, dict):
+        for key, item in batch.items():
+            yield from _named_leaves(item, f"{where}[{key!r}]")
+    elif batch is not None:
+        yield where, batch
 
 
 def _leaves(batch: Any) -> Iterator[Any]:

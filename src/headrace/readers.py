@@ -235,23 +235,31 @@ def read_csv(
     """The rows of CSV files, streamed in constant memory whatever the file size.
 
     Each row is a dict ``{column: value}``; with ``batch_size=N``, each element is a
-    dict ``{column: numpy array of N values}`` instead (columnar batches). Values stay
-    text unless ``dtype`` says otherwise: types are never guessed, because a streaming
-    reader that guessed from the first rows could be proved wrong a million rows later.
-    Converted values in rows are numpy scalars of the dtype (``np.float32(1.5)``).
+    dict ``{column: numpy array of N values}`` instead (columnar batches).
 
-    The x,y regression file of a Keras generator, as float32 ``(X, y)`` batches of 250:
+    Column types are inferred from each file's first rows (4,096 rows, or 1 MiB), as
+    pandas and pyarrow infer them, the same with both engines: ``int64`` where every
+    value is an integer, ``float64`` where every value is a number (or an integer,
+    with some values empty: missing values are NaN), ``bool`` for ``true``/``false``
+    words, text otherwise. ``dtype=`` sets them instead, for every column or per
+    column (the others are still inferred); ``dtype=str`` keeps all values as text. A
+    value further on that does not fit its column's type is a bad row (see
+    ``on_error``), never a silent change of type; the message names the ``dtype=``
+    that reads it. Values in rows are numpy scalars of the dtype (``np.float32(1.5)``).
+
+    The x,y regression file of a Keras generator, as ``(X, y)`` batches of 250:
 
     >>> import headrace as hr, pathlib, tempfile
     >>> scratch = tempfile.TemporaryDirectory()
     >>> path = pathlib.Path(scratch.name) / "xy.csv"
-    >>> _ = path.write_text("x,y\\n" + "".join(f"{i},{2 * i}\\n" for i in range(600)))
-    >>> pairs = hr.read_csv(str(path), dtype="float32", batch_size=250).map(
-    ...     lambda b: (b["x"], b["y"]))
+    >>> _ = path.write_text("x,y\\n" + "".join(f"{i},{i / 2}\\n" for i in range(600)))
+    >>> pairs = hr.read_csv(str(path), batch_size=250).map(lambda b: (b["x"], b["y"]))
     >>> [(X.dtype.name, X.shape, y[:3]) for X, y in pairs]  # the last batch is short
-    [('float32', (250,), array([0., 2., 4.], dtype=float32)),
-     ('float32', (250,), array([500., 502., 504.], dtype=float32)),
-     ('float32', (100,), array([1000., 1002., 1004.], dtype=float32))]
+    [('int64', (250,), array([0. , 0.5, 1. ])),
+     ('int64', (250,), array([125. , 125.5, 126. ])),
+     ('int64', (100,), array([250. , 250.5, 251. ]))]
+    >>> [b["x"].dtype.name for b in hr.read_csv(str(path), dtype="float32", batch_size=600)]
+    ['float32']
     >>> scratch.cleanup()
 
     Files named ``*.gz``, ``*.bz2`` and ``*.xz`` are decompressed on the fly; several
@@ -280,10 +288,11 @@ def read_csv(
         columns: the columns to read, by name or by index (0 is the first), in the
             order the records should have them; all columns when None.
         dtype: the numpy dtype of the values: one for every column (``"float32"``),
-            or a dict ``{column: dtype}`` (other columns stay text). Bool, integer and
-            float dtypes are accepted, and ``str`` for text. An empty field is NaN in a
-            float column and a bad value elsewhere. Booleans are ``1/0``, ``true/false``,
-            ``True/False``, ``TRUE/FALSE``.
+            or a dict ``{column: dtype}`` (other columns are inferred); None (the
+            default) infers every column's type from the file's first rows. Bool,
+            integer and float dtypes are accepted, and ``str`` for text. An empty
+            field is NaN in a float column and a bad value elsewhere. Booleans are
+            ``1/0``, ``true/false``, ``True/False``, ``TRUE/FALSE``.
         header: whether the first row names the columns (the default, as pandas).
             Blank names become ``"Unnamed: i"`` and repeats ``"a.1"``, as in pandas.
             Without a header (``header=False``) columns are keyed 0, 1, ... unless

@@ -327,6 +327,37 @@ def test_an_element_that_is_not_a_batch_fails_clearly() -> None:
         model().fit(to_keras(batches(x, y).map(lambda b: (b[0], b[1][:16]))), verbose=0)
 
 
+def test_text_columns_are_refused_naming_the_column(tmp_path: Any) -> None:
+    # A column of a CSV file with a non-number in its first rows is read as text; the
+    # torch backend cannot take it, and the error names it and how to set its type.
+    x, y = arrays()
+    lines = [f"{a},{b},{c},{t}" for (a, b, c), (t,) in zip(x, y, strict=True)]
+    lines[5] = "n/a," + lines[5].split(",", 1)[1]
+    (tmp_path / "d.csv").write_text("a,b,c,t\n" + "\n".join(lines) + "\n")
+
+    def xy(batch: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        return {k: batch[k] for k in "abc"}, batch["t"]
+
+    pipeline = hr.read_csv(str(tmp_path / "d.csv"), batch_size=BATCH).map(xy)
+    inputs = {k: keras.Input((1,), name=k) for k in "abc"}
+    net = keras.Model(
+        inputs, keras.layers.Dense(1)(keras.layers.Concatenate()(list(inputs.values())))
+    )
+    net.compile(optimizer="adam", loss="mse")
+    with pytest.raises(
+        TypeError, match=r"torch backend takes numbers, but batch\[0\]\['a'\] .*'n/a'.*dtype="
+    ):
+        net.fit(to_keras(pipeline), epochs=1, verbose=0)
+    # Typed as a number, "n/a" is a bad row: skipped under the policy, the rest trains.
+    fixed = hr.read_csv(
+        str(tmp_path / "d.csv"), batch_size=BATCH, dtype={"a": "float32"}, on_error="skip"
+    )
+    adapter = to_keras(fixed.map(xy))
+    history = net.fit(adapter, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert next(r for r in adapter.stats() if "rejected" in r)["rejected"] == 1
+
+
 def test_a_keras_without_the_adapter_class_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
     hrk._keras_class.cache_clear()
     monkeypatch.setitem(sys.modules, "keras.src.trainers.data_adapters.data_adapter", None)

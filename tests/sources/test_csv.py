@@ -98,11 +98,25 @@ def test_rows_of_a_pandas_file_come_back_typed(tmp_path, engine, suffix):
     assert type(records[0]["text"]) is str
 
 
-def test_values_stay_text_without_a_dtype(tmp_path, engine):
+def test_types_are_inferred_without_a_dtype_and_str_keeps_the_text(tmp_path, engine):
     df = frame(5)
     df.to_csv(tmp_path / "d.csv", index=False)
     records = read(tmp_path / "d.csv", engine)
-    assert records[1] == {"id": "1", "score": "-1.875", "text": "a, b1", "flag": "False"}
+    assert records[1] == {"id": 1, "score": -1.875, "text": "a, b1", "flag": False}
+    assert [type(v) for v in records[1].values()] == [np.int64, np.float64, str, np.bool_]
+    assert read(tmp_path / "d.csv", engine, dtype=str)[1] == {
+        "id": "1",
+        "score": "-1.875",
+        "text": "a, b1",
+        "flag": "False",
+    }
+    # A dtype for some columns leaves the others to inference.
+    assert read(tmp_path / "d.csv", engine, dtype={"id": "float32", "flag": str})[1] == {
+        "id": np.float32(1),
+        "score": -1.875,
+        "text": "a, b1",
+        "flag": "False",
+    }
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
@@ -158,18 +172,18 @@ def test_columns_by_name_or_index_come_in_the_order_asked(tmp_path, engine):
     frame(10).to_csv(tmp_path / "d.csv", index=False)
     records = read(tmp_path / "d.csv", engine, columns=["score", 0], dtype={"id": "int16"})
     assert list(records[3]) == ["score", "id"]
-    assert records[3] == {"score": "-1.625", "id": 3}
+    assert records[3] == {"score": -1.625, "id": 3}
     assert type(records[3]["id"]) is np.int16
 
 
 def test_the_index_column_pandas_writes_is_unnamed_and_repeats_are_numbered(tmp_path, engine):
     pd.DataFrame({"a": [1, 2]}, index=[7, 8]).to_csv(tmp_path / "i.csv")
     assert read(tmp_path / "i.csv", engine) == [
-        {"Unnamed: 0": "7", "a": "1"},
-        {"Unnamed: 0": "8", "a": "2"},
+        {"Unnamed: 0": 7, "a": 1},
+        {"Unnamed: 0": 8, "a": 2},
     ]
     (tmp_path / "r.csv").write_text("a,a,b,a\n1,2,3,4\n")
-    assert read(tmp_path / "r.csv", engine) == [{"a": "1", "a.1": "2", "b": "3", "a.2": "4"}]
+    assert read(tmp_path / "r.csv", engine) == [{"a": 1, "a.1": 2, "b": 3, "a.2": 4}]
 
 
 def test_without_a_header_columns_are_numbered_or_named(tmp_path, engine):
@@ -335,7 +349,7 @@ def test_skip_drops_bad_rows_counts_them_and_both_engines_agree(tmp_path, small_
         assert row["examples"][:2] == [f"{path} row {n}: {why}" for n, why in REASONS[:2]]
         results.append(records)
     assert results[0] == results[1]
-    assert [r["x"] for r in results[0][:3]] == ["1", "13", "1"]
+    assert [r["x"] for r in results[0][:3]] == [1, 13, 1]
 
 
 def test_quarantine_entries_are_the_same_with_both_engines(tmp_path, small_segments):
@@ -361,7 +375,7 @@ def test_quarantine_entries_are_the_same_with_both_engines(tmp_path, small_segme
 def test_a_bad_byte_in_a_column_not_read_is_no_error(tmp_path, engine):
     path = bad_file(tmp_path)
     records = read(path, engine, columns=["x"], on_error="skip")
-    assert [r["x"] for r in records] == ["1", "5", "9", "11", "13"]
+    assert [r["x"] for r in records] == [1, 5, 9, 11, 13]
 
 
 def test_bad_values_in_quoted_and_unquoted_segments_fall_back_exactly(tmp_path, small_segments):
@@ -423,8 +437,8 @@ def test_a_truncated_gzip_file_under_skip_keeps_a_prefix_and_goes_on(
     assert row["read"] == len(records) + 1
     kept = records[:-2]
     assert 0 < len(kept) < 3000
-    assert [r["id"] for r in kept] == [str(i) for i in range(len(kept))]
-    assert [r["id"] for r in records[-2:]] == ["0", "1"]
+    assert [r["id"] for r in kept] == list(range(len(kept)))
+    assert [r["id"] for r in records[-2:]] == [0, 1]
 
 
 def test_a_missing_file_is_refused_when_the_run_starts(tmp_path, engine):
@@ -447,7 +461,7 @@ def test_a_file_that_vanishes_during_the_run_is_a_counted_reject(tmp_path, engin
     frame(3).to_csv(tmp_path / "a.csv", index=False)
     frame(2).to_csv(tmp_path / "b.csv", index=False)
     with read_csv(str(tmp_path / "*.csv"), engine=engine, on_error="skip").iter(stats=True) as run:
-        assert next(run)["id"] == "0"
+        assert next(run)["id"] == 0
         (tmp_path / "b.csv").unlink()
         assert len(list(run)) == 2
     assert stats_row(run)["rejected"] == 1
@@ -466,7 +480,7 @@ def test_columns_a_file_lacks_reject_the_file_and_hint_at_a_missing_header(tmp_p
     with read_csv(str(tmp_path / "*.csv"), engine=engine, columns=["id"], on_error="skip").iter(
         stats=True
     ) as run:
-        assert list(run) == [{"id": "0"}, {"id": "1"}]
+        assert list(run) == [{"id": 0}, {"id": 1}]
     assert (stats_row(run)["read"], stats_row(run)["rejected"]) == (3, 1)
 
 
@@ -496,7 +510,7 @@ def test_a_file_cut_short_while_it_is_read_keeps_its_whole_rows(tmp_path, small_
         with open(path, "r+b") as out:
             out.truncate(cut)
         records += list(run)
-    assert [r["id"] for r in records] == [str(i) for i in range(whole_rows)]
+    assert [r["id"] for r in records] == list(range(whole_rows))
     assert stats_row(run)["rejected"] == 1
     assert (
         f"row {whole_rows + 1}: the file is damaged or cut short" in stats_row(run)["examples"][0]
@@ -587,7 +601,7 @@ def test_stopping_early_stops_the_parsing_threads(tmp_path, small_segments):
         return [t for t in threading.enumerate() if t.name.startswith("headrace read_csv")]
 
     run = iter(read_csv(str(tmp_path / "d.csv"), engine="pyarrow"))
-    assert [next(run)["id"] for _ in range(150)][-1] == "149"
+    assert [next(run)["id"] for _ in range(150)][-1] == 149
     assert parsing(), "the segments are parsed on a pool of threads"
     run.close()
     assert parsing() == []
@@ -599,7 +613,7 @@ def test_a_header_that_is_not_utf8_rejects_the_file(tmp_path, engine):
     (tmp_path / "h.csv").write_bytes(b"caf\xe9,b\n1,2\n")
     with pytest.raises(hr.ParseError, match=r"h\.csv: the header row is not valid UTF-8"):
         read(tmp_path / "h.csv", engine)
-    assert read(tmp_path / "h.csv", engine, names=["a", "b"]) == [{"a": "1", "b": "2"}]
+    assert read(tmp_path / "h.csv", engine, names=["a", "b"]) == [{"a": 1, "b": 2}]
 
 
 def test_fields_over_the_csv_modules_limit_are_bad_rows_for_the_python_engine(tmp_path):

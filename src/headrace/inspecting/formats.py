@@ -140,7 +140,9 @@ def _inspect_csv(paths: list[str], *, samples: int, limit: int | None) -> dict[s
     def pipeline_of(path: str) -> Pipeline[Any]:
         # Batches: a column's types are tried on the whole array at once.
         delimiter = _delimiter(path)
-        return read_csv(path, delimiter=delimiter, batch_size=_CSV_BATCH, on_error="skip")
+        return read_csv(
+            path, delimiter=delimiter, dtype=str, batch_size=_CSV_BATCH, on_error="skip"
+        )
 
     report = _dataset("csv", paths)
     _read(report, pipeline_of, take, samples=samples, limit=limit, batches=True)

@@ -9,14 +9,18 @@ file on a pool of threads, and goes over to pyarrow's streaming reader from the 
 quote character on; whatever pyarrow cannot read as asked is read again by the Python
 engine (in :mod:`headrace.sources.csv.python`), which names the exact row: both
 engines yield the same rows and reject the same ones. What the stage and the engines
-share is in :mod:`headrace.sources.csv.common`.
+share is in :mod:`headrace.sources.csv.common`. The column types ``dtype=`` does not
+give are inferred by the stage, from rows it reads before either engine starts and
+hands back to it (:mod:`headrace.sources.csv.infer`).
 
 >>> import headrace as hr, pathlib, tempfile
 >>> scratch = tempfile.TemporaryDirectory()
 >>> path = pathlib.Path(scratch.name) / "points.csv"
 >>> _ = path.write_text('x,y,label\\n1.5,2,"a, b"\\n3,4,c\\n')
->>> list(hr.read_csv(str(path), columns=["label", "x"]))
+>>> list(hr.read_csv(str(path), columns=["label", "x"], dtype=str))
 [{'label': 'a, b', 'x': '1.5'}, {'label': 'c', 'x': '3'}]
+>>> [b["y"] for b in hr.read_csv(str(path), batch_size=2)]  # inferred: int64
+[array([2, 4])]
 >>> [b["x"] for b in hr.read_csv(str(path), dtype={"x": "float32"}, batch_size=2)]
 [array([1.5, 3. ], dtype=float32)]
 >>> scratch.cleanup()
@@ -35,7 +39,15 @@ import numpy as np
 from headrace._checks import check_bool, check_optional_int
 from headrace.policy import Tally
 from headrace.sources.csv.arrow import ArrowReader
-from headrace.sources.csv.common import Layout, Prefixed, batches, records, unique_names
+from headrace.sources.csv.common import (
+    Broken,
+    Layout,
+    Prefixed,
+    batches,
+    records,
+    unique_names,
+)
+from headrace.sources.csv.infer import GUESS, INFER_BYTES, INFER_ROWS, Guess, infer
 from headrace.sources.csv.python import python_chunks
 from headrace.sources.files import DAMAGED, FileSource, PathsArg, ReadPosition, open_or_reject
 
@@ -45,11 +57,15 @@ _ENGINES = ("auto", "pyarrow", "python")
 _BOM: Final = b"\xef\xbb\xbf"
 
 DTypeArg = Any  # anything np.dtype() accepts, or str for text
+#: What a column converts to: a numpy dtype, None (text) or GUESS (inferred).
+Spec = np.dtype[Any] | Guess | None
 
 
-def _as_dtype(value: DTypeArg, argument: str) -> np.dtype[Any] | None:
-    """The numpy dtype a column converts to, or None to keep the text."""
-    if value is None or value is str or value is object:
+def _as_dtype(value: DTypeArg, argument: str) -> np.dtype[Any] | Guess | None:
+    """The numpy dtype a column converts to, None to keep the text, or GUESS to infer it."""
+    if value is None:
+        return GUESS
+    if value is str or value is object:
         return None
     if isinstance(value, str) and value in ("str", "string", "object"):
         return None
@@ -102,7 +118,7 @@ class ReadCsv(FileSource):
         self._header = check_bool("header", header)
         self._names = self._check_names(names)
         self._columns = self._check_columns(columns)
-        self._dtype: np.dtype[Any] | dict[str | int, np.dtype[Any] | None] | None
+        self._dtype: Spec | dict[str | int, Spec]
         if isinstance(dtype, Mapping):
             self._dtype = {}
             for key, value in dtype.items():
@@ -160,10 +176,10 @@ class ReadCsv(FileSource):
         if self._columns is not None:
             extra += f", columns={list(self._columns)}"
         if isinstance(self._dtype, dict):
-            shown = {k: "str" if v is None else v.name for k, v in self._dtype.items()}
+            shown = {k: _spec_name(v) for k, v in self._dtype.items() if v is not GUESS}
             extra += f", dtype={shown}"
-        elif self._dtype is not None:
-            extra += f", dtype={self._dtype.name!r}"
+        elif self._dtype is not GUESS:
+            extra += f", dtype={_spec_name(self._dtype)!r}"
         if not self._header:
             extra += ", header=False"
         if self._names is not None:
@@ -201,11 +217,16 @@ class ReadCsv(FileSource):
                 return
             if fields is None:  # empty, or blank lines only: no rows, nothing wrong
                 return
-            layout = self._layout(path, fields, tally)
+            sample = _Sample(stream, self._delimiter, self._quotechar)
+            layout = self._layout(path, fields, tally, sample)
             if layout is None:
                 return
-            # Without a header the first row is data: it is read again, from ``raw``.
-            again = [] if self._header else raw
+            # Without a header the first row is data: it is read again, from ``raw``;
+            # so are the rows read to infer the column types.
+            again = ([] if self._header else raw) + sample.raw
+            consumed += sample.consumed
+            if sample.damage is not None:  # the rest of the file is its damage
+                stream = io.BufferedReader(Broken(sample.damage))
             delimiter, quotechar = self._delimiter, self._quotechar
             if self._uses_pyarrow():
                 prefix = b"".join(again)
@@ -252,8 +273,9 @@ class ReadCsv(FileSource):
             raw.clear()  # a blank line before the first row is no part of it
         return None, raw, consumed
 
-    def _layout(self, path: str, first: list[str], tally: Tally) -> Layout | None:
-        """The file's column layout, or None after rejecting the file."""
+    def _layout(self, path: str, first: list[str], tally: Tally, sample: _Sample) -> Layout | None:
+        """The file's column layout, or None after rejecting the file. Column types left
+        to inference are inferred from the first row (without a header) and ``sample``."""
         width = len(first) if self._names is None else len(self._names)
         if self._header and self._names is not None and len(first) != width:
             reason = f"the header row has {len(first)} columns but names= gives {width}"
@@ -287,18 +309,76 @@ class ReadCsv(FileSource):
                 if key not in keys and not (isinstance(key, int) and key in selected):
                     reason = f"dtype names column {key!r}, which is not among the columns read"
                     return self._reject_file(path, f"{reason} ({keys})", tally)
-            dtypes = [
-                self._dtype.get(key, self._dtype.get(index))
+            specs = [
+                self._dtype.get(key, self._dtype.get(index, GUESS))
                 for key, index in zip(keys, selected, strict=True)
             ]
         else:
-            dtypes = [self._dtype] * len(keys)
-        return Layout(width, selected, keys, dtypes)
+            specs = [self._dtype] * len(keys)
+        inferred = [spec is GUESS for spec in specs]
+        if any(inferred):
+            rows = ([] if self._header else [first]) + sample.rows()
+            rows = [row for row in rows if len(row) == width]
+            for number, (spec, index) in enumerate(zip(specs, selected, strict=True)):
+                if spec is GUESS:
+                    specs[number] = infer(row[index] for row in rows)
+        dtypes = [None if isinstance(spec, Guess) else spec for spec in specs]
+        return Layout(width, selected, keys, dtypes, inferred)
 
     @staticmethod
     def _reject_file(path: str, reason: str, tally: Tally) -> None:
         tally.read += 1
         tally.reject(path, reason)
+
+
+def _spec_name(spec: Spec) -> str:
+    return "str" if spec is None else "infer" if isinstance(spec, Guess) else spec.name
+
+
+class _Sample:
+    """The rows after the header that a file's column types are inferred from, read
+    from the stream when first asked for: up to :data:`INFER_ROWS` rows or
+    :data:`INFER_BYTES` bytes. The engine reads them again, from ``raw``."""
+
+    __slots__ = ("_delimiter", "_quotechar", "_stream", "consumed", "damage", "raw")
+
+    def __init__(self, stream: io.BufferedIOBase, delimiter: str, quotechar: str) -> None:
+        self._stream, self._delimiter, self._quotechar = stream, delimiter, quotechar
+        #: The lines read, and their bytes.
+        self.raw: list[bytes] = []
+        self.consumed = 0
+        #: What broke off the file while the rows were read (a damaged compressed file).
+        self.damage: BaseException | None = None
+
+    def rows(self) -> list[list[str]]:
+        rows: list[list[str]] = []
+
+        def lines() -> Iterator[str]:
+            stream = self._stream
+            while len(rows) < INFER_ROWS and self.consumed < INFER_BYTES:
+                line = stream.readline()
+                if not line:
+                    return
+                self.consumed += len(line)
+                self.raw.append(line)
+                yield line.decode("utf-8", "surrogateescape")
+
+        reader = csv.reader(lines(), delimiter=self._delimiter, quotechar=self._quotechar)
+        whole = 0  # the lines of the whole rows read
+        try:
+            for fields in reader:
+                whole = len(self.raw)
+                if fields:
+                    rows.append(fields)
+        except csv.Error:  # a field over the csv module's size limit: the engine says so
+            pass
+        except DAMAGED as error:
+            # The engine reads the whole rows again, then the damage; a row it cut off
+            # (a quoted field's line end may come before) is lost to it, as it would be.
+            self.damage = error
+            self.consumed -= sum(map(len, self.raw[whole:]))
+            del self.raw[whole:]
+        return rows
 
 
 def _is_undecodable(text: str) -> bool:

@@ -18,12 +18,13 @@ from typing import Any, Final
 import numpy as np
 
 from headrace.policy import Tally
-from headrace.sources.files import ReadPosition
+from headrace.sources.files import DAMAGED, ReadPosition
 
 __all__ = [
     "FALSE",
     "TRUE",
     "TRUTH",
+    "Broken",
     "Chunk",
     "Layout",
     "NotUtf8",
@@ -95,15 +96,22 @@ def converter(dtype: np.dtype[Any] | None) -> Callable[[str], Any]:
 class Layout:
     """How one file's columns map to the records: which columns, keys and dtypes."""
 
-    __slots__ = ("converters", "dtypes", "keys", "selected", "width")
+    __slots__ = ("converters", "dtypes", "inferred", "keys", "selected", "width")
 
     def __init__(
-        self, width: int, selected: list[int], keys: list[Any], dtypes: list[np.dtype[Any] | None]
+        self,
+        width: int,
+        selected: list[int],
+        keys: list[Any],
+        dtypes: list[np.dtype[Any] | None],
+        inferred: list[bool] | None = None,
     ) -> None:
         self.width = width
         self.selected = selected
         self.keys = keys
         self.dtypes = dtypes
+        #: Whether each column's dtype was inferred from the file's first rows.
+        self.inferred = inferred or [False] * len(dtypes)
         self.converters = [converter(d) for d in dtypes]
 
 
@@ -144,11 +152,16 @@ class Prefixed(io.RawIOBase):
     def __init__(self, prefix: bytes, stream: io.BufferedIOBase | None) -> None:
         self._prefix = memoryview(prefix)
         self._stream = stream
+        #: An error the stream raised after some bytes, raised at the next read.
+        self._error: BaseException | None = None
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
         target = memoryview(buffer).cast("B")
         filled = 0
         if self._prefix:
@@ -156,12 +169,32 @@ class Prefixed(io.RawIOBase):
             target[:filled] = self._prefix[:filled]
             self._prefix = self._prefix[filled:]
         while filled < len(target) and self._stream is not None:
-            data = self._stream.read(len(target) - filled)
+            try:
+                data = self._stream.read(len(target) - filled)
+            except DAMAGED as error:
+                if not filled:
+                    raise
+                self._error = error  # the bytes before it first, then the error
+                break
             if not data:
                 break
             target[filled : filled + len(data)] = data
             filled += len(data)
         return filled
+
+
+class Broken(io.RawIOBase):
+    """A stream whose next read raises ``error``: the rest of a file that broke off
+    while its first rows were read (then read again, before this, from a prefix)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self._error = error
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        raise self._error
 
 
 # -- records and batches -------------------------------------------------------------------

@@ -27,6 +27,7 @@ from headrace.sources.csv.common import (
     to_float,
     utf8_text,
 )
+from headrace.sources.csv.infer import infer
 from headrace.sources.files import DAMAGED
 
 __all__ = ["CHUNK_ROWS", "python_chunks"]
@@ -150,7 +151,7 @@ def _row_by_row(
     reject: Callable[[int, list[str], str, type[ParseError]], None],
 ) -> Iterator[Chunk]:
     """Chunks of the rows that convert; the others rejected, in their places."""
-    converters, keys, dtypes = layout.converters, layout.keys, layout.dtypes
+    converters, dtypes = layout.converters, layout.dtypes
     picked = list(zip(layout.selected, converters, strict=True))
     good: list[list[Any]] = [[] for _ in converters]
     first = before
@@ -171,7 +172,7 @@ def _row_by_row(
         except ValueError:
             if good[0]:
                 yield chunk()
-            reason, error = _why([fields[i] for i in layout.selected], converters, keys, dtypes)
+            reason, error = _why([fields[i] for i in layout.selected], layout)
             reject(before + offset + 1, fields, reason, error)
             continue
         if not good[0]:
@@ -182,18 +183,24 @@ def _row_by_row(
         yield chunk()
 
 
-def _why(
-    row: Sequence[str],
-    converters: list[Callable[[str], Any]],
-    keys: list[Any],
-    dtypes: list[np.dtype[Any] | None],
-) -> tuple[str, type[ParseError]]:
-    """The reason a row's values do not convert, naming the first bad column."""
-    for value, convert, key, dtype in zip(row, converters, keys, dtypes, strict=True):
+def _why(row: Sequence[str], layout: Layout) -> tuple[str, type[ParseError]]:
+    """The reason a row's values do not convert, naming the first bad column (and, for
+    a type inferred from the file's first rows, how to set another)."""
+    for value, convert, key, dtype, inferred in zip(
+        row, layout.converters, layout.keys, layout.dtypes, layout.inferred, strict=True
+    ):
         try:
             convert(value)
         except NotUtf8:
             return f"column {key!r} is not valid UTF-8", DecodeError
         except ValueError:
-            return f"column {key!r}: cannot convert {value!r} to {dtype}", ParseError
+            reason = f"column {key!r}: cannot convert {value!r} to {dtype}"
+            if inferred:
+                number = not value or getattr(infer([value]), "kind", "") in ("i", "f")
+                wider = "float64" if dtype is not None and dtype.kind == "i" and number else "str"
+                reason += (
+                    f" (the type inferred from the file's first rows; "
+                    f"dtype={{{key!r}: {wider!r}}} reads them all)"
+                )
+            return reason, ParseError
     raise AssertionError("a row failed to convert, and then converted")  # pragma: no cover
