@@ -308,6 +308,7 @@ SOURCES = [
     "global_shuffle",
     "zip",
     "concat",
+    "sample_from",
 ]
 #: The function each source kind calls (``global_shuffle`` is a method of the source).
 SOURCE_FUNCTIONS = {
@@ -328,10 +329,13 @@ SOURCE_FUNCTIONS = {
     "global_shuffle": "global_shuffle",
     "zip": "zip",
     "concat": "concat",
+    "sample_from": "sample_from",
 }
 #: Sources of records of one structure each, for the pipelines that zip and concat combine.
 PLAIN_SOURCES = [
-    kind for kind in SOURCES if not kind.endswith("_batches") and kind not in ("zip", "concat")
+    kind
+    for kind in SOURCES
+    if not kind.endswith("_batches") and kind not in ("zip", "concat", "sample_from")
 ]
 STAGES = [
     "map",
@@ -478,6 +482,20 @@ def source(
         return (shuffled.take(12) if size > 12 else shuffled), fixed
     if kind == "zip":
         return hr.zip(side_pipeline(g), side_pipeline(g)), fixed
+    if kind == "sample_from":
+        parts = [side_pipeline(g) for _ in range(draw(st.integers(1, 3)))]
+        shape: Shape = ("ragged", None)
+        if draw(st.booleans()):
+            parts, shape = [part.map(weight) for part in parts], fixed
+        weights = draw(
+            st.none()
+            | st.lists(
+                st.sampled_from([0, 0.5, 1, 3]), min_size=len(parts), max_size=len(parts)
+            ).filter(any)
+        )
+        stop = draw(st.booleans())
+        mixed = hr.sample_from(parts, weights, seed=g.seed(), stop_on_empty=stop)
+        return mixed, shape
     assert kind == "concat", kind
     if draw(st.booleans()):
         return hr.concat(side_pipeline(g).map(weight), side_pipeline(g).map(weight)), fixed

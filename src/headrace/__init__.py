@@ -42,6 +42,7 @@ _EXPORTS = {
     "read_parquet": "headrace.readers",
     "read_sql": "headrace.readers",
     "read_tar_shards": "headrace.readers",
+    "sample_from": "headrace.readers",
     "text_lines": "headrace.readers",
     "zip": "headrace.readers",
 }
@@ -67,6 +68,7 @@ __all__ = [
     "read_parquet",
     "read_sql",
     "read_tar_shards",
+    "sample_from",
     "stages",
     "text_lines",
     "zip",
@@ -89,6 +91,7 @@ if TYPE_CHECKING:
         read_parquet,
         read_sql,
         read_tar_shards,
+        sample_from,
         text_lines,
         zip,
     )

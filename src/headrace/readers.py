@@ -29,7 +29,7 @@ from headrace.sources.jsonl import ReadJsonl
 from headrace.sources.parquet import ReadParquet
 from headrace.sources.sql import ReadSql
 from headrace.sources.tar import ReadTarShards
-from headrace.stages.combine import Concat, Zip
+from headrace.stages.combine import Concat, SampleFrom, Zip
 
 __all__ = [
     "ImageFolder",
@@ -215,6 +215,51 @@ def concat(*pipelines: Iterable[Any]) -> Pipeline[Any]:
     [0, 1, 9]
     """
     return Pipeline((Concat([as_pipeline(p) for p in pipelines]),))
+
+
+def sample_from(
+    pipelines: Sequence[Iterable[Any]],
+    weights: Sequence[float] | None = None,
+    *,
+    seed: int | None = None,
+    stop_on_empty: bool = False,
+) -> Pipeline[Any]:
+    """Elements of several pipelines mixed at random, each picked with its weight:
+    tf.data's ``sample_from_datasets``, Grain's mix.
+
+    Each element comes from pipeline ``i`` with probability ``weights[i]`` (weights
+    are normalised; equal when None), among the pipelines not yet at their end: when
+    one ends, the others share its weight, and the run ends with the last one, every
+    element of each read once (a pipeline of weight 0 is never read). With
+    ``stop_on_empty=True`` the run ends as soon as a pipeline it picks has ended, so
+    the mix keeps its proportions to the end.
+
+    The picks are drawn from ``seed`` and the epoch: the same order on every run of an
+    epoch, a new one each epoch; without a seed (and without ``with_seed`` on the
+    pipeline) every run draws anew. ``run.state()`` of a seeded mix resumes exactly:
+    the same picks after the saved position, each pipeline from its own state
+    (without a seed, as for ``shuffle``, the state is refused).
+
+    Mix two sources 3:1, for ever (``repeat()`` makes each endless):
+
+    >>> import headrace as hr
+    >>> mixed = hr.sample_from([hr.range(100).repeat(), hr.range(-100, 0).repeat()],
+    ...                        [0.75, 0.25], seed=7)
+    >>> sum(x >= 0 for x in mixed.take(4000))  # about 3,000
+    2988
+
+    Args:
+        pipelines: the pipelines (or re-iterables) to mix, at least one.
+        weights: one weight per pipeline, each finite and at least 0, not all 0.
+        seed: the seed of the picks.
+        stop_on_empty: end the run when a pipeline picked has ended (tf.data's
+            ``stop_on_empty_dataset``), instead of going on with the others.
+
+    Raises:
+        TypeError, ValueError: the arguments are malformed (named in the message).
+    """
+    parts = [as_pipeline(p) for p in pipelines]
+    return Pipeline((SampleFrom(parts, weights, seed=seed, stop_on_empty=stop_on_empty),))
 
 
 def read_csv(

@@ -26,7 +26,7 @@ from headrace.stages.basic import (
     tap,
 )
 from headrace.stages.batching import batch, collate, padded_batch, unbatch
-from headrace.stages.combine import concat, interleave, repeat, zip
+from headrace.stages.combine import concat, interleave, repeat, sample_from, zip
 from headrace.stages.coroutines import coroutine
 from headrace.stages.parsing import parse
 from headrace.stages.shuffling import shuffle
@@ -47,6 +47,7 @@ __all__ = [
     "parse",
     "pipe",
     "repeat",
+    "sample_from",
     "scan",
     "shuffle",
     "skip",

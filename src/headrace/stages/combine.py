@@ -1,20 +1,33 @@
-"""Stages that combine streams: zip, concat, interleave and repeat.
+"""Stages that combine streams: zip, concat, sample_from, interleave and repeat.
 
 >>> import headrace as hr
 >>> list(hr.range(3).zip(hr.from_iterable("abc")))
 [(0, 'a'), (1, 'b'), (2, 'c')]
 >>> list(hr.range(2).concat(hr.range(5, 7)).repeat(2))
 [0, 1, 5, 6, 0, 1, 5, 6]
+>>> sorted(hr.sample_from([hr.range(3), hr.range(10, 12)], [0.5, 0.5], seed=1))
+[0, 1, 2, 10, 11]
 """
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import itertools
+import math
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Final
 
-from headrace._checks import check_bool, check_callable, check_int, check_optional_int
+import numpy as np
+
+from headrace._checks import (
+    check_bool,
+    check_callable,
+    check_int,
+    check_optional_int,
+    check_seed,
+)
 from headrace.engine.chain import Chain
 from headrace.engine.guard import close_all, close_iterator
 from headrace.engine.opening import apply, iterate
@@ -24,7 +37,18 @@ from headrace.engine.state import Entry, count_of, counting
 from headrace.errors import annotate, describe_callable
 from headrace.sources.basic import as_plan
 
-__all__ = ["Concat", "Interleave", "Repeat", "Zip", "concat", "interleave", "repeat", "zip"]
+__all__ = [
+    "Concat",
+    "Interleave",
+    "Repeat",
+    "SampleFrom",
+    "Zip",
+    "concat",
+    "interleave",
+    "repeat",
+    "sample_from",
+    "zip",
+]
 
 
 def _saved_list(ctx: StageContext, name: str, length: int) -> list[Any] | None:
@@ -179,6 +203,205 @@ def _concat(parts: Sequence[Plan[Any]], ctx: StageContext) -> Iterator[Any]:
                 chain.close()
 
     return run()
+
+
+#: Draws ``sample_from`` takes from its generator at a time.
+_DRAWS: Final = 256
+
+
+class SampleFrom(Stage):
+    """Source that picks each element from one of several pipelines at random, each
+    with its weight: tf.data's ``sample_from_datasets``, Grain's mix."""
+
+    __slots__ = ("_parts", "_seed", "_stop_on_empty", "_weights")
+    is_source = True
+
+    def __init__(
+        self,
+        parts: Sequence[Plan[Any]],
+        weights: Sequence[float] | None = None,
+        *,
+        seed: int | None = None,
+        stop_on_empty: bool = False,
+    ) -> None:
+        if not parts:
+            raise ValueError("sample_from needs at least one pipeline")
+        self._parts = tuple(parts)
+        self._weights = _check_weights(weights, len(self._parts))
+        self._seed = check_seed(seed)
+        self._stop_on_empty = check_bool("stop_on_empty", stop_on_empty)
+
+    @property
+    def name(self) -> str:
+        inside = ", ".join(repr(p) for p in self._parts)
+        extra = f", weights={list(self._weights)}"
+        if self._seed is not None:
+            extra += f", seed={self._seed}"
+        if self._stop_on_empty:
+            extra += ", stop_on_empty=True"
+        return f"sample_from([{inside}]{extra})"
+
+    def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
+        seed = self._seed if self._seed is not None else ctx.seed
+        return _Sampling(self._parts, self._weights, seed, self._stop_on_empty, ctx).run()
+
+    def unfixed_order(self, *, seeded: bool = False) -> str | None:
+        if self._seed is None and not seeded:
+            return "a sample_from without a seed"
+        return unfixed_in(self._parts, seeded)
+
+    def length(self, upstream: Length) -> Length:
+        lengths = [
+            p.known_length() for p, w in builtins.zip(self._parts, self._weights, strict=True) if w
+        ]
+        if self._stop_on_empty:
+            return INFINITE if all(n == INFINITE for n in lengths) else None
+        if any(n == INFINITE for n in lengths):
+            return INFINITE
+        if any(n is None for n in lengths) or 0.0 in self._weights:
+            return None  # an input of weight 0 is never read: its length does not count
+        return sum(n for n in lengths if n is not None)
+
+
+def _check_weights(weights: Sequence[float] | None, count: int) -> tuple[float, ...]:
+    if weights is None:
+        return (1.0 / count,) * count
+    if isinstance(weights, str | bytes) or not isinstance(weights, Sequence):
+        raise TypeError(f"weights must be a list of numbers, got {weights!r}")
+    if len(weights) != count:
+        raise ValueError(f"weights must give one weight per pipeline ({count}), got {len(weights)}")
+    checked = []
+    for weight in weights:
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise TypeError(f"weights must be numbers, got {weight!r}")
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"weights must be finite and at least 0, got {weight!r}")
+        checked.append(float(weight))
+    if not sum(checked) > 0:
+        raise ValueError(f"weights must not all be 0, got {list(weights)}")
+    total = sum(checked)
+    return tuple(weight / total for weight in checked)
+
+
+class _Sampling:
+    """One run of ``sample_from``, and its state: each input's chain and how many of its
+    elements were handed out, which inputs are done, and how many numbers were drawn.
+
+    Draw ``k`` of a run is the ``k``-th double of numpy's PCG64 seeded with the seed and
+    the epoch path, so a resumed run takes up the same sequence: ``advance(k)`` gets
+    there at once. (Without a seed the run draws one from the system: its order is not
+    fixed, and its state is refused, as a shuffle's is.) A draw picks an
+    input among those not done, in proportion to their weights; an input found at its
+    end is done, and a new draw picks among the rest (or, with ``stop_on_empty``, the
+    run ends).
+    """
+
+    __slots__ = (
+        "_inputs",
+        "chains",
+        "counts",
+        "ctx",
+        "done",
+        "draws",
+        "parts",
+        "seed",
+        "started",
+        "stop",
+        "weights",
+    )
+
+    def __init__(
+        self,
+        parts: Sequence[Plan[Any]],
+        weights: Sequence[float],
+        seed: int | None,
+        stop_on_empty: bool,
+        ctx: StageContext,
+    ) -> None:
+        self.parts, self.weights, self.stop, self.ctx = parts, weights, stop_on_empty, ctx
+        saved = ctx.resume or {}
+        count = len(parts)
+        try:
+            self.seed = secrets.randbits(63) if seed is None else seed
+            self.draws = int(saved.get("draws", 0))
+            self.counts = [int(n) for n in saved.get("counts", [0] * count)]
+            self.done = [bool(d) for d in saved.get("done", [False] * count)]
+            inputs = saved.get("inputs", [None] * count)
+            if len(self.counts) != count or len(self.done) != count or len(inputs) != count:
+                raise ValueError(f"{count} inputs")
+            if self.draws < 0 or min(self.counts) < 0:
+                raise ValueError("a negative count")
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{ctx.label}: its saved state is damaged ({error!r})") from None
+        self.chains: list[Chain | None] = [None] * count
+        self._inputs: list[Any] | None = inputs
+        self.started = False
+        ctx.track_state(self.entry)
+
+    def entry(self, position: int) -> Entry:
+        if not self.started:
+            return self.ctx.resume or {}
+        inputs: list[Any] = []
+        for chain, count, done in builtins.zip(self.chains, self.counts, self.done, strict=True):
+            if done or chain is None:
+                inputs.append(None)
+                continue
+            entries = chain.entries(count)
+            if entries is None:
+                return None
+            inputs.append(entries)
+        return {
+            "draws": self.draws,
+            "counts": list(self.counts),
+            "done": list(self.done),
+            "inputs": inputs,
+        }
+
+    def run(self) -> Iterator[Any]:
+        ctx, parts = self.ctx, self.parts
+        inputs, self._inputs = self._inputs or [], None
+        generator = np.random.PCG64(np.random.SeedSequence([self.seed, *ctx.epoch]))
+        generator.advance(self.draws)
+        numbers = np.random.Generator(generator)
+        try:
+            for i, part in builtins.enumerate(parts):
+                if not self.done[i] and self.weights[i] > 0:
+                    what = f"input {i}"
+                    self.chains[i] = ctx.open_inner(part.stages, part.seed, what, inputs[i])
+            self.started = True
+            iterators = [None if c is None else c.iterator for c in self.chains]
+            active, bounds = self._active()
+            block: list[float] = []
+            while active:
+                if not block:
+                    block = numbers.random(_DRAWS).tolist()
+                    block.reverse()
+                self.draws += 1
+                pick = active[bisect.bisect_right(bounds, block.pop())]
+                try:
+                    item = next(iterators[pick])  # type: ignore[arg-type]
+                except StopIteration:
+                    self.done[pick] = True
+                    chain, self.chains[pick] = self.chains[pick], None
+                    if chain is not None:
+                        chain.close()
+                    if self.stop:
+                        return
+                    active, bounds = self._active()
+                    continue
+                self.counts[pick] += 1
+                yield item
+        finally:
+            close_all(*(c for c in self.chains if c is not None))
+
+    def _active(self) -> tuple[list[int], list[float]]:
+        """The inputs a draw picks from, and the upper bounds of their shares of [0, 1)."""
+        active = [i for i, w in builtins.enumerate(self.weights) if w > 0 and not self.done[i]]
+        total = sum(self.weights[i] for i in active)
+        bounds = list(itertools.accumulate(self.weights[i] / total for i in active))
+        if bounds:
+            bounds[-1] = math.inf  # a draw just under 1 picks the last, whatever the rounding
+        return active, bounds
 
 
 def unfixed_in(parts: Sequence[Plan[Any]], seeded: bool) -> str | None:
@@ -478,6 +701,22 @@ def concat(*iterables: Iterable[Any]) -> Iterator[Any]:
     ['a', 'b', 1]
     """
     return iterate((Concat([as_plan(i) for i in iterables]),))
+
+
+def sample_from(
+    iterables: Sequence[Iterable[Any]],
+    weights: Sequence[float] | None = None,
+    *,
+    seed: int | None = None,
+    stop_on_empty: bool = False,
+) -> Iterator[Any]:
+    """Elements of the iterables picked at random in proportion to ``weights``.
+
+    >>> sorted(sample_from(["ab", "xyz"], seed=0))
+    ['a', 'b', 'x', 'y', 'z']
+    """
+    parts = [as_plan(i) for i in iterables]
+    return iterate((SampleFrom(parts, weights, seed=seed, stop_on_empty=stop_on_empty),))
 
 
 def interleave(
