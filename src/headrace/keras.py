@@ -40,6 +40,9 @@ such batches from ``(x, y)`` examples.
   (``model.stop_training`` set by a batch callback, an exception): then the garbage
   collector frees it, or :meth:`PipelineAdapter.close` (also the end of a ``with
   to_keras(pipeline) as data:`` block) closes every run still open at once.
+- Checkpoints: :class:`DataCheckpoint` saves the weights, the epoch and the data's
+  position together, so that ``fit`` restarted after a kill goes on with the next
+  batch of the interrupted epoch.
 - Text: on the torch and jax backends, whose tensors hold only numbers, a first batch
   with text in it (``str`` or ``object`` arrays: a CSV column read as text) is
   refused with an error that names where it is in the batch and how to type it; on
@@ -57,16 +60,22 @@ is needed (earlier versions of ``fit`` do not take data adapters from outside).
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import functools
 import itertools
+import json
+import os
+import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from headrace._checks import check_bool
 from headrace.engine.plan import Plan
 from headrace.run import Run, start
 from headrace.sources.basic import as_plan
@@ -75,13 +84,16 @@ from headrace.sources.csv.infer import infer
 if TYPE_CHECKING:
     from headrace.run import Run
 
-__all__ = ["PipelineAdapter", "to_keras"]
+__all__ = ["DataCheckpoint", "PipelineAdapter", "to_keras"]
 
 #: Where Keras 3 defines the class that ``fit`` takes as a data adapter of its own.
 _DATA_ADAPTER = "keras.src.trainers.data_adapters.data_adapter"
 
 #: The start of the warning Keras gives when an input ends (``EpochIterator``).
 _RAN_OUT = r"Your input ran out of data"
+#: How many batches back a run's noted states go: Keras may read ahead of the batch it
+#: trains on (tf.data's prefetch) by this many at most.
+_NOTED = 64
 
 
 def to_keras(pipeline: Plan[Any] | Iterable[Any]) -> PipelineAdapter:
@@ -161,6 +173,23 @@ class PipelineAdapter:
         self._quiet = False
         #: The run started last: after ``fit``, its last epoch's.
         self._run: Run[Any] | None = None
+        #: The state the next run starts from (set by :class:`DataCheckpoint`), or the
+        #: run started from it already, with its first batch and its position.
+        self._resume: Mapping[str, Any] | None = None
+        self._primed: tuple[Run[Any], list[Any], int] | None = None
+        #: Whether runs note their state after each batch (for :class:`DataCheckpoint`):
+        #: ``(batches handed out, state)`` for the last few, and the state after the end.
+        self._noting = False
+        self._states: collections.deque[tuple[int, dict[str, Any]]] = collections.deque(
+            maxlen=_NOTED
+        )
+        self._end_state: dict[str, Any] | None = None
+        #: The batches of its epoch before the current run began (a resumed run), and
+        #: the epoch's length once a resumed run has ended (see :meth:`on_epoch_end`).
+        self._before = 0
+        self._epoch_length: int | None = None
+        #: The batches of the last epoch a run was seen to the end of.
+        self._length_seen: int | None = None
 
     # -- what Keras calls ---------------------------------------------------------------
 
@@ -203,9 +232,9 @@ class PipelineAdapter:
 
         from headrace.tf import infer_signature
 
-        run = start(self._pipeline)
+        run, taken = self._begin()
         try:
-            first = list(itertools.islice(run, 2))
+            first = taken + list(itertools.islice(run, 2 - len(taken)))
             if not first:
                 raise ValueError(f"{self._pipeline!r} has no batches for Keras")
             _check_batch(first[0], self._pipeline)
@@ -246,8 +275,18 @@ class PipelineAdapter:
         self._hush(False)
 
     def on_epoch_end(self) -> None:
-        """Keras' hook after each pass (it follows the warning at the end of an input)."""
+        """Keras' hook after each pass (it follows the warning at the end of an input).
+
+        After a run resumed mid-epoch, Keras has counted only that run's batches as the
+        epoch's (when the pipeline's length is unknown, it takes the first epoch's count
+        as every epoch's): its epoch iterator, the caller, is told the whole epoch's.
+        """
         self._hush(False)
+        length, self._epoch_length = self._epoch_length, None
+        if length is not None and self._num_batches is None:
+            caller: Any = sys._getframe(1).f_locals.get("self")
+            if getattr(caller, "data_adapter", None) is self and hasattr(caller, "_num_batches"):
+                caller._num_batches = length
 
     # -- statistics -------------------------------------------------------------------
 
@@ -273,6 +312,9 @@ class PipelineAdapter:
         Like :meth:`headrace.Run.close`, raises ``ValueError`` for a run that is making
         a batch in another thread at that moment.
         """
+        primed, self._primed = self._primed, None
+        if primed is not None:
+            primed[0].close()
         for source in list(self._sources):
             source.release()
         for stream in list(self._streams):
@@ -290,21 +332,75 @@ class PipelineAdapter:
         run that ``source`` still holds then, going on after the batches taken from it."""
         self._hush(False)
         held = None if source is None else source.take()
-        run, taken = held if held is not None else (start(self._pipeline), [])
+        if held is not None and (self._resume is not None or self._primed is not None):
+            # The run the signature came from started before a checkpoint was restored
+            # (Keras asks for the dataset before fit's callbacks begin).
+            held[0].close()
+            held = None
+        run, taken = held if held is not None else self._begin()
         self._run = run
+        noting, states = self._noting, self._states
+        states.clear()
+        self._end_state = None
+        count = 0
         with run:
-            checked = False
-            for batch in itertools.chain(taken, run):
-                if not checked:
+            for count, batch in enumerate(itertools.chain(taken, run), 1):
+                if count == 1:
                     _check_batch(batch, self._pipeline)
                     if source is None:  # tensorflow's datasets take text; the others not
                         _refuse_text(batch, self._pipeline)
-                    checked = True
+                if noting and count > len(taken):
+                    states.append((count, run.state()))  # after this batch, for a checkpoint
                 yield batch
-        if self._num_batches is None:
+            if noting:
+                self._end_state = run.state()  # the next epoch's start
+        self._length_seen = self._before + count
+        if self._before:
+            self._epoch_length, self._before = self._before + count, 0
+        if self._num_batches is None or self._epoch_length is not None:
             # Keras learns the length of an input of unknown length from this end,
-            # and warns about it as if data were missing; on_epoch_end follows.
+            # and warns about it as if data were missing; so it does at the end of a
+            # resumed run, which is short of the epoch. on_epoch_end follows.
             self._hush(True)
+
+    def _begin(self) -> tuple[Run[Any], list[Any]]:
+        """A new run and the batches taken from it already: the run a checkpoint's
+        restore started, once, or the pipeline's next epoch."""
+        primed, self._primed = self._primed, None
+        if primed is not None:
+            run, taken, self._before = primed
+            return run, taken
+        state, self._resume = self._resume, None
+        self._before = 0 if state is None else int(state["position"])
+        return start(self._pipeline, state=state), []
+
+    def _restore(self, state: Mapping[str, Any]) -> bool:
+        """Have the next run go on from ``state``: True when the rest of its epoch has
+        batches; False when it has none (the state was saved after the epoch's last
+        batch, before its end was seen), and the next run is the next epoch."""
+        run = start(self._pipeline, state=state)
+        try:
+            first = next(run)
+        except StopIteration:
+            self._resume = run.state()  # the start of the next epoch
+            run.close()
+            return False
+        except BaseException:
+            run.close()
+            raise
+        self._primed = (run, [first], int(state["position"]))
+        return True
+
+    def state_after(self, batches: int) -> dict[str, Any] | None:
+        """The state of the current run after its first ``batches`` batches (after its
+        end, if it has ended there), while :class:`DataCheckpoint` has runs note them:
+        ``None`` when that is not among the last noted."""
+        for count, state in reversed(self._states):
+            if count == batches:
+                if self._end_state is not None and count == self._states[-1][0]:
+                    return self._end_state
+                return dict(state)
+        return None
 
     def _hush(self, on: bool) -> None:
         """Keep Keras' "ran out of data" warning quiet, or stop doing so."""
@@ -319,6 +415,176 @@ class PipelineAdapter:
 
     def __repr__(self) -> str:
         return f"<headrace.keras.PipelineAdapter of {self._pipeline!r}>"
+
+
+@functools.cache
+def _callback_class() -> type[DataCheckpoint]:
+    """The subclass of both :class:`DataCheckpoint` and Keras' ``Callback``."""
+    _keras_class()  # Keras 3, and one that takes our adapters
+    import keras
+
+    namespace = {"__module__": __name__, "__doc__": DataCheckpoint.__doc__}
+    return type("DataCheckpoint", (DataCheckpoint, keras.callbacks.Callback), namespace)
+
+
+class DataCheckpoint:
+    """A Keras callback that saves the data's position with the model, so that ``fit``
+    restarted after a kill goes on mid-epoch with the next batch.
+
+    ::
+
+        data = to_keras(pipeline)
+        model.fit(data, epochs=10, callbacks=[DataCheckpoint("ckpt", data, save_freq=100)])
+
+    Every ``save_freq`` batches and at the end of every epoch it writes, into
+    ``directory``, the model's weights (``model.save_weights``: with the optimizer's
+    variables) and ``checkpoint.json``: the Keras epoch, the batches trained since
+    the first ``fit`` (``"step"``), and the state of the run ``data`` feeds (see
+    :meth:`headrace.Run.state`). When ``fit`` starts and a checkpoint is there, it
+    loads the weights and has ``fit`` go on from the saved epoch, with ``data``'s next
+    run taking up from the saved state: the rest of the interrupted epoch, then the
+    epochs after it, in the order the uninterrupted training would have had. What
+    Keras' ``BackupAndRestore`` does, with the data's place inside the epoch too
+    (``BackupAndRestore`` restarts the epoch, so its first batches are trained twice).
+
+    The weights go to two files in turn and ``checkpoint.json`` is replaced only once
+    the new one is complete: a kill while saving leaves the previous checkpoint whole.
+    The model must be built before ``fit`` (as for ``BackupAndRestore``).
+
+    Args:
+        directory: where the checkpoint lives (made when needed).
+        data: the adapter ``fit`` trains on (what :func:`to_keras` returned).
+        save_freq: save after every this many batches (and at each epoch's end), or
+            ``"epoch"``: at each epoch's end only.
+        delete_on_end: delete the checkpoint when ``fit`` ends without error (the
+            default, as ``BackupAndRestore`` does), so the next ``fit`` starts afresh.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> DataCheckpoint:
+        keras_class = _callback_class()
+        return super().__new__(cls if issubclass(cls, keras_class) else keras_class)
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        data: PipelineAdapter,
+        *,
+        save_freq: int | str = 100,
+        delete_on_end: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(data, PipelineAdapter):
+            raise TypeError(
+                f"data must be the adapter fit trains on (what to_keras returned), got {data!r}"
+            )
+        if save_freq != "epoch" and (
+            isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1
+        ):
+            raise ValueError(f"save_freq must be a positive int or 'epoch', got {save_freq!r}")
+        self.directory = os.fspath(directory)
+        self.data = data
+        self.save_freq = save_freq
+        self.delete_on_end = check_bool("delete_on_end", delete_on_end)
+        self._epoch = 0
+        self._step = 0
+        self._in_epoch = 0
+        self._saves = 0
+
+    @property
+    def path(self) -> str:
+        """The checkpoint file: ``directory/checkpoint.json``."""
+        return os.path.join(self.directory, "checkpoint.json")
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        self.data._noting = True
+        self._step = 0
+        try:
+            with open(self.path) as file:
+                saved = json.load(file)
+        except FileNotFoundError:
+            return
+        model: Any = getattr(self, "model", None)  # Keras' Callback sets it
+        if not model.built:
+            raise ValueError(
+                f"DataCheckpoint restores {self.path} into the model, which must be built "
+                "before fit() (call it on a batch of data, or build it)"
+            )
+        try:
+            weights, epoch, step, state = (
+                saved["weights"],
+                saved["epoch"],
+                saved["step"],
+                saved["data"],
+            )
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"{self.path} is not a DataCheckpoint file ({error!r})") from None
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(os.path.join(self.directory, weights))
+        if not self.data._restore(state):  # saved after its epoch's last batch
+            epoch += 1
+        model._initial_epoch = epoch  # as BackupAndRestore does
+        self._step = step
+        self._saves = int(saved.get("saves", 0))
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._epoch = epoch
+        self._in_epoch = 0
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self._in_epoch = batch + 1
+        self._step += 1
+        if self.save_freq != "epoch" and self._step % int(self.save_freq) == 0:
+            state = self.data.state_after(self._in_epoch)
+            if state is not None:
+                self._save(self._epoch, state)
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        data = self.data
+        if data._end_state is not None:  # the run ended: the next epoch starts afresh
+            self._save(epoch + 1, data._end_state)
+            return
+        state = data.state_after(self._in_epoch)
+        if state is None:
+            return
+        length = data._num_batches or data._length_seen
+        if length is not None and state["position"] >= length:
+            # Keras took the epoch's last batch without asking for more: the run has
+            # no more batches, which a restore finds and goes on with the next epoch.
+            self._save(epoch, state)
+        else:  # steps_per_epoch cut the run, which the next epoch goes on with
+            self._save(epoch + 1, state)
+
+    def on_train_end(self, logs: Any = None) -> None:
+        self.data._noting = False
+        if self.delete_on_end:
+            for name in ("checkpoint.json", *(_weights_file(n) for n in (0, 1))):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(self.directory, name))
+
+    def _save(self, epoch: int, state: dict[str, Any]) -> None:
+        os.makedirs(self.directory, exist_ok=True)
+        self._saves += 1
+        weights = _weights_file(self._saves % 2)
+        model: Any = getattr(self, "model", None)
+        model.save_weights(os.path.join(self.directory, weights), overwrite=True)
+        saved = {
+            "epoch": epoch,
+            "step": self._step,
+            "weights": weights,
+            "saves": self._saves,
+            "data": state,
+        }
+        temporary = self.path + ".tmp"
+        with open(temporary, "w") as file:
+            json.dump(saved, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.path)
+
+
+def _weights_file(number: int) -> str:
+    return f"weights-{number}.weights.h5"
 
 
 class _Batches:

@@ -358,6 +358,56 @@ def test_text_columns_are_refused_naming_the_column(tmp_path: Any) -> None:
     assert next(r for r in adapter.stats() if "rejected" in r)["rejected"] == 1
 
 
+def test_data_checkpoint_refuses_bad_arguments_and_a_foreign_file(tmp_path: Any) -> None:
+    x, y = arrays()
+    data = to_keras(batches(x, y))
+    with pytest.raises(TypeError, match="the adapter fit trains on"):
+        hrk.DataCheckpoint(tmp_path, batches(x, y))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="save_freq must be a positive int or 'epoch'"):
+        hrk.DataCheckpoint(tmp_path, data, save_freq=0)
+    (tmp_path / "checkpoint.json").write_text('{"epoch": 1}')
+    net = model()
+    with pytest.raises(ValueError, match=r"checkpoint\.json is not a DataCheckpoint file"):
+        net.fit(data, epochs=1, verbose=0, callbacks=[hrk.DataCheckpoint(tmp_path, data)])
+
+
+def test_data_checkpoint_saves_at_its_frequency_and_deletes_at_the_end(tmp_path: Any) -> None:
+    x, y = arrays()
+    data = to_keras(batches(x, y))
+    saved: list[dict[str, Any]] = []
+
+    class Peek(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if (tmp_path / "checkpoint.json").exists():
+                saved.append(json.loads((tmp_path / "checkpoint.json").read_text()))
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.on_train_batch_end(0)
+
+    saver = hrk.DataCheckpoint(tmp_path, data, save_freq=3)
+    model().fit(data, epochs=2, verbose=0, callbacks=[saver, Peek()])
+    steps = sorted({entry["step"] for entry in saved})
+    assert steps == [3, 6, 8, 9, 12, 15, 16]  # every 3 batches, and each epoch's end
+    assert not (tmp_path / "checkpoint.json").exists()
+
+
+def test_a_checkpoint_at_an_epochs_end_goes_on_with_the_next_epoch(tmp_path: Any) -> None:
+    x, y = arrays()
+    first = to_keras(batches(x, y))
+    saver = hrk.DataCheckpoint(tmp_path, first, save_freq="epoch", delete_on_end=False)
+    model().fit(first, epochs=1, verbose=0, callbacks=[saver])
+    saved = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert (saved["step"], saved["data"]["position"]) == (8, 8)  # the end of the data epoch
+    done = saved["data"]["epoch"]
+    again = to_keras(batches(x, y))
+    saver = hrk.DataCheckpoint(tmp_path, again, save_freq="epoch", delete_on_end=False)
+    history = model().fit(again, epochs=3, verbose=0, callbacks=[saver])
+    assert history.epoch == [1, 2]  # epoch 0 was done
+    saved = json.loads((tmp_path / "checkpoint.json").read_text())
+    # Two more data epochs, after the one done, and whole.
+    assert (saved["step"], saved["data"]["epoch"], saved["data"]["position"]) == (24, done + 2, 8)
+
+
 def test_a_keras_without_the_adapter_class_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
     hrk._keras_class.cache_clear()
     monkeypatch.setitem(sys.modules, "keras.src.trainers.data_adapters.data_adapter", None)
