@@ -28,12 +28,36 @@ Leaves that are numbers (numpy arrays of a numeric or bool dtype, numpy scalars,
 so a batch can carry file names or ids next to its arrays. Dtypes follow JAX's rules:
 unless 64-bit mode is on (``jax_enable_x64``), ``int64`` and ``float64`` arrays arrive as
 ``int32`` and ``float32``.
+
+Checkpoints: an iterator's :meth:`JaxIterator.state` is where the loop stands, after
+the last batch it returned (not the ones put ahead of it), and
+``iterable.iter(state=saved)`` goes on from there with the next batch. With Orbax,
+the state saves beside the train state, as Grain's iterators do
+(:class:`CheckpointHandler`, with the arguments ``CheckpointSave(iterator)`` and
+``CheckpointRestore(iterable)``, whose restore gives the iterator that goes on)::
+
+    import orbax.checkpoint as ocp
+
+    data = hrj.to_jax(pipeline, prefetch=2)
+    batches = iter(data)
+    ...
+    manager.save(step, args=ocp.args.Composite(
+        train=ocp.args.StandardSave(train_state), data=hrj.CheckpointSave(batches)))
+    # after a restart:
+    restored = manager.restore(step, args=ocp.args.Composite(
+        train=ocp.args.StandardRestore(train_state), data=hrj.CheckpointRestore(data)))
+    batches = restored["data"]  # the batch after the last one trained on
+
+``stats()`` and ``report()`` of an iterator give its run's figures.
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Iterator
+import dataclasses
+import functools
+import json
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import jax
@@ -50,7 +74,16 @@ if TYPE_CHECKING:
 
     from headrace.run import Run
 
-__all__ = ["JaxIterable", "JaxIterator", "Placement", "put", "to_jax"]
+# CheckpointSave and CheckpointRestore are here too, made when first used: they
+# subclass Orbax's argument class, and Orbax is imported only then.
+__all__ = [
+    "CheckpointHandler",
+    "JaxIterable",
+    "JaxIterator",
+    "Placement",
+    "put",
+    "to_jax",
+]
 
 #: What ``device=`` accepts: a device, a sharding, or ``None`` for JAX's default device.
 Placement: TypeAlias = jax.Device | jax.sharding.Sharding | None
@@ -100,9 +133,13 @@ class JaxIterable:
         """The pipeline whose runs feed the iterators."""
         return self._pipeline
 
-    def iter(self, *, epoch: int | None = None) -> JaxIterator:
-        """Start a run (see :meth:`headrace.Pipeline.iter` for ``epoch``)."""
-        return JaxIterator(start(self._pipeline, epoch=epoch), self._prefetch, self._device)
+    def iter(
+        self, *, epoch: int | None = None, state: Mapping[str, Any] | None = None
+    ) -> JaxIterator:
+        """Start a run (see :meth:`headrace.Pipeline.iter` for ``epoch`` and ``state``:
+        a :meth:`JaxIterator.state` makes the run go on after the batch it names)."""
+        run = start(self._pipeline, epoch=epoch, state=state)
+        return JaxIterator(run, self._prefetch, self._device)
 
     def __iter__(self) -> JaxIterator:
         return self.iter()
@@ -124,7 +161,7 @@ class JaxIterator(Iterator[Any]):
     batches put before it have been returned.
     """
 
-    __slots__ = ("_device", "_error", "_prefetch", "_queue", "_run")
+    __slots__ = ("_device", "_error", "_noting", "_prefetch", "_queue", "_run", "_state", "_states")
 
     def __init__(self, run: Run[Any], prefetch: int, device: Placement) -> None:
         self._run = run
@@ -133,6 +170,18 @@ class JaxIterator(Iterator[Any]):
         self._queue: collections.deque[Any] = collections.deque()
         #: An error met while topping the queue up, raised once the queue is empty.
         self._error: Exception | None = None
+        #: With batches put ahead, the run's state after each (the states of the
+        #: batches in the queue, and after the last one returned): the run itself has
+        #: gone on. Not noted for a pipeline whose state is refused (an unseeded
+        #: shuffle): :meth:`state` then says why.
+        self._noting = prefetch > 0
+        self._states: collections.deque[dict[str, Any]] = collections.deque()
+        self._state: dict[str, Any] | None = None
+        if self._noting:
+            try:
+                self._state = run.state()  # before the first batch
+            except ValueError:
+                self._noting = False
 
     @property
     def closed(self) -> bool:
@@ -149,7 +198,11 @@ class JaxIterator(Iterator[Any]):
             try:
                 batch = next(self._run)
                 self._queue.append(put(batch, self._device))
+                if self._noting:
+                    self._note()
             except StopIteration:
+                if self._noting:
+                    self._note()  # after the end: the next epoch's start
                 break
             except Exception as error:
                 # The batches before it are good: the loop gets them first.
@@ -159,12 +212,39 @@ class JaxIterator(Iterator[Any]):
                 self.close()
                 raise
         if self._queue:
+            if self._noting:
+                self._state = self._states.popleft()
             return self._queue.popleft()
+        if self._noting and self._states:
+            self._state = self._states.popleft()
         failure, self._error = self._error, None
         self.close()
         if failure is not None:
             raise failure
         raise StopIteration
+
+    def _note(self) -> None:
+        try:
+            self._states.append(self._run.state())
+        except ValueError:  # the run cannot say where it stands: state() says why
+            self._noting = False
+            self._states.clear()
+
+    def state(self) -> dict[str, Any]:
+        """Where the loop stands: the run's state after the last batch returned, however
+        many were put on the device ahead of it (see :meth:`headrace.Run.state`).
+        After the last batch, the next epoch's start."""
+        if self._noting and self._state is not None:
+            return self._state
+        return self._run.state()
+
+    def stats(self) -> list[dict[str, Any]]:
+        """The run's per-stage figures (see :meth:`headrace.Run.stats`)."""
+        return self._run.stats()
+
+    def report(self) -> str:
+        """The run's statistics, as text."""
+        return self._run.report()
 
     def close(self) -> None:
         """Stop the run and drop the batches put ahead (and an error met after them).
@@ -217,3 +297,103 @@ def _puttable(leaf: Any) -> bool:
     if isinstance(leaf, np.ndarray | np.generic):
         return leaf.dtype.kind in NUMERIC_KINDS
     return isinstance(leaf, bool | int | float | complex | jax.Array)
+
+
+class CheckpointHandler:
+    """Orbax's ``CheckpointHandler`` for the iterators of :func:`to_jax`: saves an
+    iterator's :meth:`JaxIterator.state` as JSON (a file per JAX process), and
+    restores it as the iterator that goes on from there.
+
+    Used through its arguments ``CheckpointSave(iterator)`` and
+    ``CheckpointRestore(iterable)`` (``iterable``: what :func:`to_jax` returned), in
+    ``ocp.args.Composite`` beside the train state (see the module documentation).
+    """
+
+    def save(self, directory: Any, item: JaxIterator | None = None, args: Any = None) -> None:
+        """Write the state of ``item`` (or ``args.item``) into ``directory``."""
+        iterator = item if item is not None else args.item
+        if not isinstance(iterator, JaxIterator):
+            raise TypeError(
+                f"CheckpointSave takes the iterator the loop takes batches from "
+                f"(iter(to_jax(...))), got {iterator!r}"
+            )
+        # The state CheckpointSave took when it was made, else the iterator's now.
+        state = getattr(args, "state", None) if item is None else None
+        (directory / _state_file()).write_text(json.dumps(state or iterator.state()))
+
+    def restore(
+        self, directory: Any, item: JaxIterable | None = None, args: Any = None
+    ) -> JaxIterator:
+        """The iterator of ``item`` (or ``args.item``) that goes on from the saved state."""
+        iterable = item if item is not None else args.item
+        if not isinstance(iterable, JaxIterable):
+            raise TypeError(
+                f"CheckpointRestore takes what to_jax() returned, to start the iterator "
+                f"that goes on from the saved state, got {iterable!r}"
+            )
+        path = directory / _state_file()
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no headrace state saved for this JAX process")
+        return iterable.iter(state=json.loads(path.read_text()))
+
+    def metadata(self, directory: Any) -> None:
+        """Orbax's interface: no metadata."""
+
+    def structure(self, directory: Any) -> None:
+        """Orbax's interface: no structure."""
+
+    def finalize(self, directory: Any) -> None:
+        """Orbax's interface: nothing to finish."""
+
+    def close(self) -> None:
+        """Orbax's interface: nothing to release."""
+
+    @classmethod
+    def typestr(cls) -> str:
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _state_file() -> str:
+    return f"headrace-process-{jax.process_index()}-of-{jax.process_count()}.json"
+
+
+@functools.cache
+def _orbax_arguments() -> dict[str, type]:
+    """``CheckpointSave`` and ``CheckpointRestore``, registered with Orbax for
+    :class:`CheckpointHandler` (Orbax is imported here, on first use)."""
+    try:
+        import orbax.checkpoint as ocp
+    except ImportError as error:
+        raise ImportError(
+            "headrace.jax's checkpoint arguments need Orbax: pip install orbax-checkpoint"
+        ) from error
+
+    @ocp.args.register_with_handler(CheckpointHandler, for_save=True)
+    @dataclasses.dataclass
+    class CheckpointSave(ocp.args.CheckpointArgs):  # type: ignore[misc]
+        """Save the state of ``item``, the iterator the loop takes batches from."""
+
+        item: JaxIterator
+
+        def __post_init__(self) -> None:
+            # Taken now: an asynchronous save may write it after the loop has gone on.
+            if isinstance(self.item, JaxIterator):
+                self.state = self.item.state()
+
+    @ocp.args.register_with_handler(CheckpointHandler, for_restore=True)
+    @dataclasses.dataclass
+    class CheckpointRestore(ocp.args.CheckpointArgs):  # type: ignore[misc]
+        """Restore an iterator of ``item`` (what :func:`to_jax` returned)."""
+
+        item: JaxIterable
+
+    for made in (CheckpointSave, CheckpointRestore):
+        made.__module__ = __name__
+        made.__qualname__ = made.__name__
+    return {"CheckpointSave": CheckpointSave, "CheckpointRestore": CheckpointRestore}
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("CheckpointSave", "CheckpointRestore"):
+        return _orbax_arguments()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

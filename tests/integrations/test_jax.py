@@ -187,6 +187,47 @@ def test_an_error_putting_a_batch_on_the_device_closes_the_run() -> None:
     assert iterator.closed
 
 
+@pytest.mark.parametrize("prefetch", [0, 1, 3])
+def test_state_is_after_the_last_batch_returned_and_resumes_there(prefetch: int) -> None:
+    data = hrj.to_jax(pairs(40).shuffle(8, seed=2).batch(4), prefetch=prefetch)
+    whole = [np.asarray(y).tolist() for _, y in data.iter(epoch=3)]
+    with data.iter(epoch=3) as batches:
+        taken = [np.asarray(next(batches)[1]).tolist() for _ in range(4)]
+        state = batches.state()  # batches 5 to 8 may be on the device already
+        assert (state["epoch"], state["position"]) == (3, 4)
+        assert batches.stats()[0]["items_out"] >= 4
+        assert "shuffle" in batches.report()
+    rest = [np.asarray(y).tolist() for _, y in data.iter(state=state)]
+    assert taken + rest == whole
+    with data.iter(epoch=3) as batches:
+        assert len(list(batches)) == 10
+        end = batches.state()
+    assert (end["epoch"], end["position"]) == (4, 0)  # the next epoch's start
+
+
+def test_the_state_of_an_unseeded_shuffle_is_refused_with_or_without_prefetch() -> None:
+    for prefetch in (0, 2):
+        with hrj.to_jax(pairs(10).shuffle(4).batch(2), prefetch=prefetch).iter() as batches:
+            next(batches)
+            with pytest.raises(ValueError, match="give it a seed"):
+                batches.state()
+
+
+def test_the_orbax_handler_refuses_what_it_cannot_save_or_restore(tmp_path: Any) -> None:
+    handler = hrj.CheckpointHandler()
+    data = hrj.to_jax(pairs(4).batch(2))
+    with pytest.raises(TypeError, match=r"CheckpointSave takes the iterator"):
+        handler.save(tmp_path, item=data)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"CheckpointRestore takes what to_jax\(\) returned"):
+        handler.restore(tmp_path, item=iter(data))  # type: ignore[arg-type]
+    with pytest.raises(FileNotFoundError, match="no headrace state saved"):
+        handler.restore(tmp_path, item=data)
+    batches = iter(data)
+    next(batches)
+    handler.save(tmp_path, item=batches)
+    assert [np.asarray(y).tolist() for _, y in handler.restore(tmp_path, item=data)] == [[2, 3]]
+
+
 def test_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="prefetch"):
         hrj.to_jax(hr.range(3), prefetch=-1)
