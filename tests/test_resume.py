@@ -365,6 +365,7 @@ STAGES = [
     "zip",
     "concat",
     "padded_batch",
+    "bucket_by_length",
     "batch",
     "unbatch",
     "pipe",
@@ -605,6 +606,14 @@ def stage(
         size = draw(st.integers(1, 4))
         drop = draw(st.booleans())
         return pipeline.map(ramp).padded_batch(size, drop_remainder=drop), ("ragged", "ragged")
+    if name == "bucket_by_length":
+        boundaries = draw(st.lists(st.integers(1, 6), max_size=3, unique=True).map(sorted))
+        sizes = draw(
+            st.lists(st.integers(1, 3), min_size=len(boundaries) + 1, max_size=len(boundaries) + 1)
+        )
+        drop = draw(st.booleans())
+        bucketed = pipeline.map(ramp).bucket_by_length(len, boundaries, sizes, drop_remainder=drop)
+        return bucketed, ("ragged", "ragged")
     if name == "batch":
         drop = draw(st.booleans())
         batches = pipeline.batch(draw(st.integers(1, 4)), drop_remainder=drop)

@@ -47,6 +47,7 @@ from headrace.stages.basic import (
     Tap,
 )
 from headrace.stages.batching import Batch, Unbatch, collate, padded_batch_stage
+from headrace.stages.bucketing import BucketByLength
 from headrace.stages.caching import Cache
 from headrace.stages.combine import Concat, Interleave, Repeat, Zip
 from headrace.stages.coroutines import Coroutine, Step
@@ -479,6 +480,42 @@ class Pipeline(Plan[T]):
         [[1, 0], [2, 3]]
         """
         return self._then(padded_batch_stage(size, padded_shapes, padding_value, drop_remainder))
+
+    def bucket_by_length(
+        self,
+        length_fn: Callable[[T], int],
+        boundaries: Sequence[int],
+        batch_sizes: Sequence[int],
+        *,
+        padding_value: Any = 0,
+        drop_remainder: bool = False,
+    ) -> Pipeline[Any]:
+        """Padded batches of elements of similar length: tf.data's
+        ``bucket_by_sequence_length``.
+
+        Element ``x`` goes to bucket ``i`` where ``boundaries[i - 1] <= length_fn(x) <
+        boundaries[i]`` (the first bucket from 0, the last with no upper end); a bucket
+        that holds ``batch_sizes[i]`` elements becomes one batch, padded with
+        ``padding_value`` to its longest element as :meth:`padded_batch` pads. At the
+        end, the buckets that are not full are handed out too (shortest lengths first),
+        unless ``drop_remainder``. ``run.state()`` resumes exactly: the buckets are
+        saved as places in the input, which a resumed run reads again from the oldest
+        element still in a bucket.
+
+        >>> import headrace as hr
+        >>> tokens = hr.from_iterable([[1], [2, 3, 4], [5], [6, 7, 8, 9], [10, 11]])
+        >>> [b.tolist() for b in tokens.bucket_by_length(len, [3], [2, 2])]
+        [[[1], [5]], [[2, 3, 4, 0], [6, 7, 8, 9]], [[10, 11]]]
+        """
+        return self._then(
+            BucketByLength(
+                length_fn,
+                boundaries,
+                batch_sizes,
+                padding_value=padding_value,
+                drop_remainder=drop_remainder,
+            )
+        )
 
     def unbatch(self) -> Pipeline[Any]:
         """Split batches back into elements.

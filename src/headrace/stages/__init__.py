@@ -26,6 +26,7 @@ from headrace.stages.basic import (
     tap,
 )
 from headrace.stages.batching import batch, collate, padded_batch, unbatch
+from headrace.stages.bucketing import bucket_by_length
 from headrace.stages.combine import concat, interleave, repeat, sample_from, zip
 from headrace.stages.coroutines import coroutine
 from headrace.stages.parsing import parse
@@ -34,6 +35,7 @@ from headrace.stages.windows import window
 
 __all__ = [
     "batch",
+    "bucket_by_length",
     "collate",
     "concat",
     "coroutine",

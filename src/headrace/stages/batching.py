@@ -66,7 +66,12 @@ def collate(items: Sequence[Any]) -> Any:
     return _collate(items, "", None)
 
 
-def _collate(items: Sequence[Any], path: str, pad: _Padding | None) -> Any:
+def collate_padded(items: Sequence[Any], padding: Padding) -> Any:
+    """``items`` collated as :func:`padded_batch` collates a batch."""
+    return _collate(items, "", padding)
+
+
+def _collate(items: Sequence[Any], path: str, pad: Padding | None) -> Any:
     first = items[0]
     if isinstance(first, (*_NUMBERS, np.ndarray, list)):
         return _stack(items, path, pad)
@@ -119,7 +124,7 @@ def _collate(items: Sequence[Any], path: str, pad: _Padding | None) -> Any:
     return list(items)
 
 
-def _stack(items: Sequence[Any], path: str, pad: _Padding | None) -> np.ndarray:
+def _stack(items: Sequence[Any], path: str, pad: Padding | None) -> np.ndarray:
     # np.asarray would drop the masks of masked arrays; they take the slow path.
     masked = isinstance(items[0], np.ndarray) and any(
         isinstance(item, np.ma.MaskedArray) for item in items
@@ -179,7 +184,7 @@ def _as_array(item: Any, path: str, position: int, *, keep_mask: bool = False) -
     return exact
 
 
-class _Padding:
+class Padding:
     """Target shapes and fill values for ``padded_batch``, possibly per field."""
 
     __slots__ = ("shapes", "values")
@@ -221,7 +226,7 @@ class _Padding:
         return out
 
 
-def _child(pad: _Padding | None, key: Any) -> _Padding | None:
+def _child(pad: Padding | None, key: Any) -> Padding | None:
     if pad is None:
         return None
     shapes = (
@@ -230,7 +235,7 @@ def _child(pad: _Padding | None, key: Any) -> _Padding | None:
         else pad.shapes
     )
     values = pad.values[key] if isinstance(pad.values, Mapping | tuple) else pad.values
-    return _Padding(shapes, values)
+    return Padding(shapes, values)
 
 
 def _is_shape(value: Any) -> bool:
@@ -264,7 +269,7 @@ class Batch(Stage):
         *,
         drop_remainder: bool = False,
         collate: Callable[[list[Any]], Any] | None = collate,
-        pad: _Padding | None = None,
+        pad: Padding | None = None,
     ) -> None:
         self._size = check_int("size", size, minimum=1)
         self._drop_remainder = check_bool("drop_remainder", drop_remainder)
@@ -397,7 +402,7 @@ def padded_batch_stage(
         )
     if isinstance(padded_shapes, list):
         padded_shapes = tuple(padded_shapes)
-    return Batch(size, drop_remainder=drop_remainder, pad=_Padding(padded_shapes, padding_value))
+    return Batch(size, drop_remainder=drop_remainder, pad=Padding(padded_shapes, padding_value))
 
 
 class Unbatch(Stage):

@@ -7,7 +7,6 @@ True
 
 from __future__ import annotations
 
-import collections
 import itertools
 import random
 from collections.abc import Iterable, Iterator
@@ -19,6 +18,7 @@ from headrace.engine.guard import close_iterator
 from headrace.engine.opening import apply
 from headrace.engine.stage import Length, Stage, StageContext
 from headrace.engine.state import Entry, pack_counts, unpack_counts
+from headrace.stages.held import InputNotes
 
 __all__ = ["shuffle"]
 
@@ -82,21 +82,14 @@ class _Shuffling:
         self.pulled = ctx.start
         # With live stages below, the input's state is noted every `size` elements, so
         # that one taken before the oldest buffered element is at hand.
-        self.notes: collections.deque[tuple[int, Any]] | None = None
-        if ctx.tracker is not None and ctx.tracker.live_below(ctx.index):
-            self.notes = collections.deque([(ctx.start, ctx.input_state(ctx.start))])
+        self.notes = InputNotes(ctx, size)
         ctx.track_state(self.entry)
 
     def entry(self, position: int) -> Entry:
         ctx = self.ctx
         if self.phase == "new":
             return ctx.resume or {}
-        oldest = min(self.indices, default=self.pulled)
-        if self.notes is None:
-            below, start = ctx.upstream_entries(oldest), oldest
-        else:
-            start, noted = next((n for n in reversed(self.notes) if n[0] <= oldest), (0, None))
-            below = ctx.upstream_entries(noted)
+        below, start = self.notes.before(self._oldest())
         if below is None:
             return None
         entry = {
@@ -111,13 +104,11 @@ class _Shuffling:
             entry.update(slot=self.slot, rng=[version, pack_counts(words), gauss])
         return entry
 
+    def _oldest(self) -> int:
+        return min(self.indices, default=self.pulled)
+
     def _note(self) -> None:
-        notes = self.notes
-        if notes is not None and self.pulled - notes[-1][0] >= self.size:
-            notes.append((self.pulled, self.ctx.input_state(self.pulled)))
-            oldest = min(self.indices, default=self.pulled)
-            while len(notes) > 1 and notes[1][0] <= oldest:
-                notes.popleft()
+        self.notes.note(self.pulled, self._oldest)
 
     def _restore(self) -> None:
         saved = self.ctx.resume
