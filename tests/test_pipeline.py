@@ -456,6 +456,12 @@ def test_stage_functions_are_lazy_iterators() -> None:
 
 ELEMENTS = [5, 3, 8, 0, 2, 7, 7, 1, 9]
 
+
+def repeated(x: int) -> list[int]:
+    """``x`` repeated 1 to 3 times: sequences of a few lengths, to bucket."""
+    return [x] * (x % 3 + 1)
+
+
 STAGE_PAIRS: list[tuple[str, Callable[[list[int]], Any], Callable[[hr.Pipeline[int]], Any]]] = [
     ("map", lambda xs: stages.map(xs, double), lambda p: p.map(double)),
     ("filter", lambda xs: stages.filter(xs, is_even), lambda p: p.filter(is_even)),
@@ -504,6 +510,16 @@ STAGE_PAIRS: list[tuple[str, Callable[[list[int]], Any], Callable[[hr.Pipeline[i
         lambda p: p.interleave(pair, cycle_length=2, block_length=3),
     ),
     ("repeat", lambda xs: stages.repeat(xs, 2), lambda p: p.repeat(2)),
+    (
+        "sample_from",
+        lambda xs: stages.sample_from([xs, [100, 101]], [0.7, 0.3], seed=3),
+        lambda p: hr.sample_from([p, [100, 101]], [0.7, 0.3], seed=3),
+    ),
+    (
+        "bucket_by_length",
+        lambda xs: stages.bucket_by_length(stages.map(xs, repeated), len, [2], [2, 3]),
+        lambda p: p.map(repeated).bucket_by_length(len, [2], [2, 3]),
+    ),
     ("coroutine", lambda xs: stages.coroutine(xs, scale, 3), lambda p: p.coroutine(scale, 3)),
 ]
 
