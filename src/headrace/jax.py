@@ -38,7 +38,7 @@ the state saves beside the train state, as Grain's iterators do
 
     import orbax.checkpoint as ocp
 
-    data = hrj.to_jax(pipeline, prefetch=2)
+    data = hrj.to_jax(pipeline, prefetch=2, resumable=True)
     batches = iter(data)
     ...
     manager.save(step, args=ocp.args.Composite(
@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import jax
 import numpy as np
 
-from headrace._checks import check_int
+from headrace._checks import check_bool, check_int
 from headrace.engine.plan import Plan
 from headrace.run import start
 from headrace.sources.basic import as_plan
@@ -89,7 +89,13 @@ __all__ = [
 Placement: TypeAlias = jax.Device | jax.sharding.Sharding | None
 
 
-def to_jax(pipeline: Iterable[Any], *, prefetch: int = 1, device: Placement = None) -> JaxIterable:
+def to_jax(
+    pipeline: Iterable[Any],
+    *,
+    prefetch: int = 1,
+    device: Placement = None,
+    resumable: bool = False,
+) -> JaxIterable:
     """An iterable of ``pipeline``'s batches with their array leaves on a JAX device.
 
     Args:
@@ -101,6 +107,11 @@ def to_jax(pipeline: Iterable[Any], *, prefetch: int = 1, device: Placement = No
         device: a ``jax.Device`` or ``jax.sharding.Sharding`` to place leaves on;
             ``None`` uses JAX's default device (the leaves stay uncommitted, free to
             follow the computation that uses them).
+        resumable: with ``prefetch`` above 0, note the run's state as each batch is
+            taken, so that :meth:`JaxIterator.state` can say where the loop stands
+            although the run has gone on (each note costs a ``run.state()``: a shuffle
+            buffer of 50,000 elements makes it milliseconds). Without it, ``state()``
+            works with ``prefetch=0`` only.
 
     >>> import jax
     >>> import headrace as hr
@@ -115,18 +126,21 @@ def to_jax(pipeline: Iterable[Any], *, prefetch: int = 1, device: Placement = No
         raise TypeError(
             f"device must be a jax.Device, a jax.sharding.Sharding or None, not {device!r}"
         )
-    return JaxIterable(as_plan(pipeline), prefetch, device)
+    return JaxIterable(as_plan(pipeline), prefetch, device, check_bool("resumable", resumable))
 
 
 class JaxIterable:
     """A pipeline seen through :func:`to_jax`: every ``iter()`` starts a fresh run."""
 
-    __slots__ = ("_device", "_pipeline", "_prefetch")
+    __slots__ = ("_device", "_pipeline", "_prefetch", "_resumable")
 
-    def __init__(self, pipeline: Plan[Any], prefetch: int, device: Placement) -> None:
+    def __init__(
+        self, pipeline: Plan[Any], prefetch: int, device: Placement, resumable: bool = False
+    ) -> None:
         self._pipeline = pipeline
         self._prefetch = prefetch
         self._device = device
+        self._resumable = resumable
 
     @property
     def pipeline(self) -> Plan[Any]:
@@ -139,7 +153,7 @@ class JaxIterable:
         """Start a run (see :meth:`headrace.Pipeline.iter` for ``epoch`` and ``state``:
         a :meth:`JaxIterator.state` makes the run go on after the batch it names)."""
         run = start(self._pipeline, epoch=epoch, state=state)
-        return JaxIterator(run, self._prefetch, self._device)
+        return JaxIterator(run, self._prefetch, self._device, self._resumable)
 
     def __iter__(self) -> JaxIterator:
         return self.iter()
@@ -163,18 +177,20 @@ class JaxIterator(Iterator[Any]):
 
     __slots__ = ("_device", "_error", "_noting", "_prefetch", "_queue", "_run", "_state", "_states")
 
-    def __init__(self, run: Run[Any], prefetch: int, device: Placement) -> None:
+    def __init__(
+        self, run: Run[Any], prefetch: int, device: Placement, resumable: bool = False
+    ) -> None:
         self._run = run
         self._prefetch = prefetch
         self._device = device
         self._queue: collections.deque[Any] = collections.deque()
         #: An error met while topping the queue up, raised once the queue is empty.
         self._error: Exception | None = None
-        #: With batches put ahead, the run's state after each (the states of the
-        #: batches in the queue, and after the last one returned): the run itself has
-        #: gone on. Not noted for a pipeline whose state is refused (an unseeded
-        #: shuffle): :meth:`state` then says why.
-        self._noting = prefetch > 0
+        #: With batches put ahead and ``resumable``, the run's state after each (the
+        #: states of the batches in the queue, and after the last one returned): the
+        #: run itself has gone on. Not noted for a pipeline whose state is refused (an
+        #: unseeded shuffle): :meth:`state` then says why.
+        self._noting = prefetch > 0 and resumable
         self._states: collections.deque[dict[str, Any]] = collections.deque()
         self._state: dict[str, Any] | None = None
         if self._noting:
@@ -233,9 +249,21 @@ class JaxIterator(Iterator[Any]):
     def state(self) -> dict[str, Any]:
         """Where the loop stands: the run's state after the last batch returned, however
         many were put on the device ahead of it (see :meth:`headrace.Run.state`).
-        After the last batch, the next epoch's start."""
+        After the last batch, the next epoch's start.
+
+        Raises:
+            ValueError: batches are put ahead (``prefetch`` above 0) and the iterable
+                is not ``resumable``; or the pipeline cannot say where it stands.
+        """
         if self._noting and self._state is not None:
             return self._state
+        if self._prefetch and not self._noting and self._queue:
+            self._run.state()  # the pipeline's own refusal (an unseeded shuffle) first
+            raise ValueError(
+                f"the run has taken {len(self._queue)} batch(es) ahead of the loop "
+                "(prefetch), so its state is not where the loop stands: make it with "
+                "to_jax(..., resumable=True), which notes the state of each batch"
+            )
         return self._run.state()
 
     def stats(self) -> list[dict[str, Any]]:

@@ -70,7 +70,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -91,9 +91,6 @@ _DATA_ADAPTER = "keras.src.trainers.data_adapters.data_adapter"
 
 #: The start of the warning Keras gives when an input ends (``EpochIterator``).
 _RAN_OUT = r"Your input ran out of data"
-#: How many batches back a run's noted states go: Keras may read ahead of the batch it
-#: trains on (tf.data's prefetch) by this many at most.
-_NOTED = 64
 
 
 def to_keras(pipeline: Plan[Any] | Iterable[Any]) -> PipelineAdapter:
@@ -174,15 +171,18 @@ class PipelineAdapter:
         #: The run started last: after ``fit``, its last epoch's.
         self._run: Run[Any] | None = None
         #: The state the next run starts from (set by :class:`DataCheckpoint`), or the
-        #: run started from it already, with its first batch and its position.
+        #: run started from it already, with its first batch, its position and the
+        #: state after that batch.
         self._resume: Mapping[str, Any] | None = None
-        self._primed: tuple[Run[Any], list[Any], int] | None = None
-        #: Whether runs note their state after each batch (for :class:`DataCheckpoint`):
-        #: ``(batches handed out, state)`` for the last few, and the state after the end.
+        self._primed: tuple[Run[Any], list[Any], int, dict[str, Any]] | None = None
+        #: While :class:`DataCheckpoint` is on: the batches handed out and not yet
+        #: trained, in order, each with the run's state after it when that was due
+        #: (``_due(n)`` for the ``n``-th batch handed out since; None otherwise); and
+        #: the state after the current run's end, once seen.
         self._noting = False
-        self._states: collections.deque[tuple[int, dict[str, Any]]] = collections.deque(
-            maxlen=_NOTED
-        )
+        self._due: Callable[[int], bool] | None = None
+        self._handed: collections.deque[dict[str, Any] | None] = collections.deque()
+        self._handed_count = 0
         self._end_state: dict[str, Any] | None = None
         #: The batches of its epoch before the current run began (a resumed run), and
         #: the epoch's length once a resumed run has ended (see :meth:`on_epoch_end`).
@@ -232,7 +232,7 @@ class PipelineAdapter:
 
         from headrace.tf import infer_signature
 
-        run, taken = self._begin()
+        run, taken, _ = self._begin()
         try:
             first = taken + list(itertools.islice(run, 2 - len(taken)))
             if not first:
@@ -337,11 +337,18 @@ class PipelineAdapter:
             # (Keras asks for the dataset before fit's callbacks begin).
             held[0].close()
             held = None
-        run, taken = held if held is not None else self._begin()
+        if held is not None:
+            run, taken = held
+            known: list[dict[str, Any] | None] = [None] * len(taken)
+        else:
+            run, taken, known = self._begin()
         self._run = run
-        noting, states = self._noting, self._states
-        states.clear()
-        self._end_state = None
+        noting, handed, due = self._noting, self._handed, self._due
+        if noting:
+            # Keras trains a run's batches before it starts the next run: what is left
+            # of the last run was handed out and never trained.
+            handed.clear()
+            self._end_state = None
         count = 0
         with run:
             for count, batch in enumerate(itertools.chain(taken, run), 1):
@@ -349,8 +356,12 @@ class PipelineAdapter:
                     _check_batch(batch, self._pipeline)
                     if source is None:  # tensorflow's datasets take text; the others not
                         _refuse_text(batch, self._pipeline)
-                if noting and count > len(taken):
-                    states.append((count, run.state()))  # after this batch, for a checkpoint
+                if noting:
+                    state = known[count - 1] if count <= len(taken) else None
+                    if state is None and count > len(taken) and due and due(self._handed_count):
+                        state = run.state()  # after this batch: a checkpoint falls on it
+                    handed.append(state)
+                    self._handed_count += 1
                 yield batch
             if noting:
                 self._end_state = run.state()  # the next epoch's start
@@ -363,16 +374,16 @@ class PipelineAdapter:
             # resumed run, which is short of the epoch. on_epoch_end follows.
             self._hush(True)
 
-    def _begin(self) -> tuple[Run[Any], list[Any]]:
-        """A new run and the batches taken from it already: the run a checkpoint's
-        restore started, once, or the pipeline's next epoch."""
+    def _begin(self) -> tuple[Run[Any], list[Any], list[dict[str, Any] | None]]:
+        """A new run, the batches taken from it already and the states after them: the
+        run a checkpoint's restore started, once, or the pipeline's next epoch."""
         primed, self._primed = self._primed, None
         if primed is not None:
-            run, taken, self._before = primed
-            return run, taken
+            run, taken, self._before, after = primed
+            return run, taken, [after]
         state, self._resume = self._resume, None
         self._before = 0 if state is None else int(state["position"])
-        return start(self._pipeline, state=state), []
+        return start(self._pipeline, state=state), [], []
 
     def _restore(self, state: Mapping[str, Any]) -> bool:
         """Have the next run go on from ``state``: True when the rest of its epoch has
@@ -388,19 +399,26 @@ class PipelineAdapter:
         except BaseException:
             run.close()
             raise
-        self._primed = (run, [first], int(state["position"]))
+        self._primed = (run, [first], int(state["position"]), run.state())
         return True
 
-    def state_after(self, batches: int) -> dict[str, Any] | None:
-        """The state of the current run after its first ``batches`` batches (after its
-        end, if it has ended there), while :class:`DataCheckpoint` has runs note them:
-        ``None`` when that is not among the last noted."""
-        for count, state in reversed(self._states):
-            if count == batches:
-                if self._end_state is not None and count == self._states[-1][0]:
-                    return self._end_state
-                return dict(state)
-        return None
+    def _run_state(self) -> dict[str, Any] | None:
+        """The current run's state now (where it stands when nothing is read ahead)."""
+        return None if self._run is None else self._run.state()
+
+    def _trained(self, batches: int) -> dict[str, Any] | None:
+        """Take ``batches`` handed-out batches as trained: the state after the last of
+        them, or None when it cannot be told (not noted, and the run has gone on)."""
+        handed = self._handed
+        state = None
+        for _ in range(batches):
+            state = handed.popleft() if handed else None
+        if handed:
+            return state
+        # Every batch handed out is trained: the run stands right after the last one.
+        if self._end_state is not None:
+            return self._end_state
+        return state if state is not None or self._run is None else self._run.state()
 
     def _hush(self, on: bool) -> None:
         """Keep Keras' "ran out of data" warning quiet, or stop doing so."""
@@ -438,14 +456,18 @@ class DataCheckpoint:
 
     Every ``save_freq`` batches and at the end of every epoch it writes, into
     ``directory``, the model's weights (``model.save_weights``: with the optimizer's
-    variables) and ``checkpoint.json``: the Keras epoch, the batches trained since
-    the first ``fit`` (``"step"``), and the state of the run ``data`` feeds (see
-    :meth:`headrace.Run.state`). When ``fit`` starts and a checkpoint is there, it
-    loads the weights and has ``fit`` go on from the saved epoch, with ``data``'s next
-    run taking up from the saved state: the rest of the interrupted epoch, then the
-    epochs after it, in the order the uninterrupted training would have had. What
-    Keras' ``BackupAndRestore`` does, with the data's place inside the epoch too
-    (``BackupAndRestore`` restarts the epoch, so its first batches are trained twice).
+    variables) and ``checkpoint.json``: the Keras epoch to go on with, and whether the
+    one before it was complete, the batches trained since the first ``fit`` (``"step"``;
+    with ``steps_per_execution``, batches, not executions) and the state of the data
+    after the last batch trained (see :meth:`headrace.Run.state`): the batches Keras has
+    read ahead (tf.data's prefetch) do not move it, and a run that goes on over several
+    epochs (``steps_per_epoch``) is followed across them. When ``fit`` starts and a
+    checkpoint is there, it loads the weights and has ``fit`` go on from the saved
+    epoch, with ``data``'s next run taking up from the saved state: the rest of the
+    interrupted epoch, then the epochs after it, in the order the uninterrupted training
+    would have had. What Keras' ``BackupAndRestore`` does, with the data's place inside
+    the epoch too (``BackupAndRestore`` restarts the epoch, so its first batches are
+    trained twice).
 
     The weights go to two files in turn and ``checkpoint.json`` is replaced only once
     the new one is complete: a kill while saving leaves the previous checkpoint whole.
@@ -488,6 +510,8 @@ class DataCheckpoint:
         self._epoch = 0
         self._step = 0
         self._in_epoch = 0
+        self._offset = 0
+        self._keras_batches = 0
         self._saves = 0
 
     @property
@@ -496,13 +520,24 @@ class DataCheckpoint:
         return os.path.join(self.directory, "checkpoint.json")
 
     def on_train_begin(self, logs: Any = None) -> None:
-        self.data._noting = True
-        self._step = 0
+        data = self.data
+        self._step, self._offset = 0, 0
         try:
             with open(self.path) as file:
                 saved = json.load(file)
         except FileNotFoundError:
-            return
+            saved = None
+        if saved is not None:
+            self._load(saved)
+        data._noting, data._end_state = True, None
+        data._handed.clear()
+        data._handed_count = 0
+        base, every = self._step, self.save_freq
+        # The states a save will ask for, noted as their batches are handed out (the
+        # n-th since now is the (base + n + 1)-th trained); the others are not taken.
+        data._due = None if every == "epoch" else (lambda n: (base + n + 1) % int(every) == 0)
+
+    def _load(self, saved: Any) -> None:
         model: Any = getattr(self, "model", None)  # Keras' Callback sets it
         if not model.built:
             raise ValueError(
@@ -516,60 +551,75 @@ class DataCheckpoint:
                 saved["step"],
                 saved["data"],
             )
-        except (KeyError, TypeError) as error:
+            complete, in_epoch = bool(saved["complete"]), int(saved["in_epoch"])
+        except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{self.path} is not a DataCheckpoint file ({error!r})") from None
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         model.load_weights(os.path.join(self.directory, weights))
-        if not self.data._restore(state):  # saved after its epoch's last batch
-            epoch += 1
+        rest = self.data._restore(state)
+        if not rest and not complete:
+            epoch += 1  # saved after its epoch's last batch, before the end was seen
         model._initial_epoch = epoch  # as BackupAndRestore does
+        self._offset = in_epoch if rest and not complete else 0
         self._step = step
         self._saves = int(saved.get("saves", 0))
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self._epoch = epoch
-        self._in_epoch = 0
+        # Batches of this epoch trained before the restart, and Keras' count of those
+        # trained since (it numbers an execution of several by its last).
+        self._in_epoch, self._offset = self._offset, 0
+        self._keras_batches = 0
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-        self._in_epoch = batch + 1
-        self._step += 1
-        if self.save_freq != "epoch" and self._step % int(self.save_freq) == 0:
-            state = self.data.state_after(self._in_epoch)
-            if state is not None:
-                self._save(self._epoch, state)
+        done = batch + 1 - self._keras_batches  # more than 1 with steps_per_execution
+        self._keras_batches = batch + 1
+        state = self.data._trained(done)
+        before, self._step = self._step, self._step + done
+        self._in_epoch += done
+        every = self.save_freq
+        if every != "epoch" and self._step // int(every) > before // int(every) and state:
+            self._save(state, complete=self._complete())
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         data = self.data
-        if data._end_state is not None:  # the run ended: the next epoch starts afresh
-            self._save(epoch + 1, data._end_state)
+        if data._handed:  # batches read ahead and not trained: the run's place is past
             return
-        state = data.state_after(self._in_epoch)
-        if state is None:
-            return
-        length = data._num_batches or data._length_seen
-        if length is not None and state["position"] >= length:
-            # Keras took the epoch's last batch without asking for more: the run has
-            # no more batches, which a restore finds and goes on with the next epoch.
-            self._save(epoch, state)
-        else:  # steps_per_epoch cut the run, which the next epoch goes on with
-            self._save(epoch + 1, state)
+        state = data._end_state if data._end_state is not None else data._run_state()
+        if state is not None:
+            model: Any = getattr(self, "model", None)
+            stopped = bool(getattr(model, "stop_training", False))
+            ended = data._end_state is not None
+            self._save(state, complete=ended or not stopped or self._complete())
+
+    def _complete(self) -> bool:
+        """Whether this Keras epoch has trained all its batches."""
+        steps = (getattr(self, "params", None) or {}).get("steps") or self.data._length_seen
+        return steps is not None and self._in_epoch >= steps
 
     def on_train_end(self, logs: Any = None) -> None:
-        self.data._noting = False
+        data = self.data
+        data._noting, data._due = False, None
+        data._handed.clear()
         if self.delete_on_end:
             for name in ("checkpoint.json", *(_weights_file(n) for n in (0, 1))):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(os.path.join(self.directory, name))
 
-    def _save(self, epoch: int, state: dict[str, Any]) -> None:
+    def _save(self, state: dict[str, Any], *, complete: bool) -> None:
+        """Save the model and ``state``, the data's place after the last batch trained;
+        ``complete``: this Keras epoch has trained all its batches, and a restart goes on
+        with the next one."""
         os.makedirs(self.directory, exist_ok=True)
         self._saves += 1
         weights = _weights_file(self._saves % 2)
         model: Any = getattr(self, "model", None)
         model.save_weights(os.path.join(self.directory, weights), overwrite=True)
         saved = {
-            "epoch": epoch,
+            "epoch": self._epoch + 1 if complete else self._epoch,
+            "complete": complete,
+            "in_epoch": 0 if complete else self._in_epoch,
             "step": self._step,
             "weights": weights,
             "saves": self._saves,

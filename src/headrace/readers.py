@@ -282,15 +282,17 @@ def read_csv(
     Each row is a dict ``{column: value}``; with ``batch_size=N``, each element is a
     dict ``{column: numpy array of N values}`` instead (columnar batches).
 
-    Column types are inferred from each file's first rows (4,096 rows, or 1 MiB), as
-    pandas and pyarrow infer them, the same with both engines: ``int64`` where every
-    value is an integer, ``float64`` where every value is a number (or an integer,
-    with some values empty: missing values are NaN), ``bool`` for ``true``/``false``
-    words, text otherwise. ``dtype=`` sets them instead, for every column or per
-    column (the others are still inferred); ``dtype=str`` keeps all values as text. A
-    value further on that does not fit its column's type is a bad row (see
-    ``on_error``), never a silent change of type; the message names the ``dtype=``
-    that reads it. Values in rows are numpy scalars of the dtype (``np.float32(1.5)``).
+    Column types are inferred from the first rows (4,096 rows, or 1 MiB) of the
+    dataset's first file (in sorted order, whichever file a shard or a resumed run
+    starts with), as pandas and pyarrow infer them, the same with both engines, and hold
+    for every file (a column that file lacks: from the file's own first rows): ``int64``
+    where every value is an integer, ``float64`` where every value is a number (or an
+    integer, with some values empty: missing values are NaN), ``bool`` for
+    ``true``/``false`` words, text otherwise. ``dtype=`` sets them instead, for every
+    column or per column (the others are still inferred); ``dtype=str`` keeps all values
+    as text. A value further on that does not fit its column's type is a bad row (see
+    ``on_error``), never a silent change of type; the message names the ``dtype=`` that
+    reads it. Values in rows are numpy scalars of the dtype (``np.float32(1.5)``).
 
     The x,y regression file of a Keras generator, as ``(X, y)`` batches of 250:
 

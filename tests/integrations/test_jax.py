@@ -189,7 +189,7 @@ def test_an_error_putting_a_batch_on_the_device_closes_the_run() -> None:
 
 @pytest.mark.parametrize("prefetch", [0, 1, 3])
 def test_state_is_after_the_last_batch_returned_and_resumes_there(prefetch: int) -> None:
-    data = hrj.to_jax(pairs(40).shuffle(8, seed=2).batch(4), prefetch=prefetch)
+    data = hrj.to_jax(pairs(40).shuffle(8, seed=2).batch(4), prefetch=prefetch, resumable=True)
     whole = [np.asarray(y).tolist() for _, y in data.iter(epoch=3)]
     with data.iter(epoch=3) as batches:
         taken = [np.asarray(next(batches)[1]).tolist() for _ in range(4)]
@@ -205,9 +205,20 @@ def test_state_is_after_the_last_batch_returned_and_resumes_there(prefetch: int)
     assert (end["epoch"], end["position"]) == (4, 0)  # the next epoch's start
 
 
+def test_with_batches_ahead_the_state_needs_resumable() -> None:
+    with hrj.to_jax(pairs(10).batch(2), prefetch=2).iter() as batches:
+        next(batches)
+        with pytest.raises(ValueError, match=r"taken 2 batch\(es\) ahead.*resumable=True"):
+            batches.state()
+    with hrj.to_jax(pairs(10).batch(2), prefetch=0).iter() as batches:
+        next(batches)
+        assert batches.state()["position"] == 1
+
+
 def test_the_state_of_an_unseeded_shuffle_is_refused_with_or_without_prefetch() -> None:
     for prefetch in (0, 2):
-        with hrj.to_jax(pairs(10).shuffle(4).batch(2), prefetch=prefetch).iter() as batches:
+        pipeline = pairs(10).shuffle(4).batch(2)
+        with hrj.to_jax(pipeline, prefetch=prefetch, resumable=True).iter() as batches:
             next(batches)
             with pytest.raises(ValueError, match="give it a seed"):
                 batches.state()
@@ -222,7 +233,7 @@ def test_the_orbax_handler_refuses_what_it_cannot_save_or_restore(tmp_path: Any)
         handler.restore(tmp_path, item=iter(data))  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError, match="no headrace state saved"):
         handler.restore(tmp_path, item=data)
-    batches = iter(data)
+    batches = iter(hrj.to_jax(pairs(4).batch(2), resumable=True))
     next(batches)
     handler.save(tmp_path, item=batches)
     assert [np.asarray(y).tolist() for _, y in handler.restore(tmp_path, item=data)] == [[2, 3]]

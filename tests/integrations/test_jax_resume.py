@@ -1,6 +1,7 @@
 """A JAX training loop killed mid-epoch and restarted from Orbax sees every row once.
 
-A training script runs a small JAX regression with ``to_jax(pipeline, prefetch=2)``
+A training script runs a small JAX regression with
+``to_jax(pipeline, prefetch=2, resumable=True)``
 and saves, every 5 steps, the train state and the data's place with one Orbax
 ``CheckpointManager`` (``headrace.jax.CheckpointSave``; asynchronous saving, Orbax's
 default). It kills itself with SIGKILL at a given step; restarted, it restores the
@@ -47,7 +48,7 @@ SCRIPT = textwrap.dedent(
 
 
     pipeline = hr.range(300).shuffle(64, seed=7).map(example).batch(16)
-    data = hrj.to_jax(pipeline, prefetch=2)
+    data = hrj.to_jax(pipeline, prefetch=2, resumable=True)
 
 
     @jax.jit

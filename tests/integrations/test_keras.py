@@ -391,6 +391,112 @@ def test_data_checkpoint_saves_at_its_frequency_and_deletes_at_the_end(tmp_path:
     assert not (tmp_path / "checkpoint.json").exists()
 
 
+class Saves(keras.callbacks.Callback):  # type: ignore[misc]
+    """The checkpoints a DataCheckpoint before it in the list wrote, as they were."""
+
+    def __init__(self, path: Any) -> None:
+        super().__init__()
+        self.path = path / "checkpoint.json"
+        self.seen: dict[int, dict[str, Any]] = {}
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        if self.path.exists():
+            saved = json.loads(self.path.read_text())
+            self.seen[saved["step"]] = saved
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self.on_train_batch_end(0)
+
+
+def test_with_steps_per_epoch_the_saved_place_follows_the_run_across_epochs(
+    tmp_path: Any,
+) -> None:
+    # One run of 8 batches feeds epochs of 3: the place saved is the run's, not the
+    # Keras epoch's batch number.
+    x, y = arrays()
+    data = to_keras(batches(x, y))
+    saver = hrk.DataCheckpoint(tmp_path, data, save_freq=2, delete_on_end=False)
+    saves = Saves(tmp_path)
+    model().fit(data, epochs=2, steps_per_epoch=3, verbose=0, callbacks=[saver, saves])
+    assert {step: s["data"]["position"] for step, s in saves.seen.items()} == {
+        2: 2,
+        3: 3,
+        4: 4,
+        6: 6,
+    }
+    assert (saves.seen[3]["epoch"], saves.seen[3]["complete"]) == (1, True)
+
+
+def test_a_fit_stopped_mid_epoch_goes_on_with_the_rest_of_that_epoch(tmp_path: Any) -> None:
+    x, y = arrays()
+
+    class Stop(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if batch == 2:
+                self.model.stop_training = True
+
+    class Count(keras.callbacks.Callback):  # type: ignore[misc]
+        trained = 0
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            Count.trained += 1
+
+    first = to_keras(batches(x, y))
+    saver = hrk.DataCheckpoint(tmp_path, first, save_freq="epoch", delete_on_end=False)
+    model().fit(first, epochs=3, verbose=0, callbacks=[saver, Stop()])
+    saved = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert (saved["epoch"], saved["complete"], saved["in_epoch"]) == (0, False, 3)
+    again = to_keras(batches(x, y))
+    saver = hrk.DataCheckpoint(tmp_path, again, save_freq="epoch")
+    history = model().fit(again, epochs=3, verbose=0, callbacks=[saver, Count()])
+    assert history.epoch == [0, 1, 2]
+    assert Count.trained == 5 + 8 + 8  # the rest of epoch 0, then two whole epochs
+
+
+STEPS_PER_EXECUTION = """
+import json, pathlib, sys
+import keras, numpy as np
+import headrace as hr
+from headrace.keras import DataCheckpoint, to_keras
+
+folder = pathlib.Path(sys.argv[1])
+x = np.random.default_rng(0).normal(size=(256, 3)).astype(np.float32)
+data = to_keras(hr.from_iterable(list(zip(x, x.sum(axis=1, keepdims=True)))).batch(32))
+net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+net.compile(optimizer="adam", loss="mse", steps_per_execution=2)
+seen = {}
+
+
+class Saves(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if (folder / "checkpoint.json").exists():
+            saved = json.loads((folder / "checkpoint.json").read_text())
+            seen[saved["step"]] = saved["data"]["position"]
+
+
+saver = DataCheckpoint(folder, data, save_freq=4, delete_on_end=False)
+net.fit(data, epochs=1, verbose=0, callbacks=[saver, Saves()])
+print(json.dumps(seen))
+"""
+
+
+def test_steps_per_execution_counts_batches_not_executions(tmp_path: Any) -> None:
+    # Keras calls a callback once per execution of several batches (jax backend; torch
+    # takes only one): the steps saved are batches, and the place is after the last.
+    (tmp_path / "run.py").write_text(STEPS_PER_EXECUTION)
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "run.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == {"4": 4, "8": 8}
+
+
 def test_a_checkpoint_at_an_epochs_end_goes_on_with_the_next_epoch(tmp_path: Any) -> None:
     x, y = arrays()
     first = to_keras(batches(x, y))

@@ -131,16 +131,31 @@ def test_a_later_value_that_does_not_fit_is_a_bad_row_naming_where_and_why(tmp_p
     assert [len(b["i"]) for b in wide] == [INFER_ROWS + 10]
 
 
-def test_each_file_has_its_own_types_and_a_dtype_overrides_them(tmp_path, engine):
+def test_the_first_file_gives_the_types_of_every_file(tmp_path, engine):
+    # Types are the dataset's, inferred from its first file: a value of a later file
+    # that does not fit is a bad row there, never a batch of another type.
     (tmp_path / "a.csv").write_text("k,v\n1,2\n3,4\n")
-    (tmp_path / "b.csv").write_text("k,v\n1,2.5\nx,4\n")
-    batches = list(hr.read_csv(str(tmp_path / "*.csv"), engine=engine, batch_size=10))
-    assert [dtypes(b) for b in batches] == [
-        {"k": "int64", "v": "int64"},
-        {"k": "object", "v": "float64"},
-    ]
-    fixed = hr.read_csv(str(tmp_path / "*.csv"), engine=engine, batch_size=10, dtype={"v": "f4"})
-    assert [dtypes(b)["v"] for b in fixed] == ["float32", "float32"]
+    (tmp_path / "b.csv").write_text("k,v,extra\n5,2.5,x\nx,4,y\n6,7,z\n")
+    pattern = str(tmp_path / "*.csv")
+    with pytest.raises(hr.ParseError, match=r"b\.csv row 1: column 'v': cannot convert '2\.5'"):
+        list(hr.read_csv(pattern, engine=engine, batch_size=10, columns=["k", "v"]))
+
+    def read(**options: Any) -> tuple[list[dict[str, str]], int]:
+        pipeline = hr.read_csv(pattern, engine=engine, batch_size=10, on_error="skip", **options)
+        with pipeline.iter(stats=True) as run:
+            kinds = [dtypes(b) for b in run]
+        return kinds, sum(r["rejected"] for r in run.stats() if "rejected" in r)
+
+    assert read(columns=["k", "v"]) == ([{"k": "int64", "v": "int64"}] * 2, 2)
+    # dtype= for one column; the others are still the first file's.
+    assert read(columns=["k", "v"], dtype={"v": "f4"}) == ([{"k": "int64", "v": "float32"}] * 2, 1)
+    # A shard that reads only b.csv infers from a.csv all the same.
+    assert read(columns=["k", "v"], num_shards=2, shard_index=1) == (
+        [{"k": "int64", "v": "int64"}],
+        2,
+    )
+    # A column the first file lacks takes its type from the file's own rows.
+    assert read(columns=["extra"], num_shards=2, shard_index=1) == ([{"extra": "object"}], 0)
 
 
 def test_a_headerless_file_infers_from_its_first_row_too(tmp_path, engine):

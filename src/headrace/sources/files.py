@@ -330,6 +330,8 @@ class ReadPosition:
     #: Set by a reader that reads a block of records ahead of those it has handed
     #: out: brings ``records`` and ``offset`` up to the last one handed out (not saved).
     sync: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    #: What a reader keeps for the whole run, across its files (not saved).
+    memo: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         if self.sync is not None:

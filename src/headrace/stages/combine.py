@@ -15,6 +15,7 @@ import bisect
 import builtins
 import itertools
 import math
+import numbers
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
@@ -270,9 +271,10 @@ def _check_weights(weights: Sequence[float] | None, count: int) -> tuple[float, 
         raise TypeError(f"weights must be a list of numbers, got {weights!r}")
     if len(weights) != count:
         raise ValueError(f"weights must give one weight per pipeline ({count}), got {len(weights)}")
-    checked = []
+    checked: list[float] = []
     for weight in weights:
-        if isinstance(weight, bool) or not isinstance(weight, int | float):
+        given: object = weight  # numpy numbers too
+        if isinstance(given, bool) or not isinstance(given, numbers.Real):
             raise TypeError(f"weights must be numbers, got {weight!r}")
         if not math.isfinite(weight) or weight < 0:
             raise ValueError(f"weights must be finite and at least 0, got {weight!r}")

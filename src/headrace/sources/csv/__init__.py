@@ -49,7 +49,15 @@ from headrace.sources.csv.common import (
 )
 from headrace.sources.csv.infer import GUESS, INFER_BYTES, INFER_ROWS, Guess, infer
 from headrace.sources.csv.python import python_chunks
-from headrace.sources.files import DAMAGED, FileSource, PathsArg, ReadPosition, open_or_reject
+from headrace.sources.files import (
+    DAMAGED,
+    FileSource,
+    PathsArg,
+    ReadPosition,
+    find_files,
+    open_binary,
+    open_or_reject,
+)
 
 __all__ = ["ReadCsv"]
 
@@ -218,7 +226,7 @@ class ReadCsv(FileSource):
             if fields is None:  # empty, or blank lines only: no rows, nothing wrong
                 return
             sample = _Sample(stream, self._delimiter, self._quotechar)
-            layout = self._layout(path, fields, tally, sample)
+            layout = self._layout(path, fields, tally, sample, position.memo)
             if layout is None:
                 return
             # Without a header the first row is data: it is read again, from ``raw``;
@@ -273,9 +281,20 @@ class ReadCsv(FileSource):
             raw.clear()  # a blank line before the first row is no part of it
         return None, raw, consumed
 
-    def _layout(self, path: str, first: list[str], tally: Tally, sample: _Sample) -> Layout | None:
-        """The file's column layout, or None after rejecting the file. Column types left
-        to inference are inferred from the first row (without a header) and ``sample``."""
+    def _layout(
+        self,
+        path: str,
+        first: list[str],
+        tally: Tally,
+        sample: _Sample,
+        memo: dict[str, Any] | None = None,
+    ) -> Layout | None:
+        """The file's column layout, or None after rejecting the file.
+
+        Column types left to inference are the dataset's: those inferred from the
+        first rows of its first file (``memo["reference"]``, inferred once a run), for
+        the columns that file has; the others are inferred from this file's first row
+        (without a header) and ``sample``."""
         width = len(first) if self._names is None else len(self._names)
         if self._header and self._names is not None and len(first) != width:
             reason = f"the header row has {len(first)} columns but names= gives {width}"
@@ -317,18 +336,72 @@ class ReadCsv(FileSource):
             specs = [self._dtype] * len(keys)
         inferred = [spec is GUESS for spec in specs]
         if any(inferred):
-            rows = ([] if self._header else [first]) + sample.rows()
-            rows = [row for row in rows if len(row) == width]
-            for number, (spec, index) in enumerate(zip(specs, selected, strict=True)):
-                if spec is GUESS:
-                    specs[number] = infer(row[index] for row in rows)
+            own: dict[Any, Any] | None = None
+            dataset = self._dataset_types(path, memo)
+            for number, (spec, key) in enumerate(zip(specs, keys, strict=True)):
+                if spec is not GUESS:
+                    continue
+                if key in dataset:
+                    specs[number] = dataset[key]
+                    continue
+                if own is None:
+                    rows = ([] if self._header else [first]) + sample.rows()
+                    own = _types(all_keys, [row for row in rows if len(row) == width])
+                    if memo is not None and memo.get("reference") == path:
+                        memo["types"] = own
+                specs[number] = own[key]
         dtypes = [None if isinstance(spec, Guess) else spec for spec in specs]
         return Layout(width, selected, keys, dtypes, inferred)
+
+    def _dataset_types(self, path: str, memo: dict[str, Any] | None) -> dict[Any, Any]:
+        """The column types inferred from the dataset's first file, by column; empty
+        while that file is the one being read (its own rows give them), or when it
+        cannot be read (each file's own rows give them then)."""
+        if memo is None or memo.get("reference") in (None, path):
+            return {}
+        types = memo.get("types")
+        if types is None:
+            types = memo["types"] = self._types_of(memo["reference"])
+        return dict(types)
+
+    def _types_of(self, path: str) -> dict[Any, Any]:
+        """The types of every column of the file at ``path``, from its first rows."""
+        try:
+            with open_binary(path) as stream:
+                fields, _, _ = self._first_record(stream)
+                if fields is None:
+                    return {}
+                width = len(fields) if self._names is None else len(self._names)
+                if self._names is not None:
+                    keys: list[Any] = list(self._names)
+                elif self._header:
+                    keys = unique_names(fields)
+                else:
+                    keys = list(range(width))
+                sample = _Sample(stream, self._delimiter, self._quotechar)
+                rows = ([] if self._header else [fields]) + sample.rows()
+        except (*DAMAGED, csv.Error):
+            return {}
+        return _types(keys, [row for row in rows if len(row) == width])
+
+    def _run(self, paths: list[str], tally: Tally, position: ReadPosition) -> Iterator[Any]:
+        # The dataset's first file gives the column types that dtype= leaves open,
+        # whichever file a shard or a resumed run starts with.
+        reference = paths[0] if paths and self._num_shards == 1 else None
+        if reference is None and self._num_shards > 1:
+            reference = next(iter(find_files(self._patterns)), None)
+        position.memo = {"reference": reference}
+        return super()._run(paths, tally, position)
 
     @staticmethod
     def _reject_file(path: str, reason: str, tally: Tally) -> None:
         tally.read += 1
         tally.reject(path, reason)
+
+
+def _types(keys: list[Any], rows: list[list[str]]) -> dict[Any, Any]:
+    """Each column's inferred type (None: text), from whole rows of its file."""
+    return {key: infer(row[index] for row in rows) for index, key in enumerate(keys)}
 
 
 def _spec_name(spec: Spec) -> str:

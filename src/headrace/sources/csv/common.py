@@ -170,7 +170,10 @@ class Prefixed(io.RawIOBase):
             self._prefix = self._prefix[filled:]
         while filled < len(target) and self._stream is not None:
             try:
-                data = self._stream.read(len(target) - filled)
+                # read1: what one step of a decompressor gives, so a damaged compressed
+                # file keeps the bytes before the damage (read(n) drops them).
+                read = getattr(self._stream, "read1", self._stream.read)
+                data = read(len(target) - filled)
             except DAMAGED as error:
                 if not filled:
                     raise

@@ -1,8 +1,9 @@
 """The column types :func:`headrace.read_csv` infers when ``dtype=`` does not give them.
 
-Both engines read a file's first rows with the csv module (:data:`INFER_ROWS` rows, or
-:data:`INFER_BYTES` bytes, whichever comes first) and take each column's type from
-its values (:func:`infer`), so both give every file the same types. The rows are then
+The stage reads the first rows of the dataset's first file with the csv module
+(:data:`INFER_ROWS` rows, or :data:`INFER_BYTES` bytes, whichever comes first) and
+takes each column's type from its values (:func:`infer`), so both engines give every
+file of the dataset the same types. The rows are then
 read again by the engine, as the rest of the file: a value further on that does not
 fit the inferred type is a bad row, never a change of type.
 
@@ -10,6 +11,8 @@ fit the inferred type is a bad row, never a change of type.
 [dtype('int64'), dtype('float64'), dtype('float64'), dtype('bool')]
 >>> [infer(values) for values in (["1", "x"], ["", ""], ["true", ""], ["12345678901234567890"])]
 [None, None, None, None]
+>>> infer(["1.5", "12345678901234567890"]), infer(["12345678901234567890", "1.5"])
+(None, None)
 """
 
 from __future__ import annotations
@@ -69,10 +72,11 @@ def infer(values: Iterable[str]) -> np.dtype[Any] | None:
         seen = True
         if bools and value not in _BOOLS:
             bools = False
-        if ints and not _INT.fullmatch(value):
+        if _INT.fullmatch(value):
+            if not _INT64.min <= int(value) <= _INT64.max:
+                return None  # an identifier, which a float would round
+        elif ints:
             ints = False
-        elif ints and not _INT64.min <= int(value) <= _INT64.max:
-            return None
         if floats and not ints and not _FLOAT.fullmatch(value):
             floats = False
         if not (ints or floats or bools):
