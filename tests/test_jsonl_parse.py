@@ -71,6 +71,18 @@ def test_a_bad_line_raises_naming_file_line_and_reason(tmp_path):
         list(hr.read_jsonl(str(path)))
 
 
+def test_a_value_nested_too_deep_is_a_bad_line_not_a_recursion_error(tmp_path):
+    # 100,000 levels: json's decoder stops at Python's recursion limit.
+    path = tmp_path / "deep.jsonl"
+    path.write_text('{"a": 1}\n' + "[" * 100_000 + "]" * 100_000 + '\n{"b": 2}\n')
+    with pytest.raises(hr.ParseError, match=r"deep\.jsonl:2: a JSON value nested deeper"):
+        list(hr.read_jsonl(str(path)))
+    pipeline = hr.read_jsonl(str(path), on_error="skip")
+    with pipeline.iter(stats=True) as run:
+        assert list(run) == [{"a": 1}, {"b": 2}]
+    assert next(r for r in run.stats() if "rejected" in r)["rejected"] == 1
+
+
 def test_an_undecodable_line_raises_naming_file_and_line(tmp_path):
     path = tmp_path / "latin.jsonl"
     path.write_bytes(json.dumps(ROWS[0]).encode() + b'\n"caf\xe9"\n')
@@ -213,6 +225,13 @@ def test_parse_raise_names_the_element_that_is_no_str():
 def test_parse_by_search_finds_a_match_anywhere():
     found = hr.from_iterable(["[x] 10:01 WARN a"]).parse(LOG, search=True)
     assert [r["time"] for r in found] == ["10:01"]
+
+
+def test_a_pattern_that_is_no_regular_expression_is_a_value_error_naming_it():
+    with pytest.raises(
+        ValueError, match=r"pattern '\(\?P<x>\[a' is not a valid regular expression"
+    ):
+        hr.range(3).map(str).parse("(?P<x>[a")
 
 
 def test_a_pattern_without_named_groups_is_refused():

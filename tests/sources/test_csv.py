@@ -620,7 +620,10 @@ def test_fields_over_the_csv_modules_limit_are_bad_rows_for_the_python_engine(tm
     long = "y" * (csv.field_size_limit() + 1)
     pd.DataFrame({"a": [1, 2], "t": [long, "z"]}).to_csv(tmp_path / "l.csv", index=False)
     assert [r["t"] for r in read(tmp_path / "l.csv", "pyarrow")] == [long, "z"]
-    with pytest.raises(hr.ParseError, match=r"row 1: cannot parse the row: field larger"):
+    with pytest.raises(
+        hr.ParseError,
+        match=r"row 1: cannot parse the row: field larger.*csv\.field_size_limit\(n\).*pyarrow",
+    ):
         read(tmp_path / "l.csv", "python")
 
 
@@ -732,7 +735,8 @@ def test_resuming_reads_rows_written_by_the_csv_module(tmp_path, engine, resumed
         ({"columns": [-1]}, ValueError, "at least 0"),
         ({"dtype": "complex64"}, ValueError, "dtype must be a bool, integer or float"),
         ({"dtype": {"x": "datetime64[s]"}}, ValueError, r"dtype\['x'\]"),
-        ({"dtype": "no such type"}, TypeError, "dtype must be a numpy dtype"),
+        ({"dtype": "floot32"}, TypeError, "dtype='floot32' is no numpy dtype name"),
+        ({"dtype": 3.5}, TypeError, "dtype must be a numpy dtype or str, got 3.5"),
         ({"batch_size": 0}, ValueError, "batch_size must be at least 1"),
         ({"engine": "fast"}, ValueError, "engine must be one of"),
         ({"delimiter": ""}, ValueError, "delimiter must be one character"),

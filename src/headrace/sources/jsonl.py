@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,5 +43,10 @@ class ReadJsonl(FileSource):
                 except json.JSONDecodeError as error:
                     reason = f"not valid JSON: {error.msg} at column {error.colno}"
                     tally.reject(f"{path}:{number}", reason, raw)
+                    continue
+                except RecursionError:  # the decoder's depth is Python's recursion limit
+                    limit = sys.getrecursionlimit()
+                    reason = f"a JSON value nested deeper than the decoder goes ({limit} levels)"
+                    tally.reject(f"{path}:{number}", reason, raw[:200])
                     continue
                 yield value

@@ -31,7 +31,12 @@ class Parse(Stage):
     ) -> None:
         if not isinstance(pattern, str | re.Pattern):
             raise TypeError(f"pattern must be a str or compiled re.Pattern, got {pattern!r}")
-        compiled = re.compile(pattern)
+        try:
+            compiled = re.compile(pattern)
+        except re.error as error:
+            raise ValueError(
+                f"pattern {pattern!r} is not a valid regular expression: {error}"
+            ) from None
         if not compiled.groupindex:
             raise ValueError(
                 f"pattern {compiled.pattern!r} has no named groups (?P<name>...): they name "

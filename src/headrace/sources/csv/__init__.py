@@ -80,6 +80,11 @@ def _as_dtype(value: DTypeArg, argument: str) -> np.dtype[Any] | Guess | None:
     try:
         dtype = np.dtype(value)
     except TypeError:
+        if isinstance(value, str):
+            raise TypeError(
+                f"{argument}={value!r} is no numpy dtype name: give one such as 'float32', "
+                "'int64' or 'bool', or str to keep the text"
+            ) from None
         raise TypeError(f"{argument} must be a numpy dtype or str, got {value!r}") from None
     if dtype.kind in "OU":
         return None

@@ -32,6 +32,11 @@ from headrace.sources.files import DAMAGED
 
 __all__ = ["CHUNK_ROWS", "python_chunks"]
 
+#: How to read fields longer than the csv module takes, said where one is refused.
+_LIMIT_HINT: Final = (
+    " (a field longer than csv.field_size_limit() characters: raise the limit with "
+    "csv.field_size_limit(n), or read with engine='pyarrow')"
+)
 #: Rows the Python engine converts to arrays at a time.
 CHUNK_ROWS: Final = 4096
 
@@ -107,7 +112,7 @@ def python_chunks(
                 number += 1
                 if number > skip:
                     yield from flush()
-                    reject(number, None, f"cannot parse the row: {error}", ParseError)
+                    reject(number, None, f"cannot parse the row: {error}{_LIMIT_HINT}", ParseError)
             except DAMAGED as error:
                 yield from flush()
                 tally.read += 1
