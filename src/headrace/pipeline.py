@@ -171,6 +171,7 @@ class Pipeline(Plan[T]):
         chunk_size: int | None = None,
         worker_init: Callable[[], object] | None = None,
         on_error: OnError = "raise",
+        catch: type[Exception] | tuple[type[Exception], ...] | None = None,
     ) -> Pipeline[U]:
         """Apply ``fn`` to every element, inline or on a pool of workers.
 
@@ -209,14 +210,17 @@ class Pipeline(Plan[T]):
                 each worker (thread or process) before its first element: imports,
                 loading a model, opening a connection. A kept worker process runs
                 it once for all the runs it serves.
-            on_error: what to do when ``fn`` raises on bad data: a
-                :class:`headrace.ParseError` (an image that will not decode raises
-                :class:`headrace.DecodeError`, which is one) or an ``OSError`` (a file
-                that cannot be opened). ``"raise"`` (default) stops the run, the error
-                noted with the stage and element; ``"skip"`` drops the element, counts
-                it in the stage's statistics and logs a summary at the end of the run;
-                a file path also appends each one there as a JSON line. Any other
-                exception is a bug and stops the run under every policy.
+            on_error: what to do when ``fn`` raises on an element. ``"raise"``
+                (default) stops the run, the error noted with the stage and element;
+                ``"skip"`` drops the element, counts it (with the exception's type and
+                message) in the stage's statistics and logs a summary at the end of
+                the run; a file path also appends each one there as a JSON line. It
+                applies to every ``Exception`` (as tf.data's ``ignore_errors``), never
+                to ``KeyboardInterrupt``, ``SystemExit``, ``MemoryError`` or a worker
+                process that died.
+            catch: with ``on_error``, the exception types it applies to (a type or a
+                tuple): ``catch=(hr.ParseError, OSError)`` drops bad data and lets
+                a bug in ``fn`` (a ``KeyError``, say) stop the run.
 
         >>> import headrace as hr
         >>> list(hr.range(3).map(str))
@@ -242,9 +246,9 @@ class Pipeline(Plan[T]):
         if worker_init is not None and workers == 0:
             raise ValueError("worker_init needs workers: pass workers=N as well")
         if workers == 0:
-            if ErrorPolicy(on_error).mode == "raise":
+            if ErrorPolicy(on_error).mode == "raise" and catch is None:
                 return self._then(Map(fn))
-            return self._then(ParallelMap(fn, workers=0, on_error=on_error))
+            return self._then(ParallelMap(fn, workers=0, on_error=on_error, catch=catch))
         return self._then(
             ParallelMap(
                 fn,
@@ -255,6 +259,7 @@ class Pipeline(Plan[T]):
                 chunk_size=chunk_size,
                 worker_init=worker_init,
                 on_error=on_error,
+                catch=catch,
             )
         )
 
@@ -270,6 +275,7 @@ class Pipeline(Plan[T]):
         chunk_size: int | None = None,
         worker_init: Callable[[], object] | None = None,
         on_error: OnError = "raise",
+        catch: type[Exception] | tuple[type[Exception], ...] | None = None,
     ) -> Pipeline[U]:
         """Apply a random function ``fn(element, rng)``, the same with any worker count.
 
@@ -284,8 +290,8 @@ class Pipeline(Plan[T]):
             seed: non-negative int; the stage's draws follow from it. ``None``: the
                 seed :meth:`with_seed` derives for it (a run of a pipeline with no
                 seed then raises ``ValueError``).
-            workers, backend, ordered, buffer_size, chunk_size, worker_init, on_error:
-                as for :meth:`map`.
+            workers, backend, ordered, buffer_size, chunk_size, worker_init, on_error,
+            catch: as for :meth:`map`.
 
         >>> import headrace as hr
         >>> flips = hr.range(4).random_map(lambda x, rng: -x if rng.random() < 0.5 else x, seed=3)
@@ -303,6 +309,7 @@ class Pipeline(Plan[T]):
                 chunk_size=chunk_size,
                 worker_init=worker_init,
                 on_error=on_error,
+                catch=catch,
             )
         )
 

@@ -316,32 +316,77 @@ def test_a_big_element_is_quarantined_cut_to_500_characters(
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_bug_in_fn_stops_the_run_under_skip_too(mode: dict[str, Any]) -> None:
-    with pytest.raises(ZeroDivisionError) as info:
-        list(hr.range(N).map(divide, on_error="skip", **mode))
+def test_skip_drops_an_element_whatever_fn_raised_naming_the_type(
+    mode: dict[str, Any],
+) -> None:
+    # tf.data's ignore_errors: any Exception of fn drops its element, counted with
+    # the exception's type.
+    pipeline = hr.range(N).map(divide, on_error="skip", **mode)
+    with pipeline.iter(stats=True) as run:
+        out = sorted(run)
+    assert out == sorted(60 // (x - 3) for x in range(N) if x != 3)
+    row = next(r for r in run.stats() if "rejected" in r)
+    assert row["rejected"] == 1
+    assert row["examples"][0].startswith("input element 3: ZeroDivisionError: ")
 
+
+@pytest.mark.parametrize("mode", MODES)
+def test_catch_narrows_skip_and_a_bug_then_stops_the_run(mode: dict[str, Any]) -> None:
+    narrow = (hr.ParseError, OSError)
+    with pytest.raises(ZeroDivisionError) as info:
+        list(hr.range(N).map(divide, on_error="skip", catch=narrow, **mode))
     assert type(info.value) is ZeroDivisionError
     notes = stage_notes(info.value)
     assert len(notes) == 1, info.value.__notes__
-    assert re.search(r"\bdivide\b.* on its input element 3 \(0-based\)", notes[0]), notes
+    assert re.search(
+        r"\bdivide\b.*catch=\(ParseError, OSError\).* on its input element 3 \(0-based\)", notes[0]
+    ), notes
+    # The same narrowing keeps the data errors it names.
+    pipeline = hr.range(N).map(checked, on_error="skip", catch=narrow, **mode)
+    assert sorted(pipeline) == sorted(10 * x for x in range(N) if x not in BAD)
 
 
 @pytest.mark.parametrize("mode", ORDERED_MODES)
-def test_a_bug_in_fn_stops_the_run_under_quarantine_too(
+def test_a_bug_outside_catch_stops_the_run_under_quarantine_too(
     mode: dict[str, Any], tmp_path: Path
 ) -> None:
     quarantine = tmp_path / "rejects.jsonl"
     with pytest.raises(TypeError) as info:
-        list(hr.range(N).map(concatenate, on_error=quarantine, **mode))
+        list(hr.range(N).map(concatenate, on_error=quarantine, catch=hr.ParseError, **mode))
 
     assert type(info.value) is TypeError
     assert re.search(r"\bconcatenate\b.* on its input element 3 ", stage_notes(info.value)[0])
-    assert not quarantine.exists()  # nothing was bad data
+    assert not quarantine.exists()  # nothing was caught
 
 
-def test_a_value_error_that_is_not_a_parse_error_is_a_bug() -> None:
-    with pytest.raises(UnicodeDecodeError):
-        list(hr.from_iterable([b"ok", b"\xff"]).map(bytes.decode, workers=2, on_error="skip"))
+def test_memory_errors_and_interrupts_are_never_skipped() -> None:
+    def out_of_memory(x: int) -> int:
+        if x == 2:
+            raise MemoryError
+        return x
+
+    with pytest.raises(MemoryError):
+        list(hr.range(5).map(out_of_memory, on_error="skip"))
+    with pytest.raises(MemoryError):
+        list(hr.range(5).map(out_of_memory, workers=2, on_error="skip", catch=MemoryError))
+
+
+@pytest.mark.parametrize(
+    ("catch", "error", "message"),
+    [
+        (KeyboardInterrupt, TypeError, "subclasses of Exception"),
+        ((ValueError, "x"), TypeError, "an exception type or a tuple of them"),
+        ((), ValueError, "at least one exception type"),
+    ],
+)
+def test_a_bad_catch_is_refused(catch: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        hr.range(3).map(double, on_error="skip", catch=catch)
+
+
+def test_catch_without_on_error_is_refused() -> None:
+    with pytest.raises(ValueError, match="catch= says which exceptions on_error applies to"):
+        hr.range(3).map(double, catch=ValueError)
 
 
 def two_then_fail() -> Iterator[int]:

@@ -178,3 +178,21 @@ def test_lengths_and_the_functional_form():
     endless = hr.sample_from([hr.range(3).repeat(), hr.range(2)])
     assert endless.known_length() == math.inf
     assert sorted(sample_from_iterables(["ab", [1]], seed=2), key=str) == [1, "a", "b"]
+
+
+@pytest.mark.parametrize("size", [3, 4, 5])
+@pytest.mark.parametrize("seed", range(4))
+def test_a_mix_that_stopped_on_an_empty_pipeline_stays_stopped_on_resume(seed, size):
+    # A batch asks past the last element: the mix has stopped when the state is taken
+    # after the last (short) batch, and the resumed run must not go on.
+    mixed = hr.sample_from(sources(2, 7), [0.5, 0.5], seed=seed, stop_on_empty=True).batch(size)
+
+    def plain(batch: tuple[Any, ...]) -> list[list[int]]:
+        return [column.tolist() for column in batch]
+
+    whole = [plain(b) for b in mixed.iter(epoch=1)]
+    for k in range(len(whole) + 1):
+        with mixed.iter(epoch=1) as run:
+            taken = [plain(next(run)) for _ in range(k)]
+            state = json.loads(json.dumps(run.state()))
+        assert taken + [plain(b) for b in mixed.iter(state=state)] == whole, k

@@ -23,7 +23,7 @@ from headrace.engine.state import Entry, count_of, counting
 from headrace.errors import WorkerError, annotate, describe_callable
 from headrace.parallel._drive import Chunking, Done, Flat, Tuner, WorkerPool, drive, settle
 from headrace.parallel._protocol import Joined, Plain, call_many
-from headrace.parallel._rejects import Guarded, inline, inline_screened, screen
+from headrace.parallel._rejects import CATCH, Guarded, check_catch, inline, inline_screened, screen
 from headrace.parallel.processes import TASK_FLOOR_S as PROCESS_FLOOR_S
 from headrace.parallel.processes import ProcessPool
 from headrace.parallel.threads import TASK_FLOOR_S as THREAD_FLOOR_S
@@ -54,6 +54,7 @@ class CallStage(Stage):
         "_auto",
         "_backend",
         "_buffer_size",
+        "_catch",
         "_chunk_size",
         "_fn",
         "_init",
@@ -75,6 +76,7 @@ class CallStage(Stage):
         chunk_size: int | None = None,
         worker_init: Callable[[], object] | None = None,
         on_error: object,
+        catch: object = None,
     ) -> None:
         self._fn = check_callable("fn", fn)
         self._backend = check_backend(backend)
@@ -93,6 +95,12 @@ class CallStage(Stage):
         if self._init is not None and not self._workers:
             raise ValueError("worker_init needs workers: pass workers=N as well")
         self._policy = ErrorPolicy(on_error)
+        self._catch = check_catch(catch)
+        if catch is not None and self._policy.mode == "raise":
+            raise ValueError(
+                "catch= says which exceptions on_error applies to: pass on_error='skip' "
+                "(or a quarantine file) as well"
+            )
         self._warm = Warm() if self._workers and self._backend == "process" else None
         self._tuner: Tuner | None = None  # the last run's, with workers="auto"
 
@@ -128,6 +136,9 @@ class CallStage(Stage):
             extra += ", ordered=False"
         if self._policy.mode != "raise":
             extra += f", on_error={self._policy!r}"
+        if self._catch != CATCH:
+            names = ", ".join(kind.__name__ for kind in self._catch)
+            extra += f", catch=({names}{',' if len(self._catch) == 1 else ''})"
         return extra
 
     def _call(self, ctx: StageContext) -> Callable[[int, Any], Any]:
@@ -189,9 +200,9 @@ class CallStage(Stage):
             # One generator calls and screens; it counts its inputs for the state.
             upstream, counter = counting(upstream, ctx.start)
             ctx.track_state(lambda _: {"start": count_of(counter)})
-            return inline_screened(upstream, counter, call, self._policy, ctx)
+            return inline_screened(upstream, counter, call, self._policy, ctx, self._catch)
         if guarded:
-            call = Guarded(call)
+            call = Guarded(call, self._catch)
         if not self._workers:
             results = inline(upstream, call, ctx.label, ctx.start)
         else:
@@ -285,7 +296,9 @@ class ParallelMap(CallStage):
         chunk_size: elements per task, fixed; ``None`` (default) adapts it to the
             measured work per element (:class:`~headrace.parallel._drive.Chunking`).
         on_error: ``"raise"`` (default), ``"skip"`` or a quarantine file, for the
-            elements on which ``fn`` raises a data error (see :meth:`Pipeline.map`).
+            elements on which ``fn`` raises (see :meth:`Pipeline.map`).
+        catch: the exception types ``on_error`` applies to (default: every
+            ``Exception``).
     """
 
     __slots__ = ()
@@ -302,6 +315,7 @@ class ParallelMap(CallStage):
         chunk_size: int | None = None,
         worker_init: Callable[[], object] | None = None,
         on_error: object = "raise",
+        catch: object = None,
     ) -> None:
         super().__init__(
             fn,
@@ -312,6 +326,7 @@ class ParallelMap(CallStage):
             chunk_size=chunk_size,
             worker_init=worker_init,
             on_error=on_error,
+            catch=catch,
         )
 
     @property
@@ -382,7 +397,7 @@ def run_pool(
                 try:
                     out = fn(item) if fn is not None else inner(index, item)
                 except Exception as error:
-                    rejected = Guarded.rescue(index, item, error) if guarded else None
+                    rejected = cast("Guarded", call).rescue(index, item, error) if guarded else None
                     if rejected is None:
                         annotate(error, ctx.label, index)
                         raise

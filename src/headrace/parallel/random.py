@@ -52,6 +52,7 @@ class RandomMap(CallStage):
         chunk_size: int | None = None,
         worker_init: Callable[[], object] | None = None,
         on_error: object = "raise",
+        catch: object = None,
     ) -> None:
         super().__init__(
             fn,
@@ -62,6 +63,7 @@ class RandomMap(CallStage):
             chunk_size=chunk_size,
             worker_init=worker_init,
             on_error=on_error,
+            catch=catch,
         )
         self._seed = None if seed is None else check_int("seed", seed, minimum=0)
 

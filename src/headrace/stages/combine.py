@@ -309,6 +309,7 @@ class _Sampling:
         "seed",
         "started",
         "stop",
+        "stopped",
         "weights",
     )
 
@@ -328,6 +329,8 @@ class _Sampling:
             self.draws = int(saved.get("draws", 0))
             self.counts = [int(n) for n in saved.get("counts", [0] * count)]
             self.done = [bool(d) for d in saved.get("done", [False] * count)]
+            #: With stop_on_empty: a pipeline picked had ended, and so has the run.
+            self.stopped = bool(saved.get("stopped", False))
             inputs = saved.get("inputs", [None] * count)
             if len(self.counts) != count or len(self.done) != count or len(inputs) != count:
                 raise ValueError(f"{count} inputs")
@@ -343,6 +346,8 @@ class _Sampling:
     def entry(self, position: int) -> Entry:
         if not self.started:
             return self.ctx.resume or {}
+        if self.stopped:  # nothing more to hand out: no input's state is needed
+            return {"stopped": True, "draws": self.draws, "counts": list(self.counts)}
         inputs: list[Any] = []
         for chain, count, done in builtins.zip(self.chains, self.counts, self.done, strict=True):
             if done or chain is None:
@@ -366,6 +371,8 @@ class _Sampling:
         generator.advance(self.draws)
         numbers = np.random.Generator(generator)
         try:
+            if self.stopped:
+                return
             for i, part in builtins.enumerate(parts):
                 if not self.done[i] and self.weights[i] > 0:
                     what = f"input {i}"
@@ -388,6 +395,7 @@ class _Sampling:
                     if chain is not None:
                         chain.close()
                     if self.stop:
+                        self.stopped = True
                         return
                     active, bounds = self._active()
                     continue
