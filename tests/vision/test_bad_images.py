@@ -246,3 +246,31 @@ def test_a_quarantine_file_names_each_bad_image_and_why(backend: str, tmp_path: 
         assert entry["reason"].startswith(f"{kind}: "), entry
         assert entry["where"].endswith(f"input element {listing.index(name)}")
         assert "map(" in entry["stage"]
+
+
+def unsupported_dds(path: Path) -> Path:
+    """A DDS file whose pixel format (FourCC ``ZZZZ``) Pillow does not implement."""
+    header = bytearray(128)
+    header[0:4] = b"DDS "
+    for offset, value in ((4, 124), (8, 0x1007), (12, 4), (16, 4), (76, 32), (80, 0x4)):
+        header[offset : offset + 4] = value.to_bytes(4, "little")
+    header[84:88] = b"ZZZZ"
+    path.write_bytes(bytes(header) + bytes(64))
+    return path
+
+
+def test_a_format_pillow_does_not_implement_is_a_decode_error_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    bad = unsupported_dds(tmp_path / "texture.dds")
+    with pytest.raises(hr.DecodeError, match=r"texture\.dds: NotImplementedError: Unimplemented"):
+        decode(str(bad))
+    good = tmp_path / "good.png"
+    good.write_bytes(encoded(gradient(8, 8, 1), "PNG"))
+    # Bad data to a policy narrowed to bad data: the run goes on with the next image.
+    pipeline = hr.from_iterable([str(bad), str(good)]).map(
+        decode, on_error="skip", catch=(hr.ParseError, OSError)
+    )
+    with pipeline.iter(stats=True) as run:
+        assert [image.shape for image in run] == [(8, 8, 3)]
+    assert map_row(run)["rejected"] == 1

@@ -90,8 +90,10 @@ def decode(
 
     Raises:
         DecodeError: the data is not an image Pillow can read, is empty or truncated,
-            or has more than ``max_pixels`` pixels; the message names the source
-            (its path, or ``<bytes>``) and the reason.
+            is in a format or variant Pillow does not implement (whatever Pillow
+            raised: the message names its type), or has more than ``max_pixels``
+            pixels; the message names the source (its path, or ``<bytes>``) and the
+            reason. A ``MemoryError`` stays one, with a note naming the source.
         FileNotFoundError: and the other ``OSError`` of opening a path, as they are.
         ValueError: ``size`` or ``max_pixels`` is not positive.
         TypeError: ``source`` is neither a path nor bytes.
@@ -163,9 +165,14 @@ def _decode_stream(stream: IO[bytes], name: str, request: _Request) -> npt.NDArr
         # The warning arrives here only where warnings are turned into errors.
         msg = f"cannot decode image {name}: over Pillow's pixel limit: {error}"
         raise DecodeError(msg) from error
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as error:
-        # What Pillow raises for damaged data: OSError("image file is truncated"),
-        # SyntaxError from a plugin's parser, ValueError for a mode it cannot convert.
+    except MemoryError as error:  # not bad data, but say which image it was
+        error.add_note(f"headrace: while decoding image {name}")
+        raise
+    except Exception as error:
+        # What Pillow raises for damaged or unsupported data: OSError("image file is
+        # truncated"), SyntaxError from a plugin's parser, ValueError for a mode it
+        # cannot convert, NotImplementedError for a DDS pixel format it lacks, and
+        # whatever else a plugin meets (struct.error, IndexError, ...).
         msg = f"cannot decode image {name}: {type(error).__name__}: {error}"
         raise DecodeError(msg) from error
 
