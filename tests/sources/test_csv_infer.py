@@ -111,7 +111,7 @@ def test_a_later_value_that_does_not_fit_is_a_bad_row_naming_where_and_why(tmp_p
         list(hr.read_csv(str(path), engine=engine, batch_size=1000))
     assert str(raised.value) == (
         f"{path} row {INFER_ROWS + 4}: column 'i': cannot convert '1.5' to int64 (the type "
-        "inferred from the file's first rows; dtype={'i': 'float64'} reads them all)"
+        "inferred from the first rows of late.csv; dtype={'i': 'float64'} reads them all)"
     )
     pipeline = hr.read_csv(str(path), engine=engine, batch_size=1000, on_error="skip")
     with pipeline.iter(stats=True) as run:
@@ -119,8 +119,8 @@ def test_a_later_value_that_does_not_fit_is_a_bad_row_naming_where_and_why(tmp_p
     (row,) = [r for r in run.stats() if "rejected" in r]
     assert (row["read"], row["rejected"]) == (INFER_ROWS + 10, 2)
     assert row["examples"][1].endswith(
-        "column 'b': cannot convert 'maybe' to bool (the type inferred from the file's first "
-        "rows; dtype={'b': 'str'} reads them all)"
+        "column 'b': cannot convert 'maybe' to bool (the type inferred from the first rows of "
+        "late.csv; dtype={'b': 'str'} reads them all)"
     )
     assert {tuple(dtypes(b).values()) for b in batches} == {("int64", "float64", "bool")}
     assert sum(len(b["i"]) for b in batches) == INFER_ROWS + 8
@@ -137,7 +137,11 @@ def test_the_first_file_gives_the_types_of_every_file(tmp_path, engine):
     (tmp_path / "a.csv").write_text("k,v\n1,2\n3,4\n")
     (tmp_path / "b.csv").write_text("k,v,extra\n5,2.5,x\nx,4,y\n6,7,z\n")
     pattern = str(tmp_path / "*.csv")
-    with pytest.raises(hr.ParseError, match=r"b\.csv row 1: column 'v': cannot convert '2\.5'"):
+    with pytest.raises(
+        hr.ParseError,
+        match=r"b\.csv row 1: column 'v': cannot convert '2\.5' to int64 \(the type inferred "
+        r"from the first rows of a\.csv;",
+    ):
         list(hr.read_csv(pattern, engine=engine, batch_size=10, columns=["k", "v"]))
 
     def read(**options: Any) -> tuple[list[dict[str, str]], int]:

@@ -339,16 +339,18 @@ class ReadCsv(FileSource):
             ]
         else:
             specs = [self._dtype] * len(keys)
-        inferred = [spec is GUESS for spec in specs]
-        if any(inferred):
+        # Where each inferred type comes from: the file whose first rows gave it.
+        inferred: list[str | None] = [None] * len(specs)
+        if any(spec is GUESS for spec in specs):
             own: dict[Any, Any] | None = None
             dataset = self._dataset_types(path, memo)
             for number, (spec, key) in enumerate(zip(specs, keys, strict=True)):
                 if spec is not GUESS:
                     continue
-                if key in dataset:
-                    specs[number] = dataset[key]
+                if key in dataset and memo is not None:
+                    specs[number], inferred[number] = dataset[key], memo["reference"]
                     continue
+                inferred[number] = path
                 if own is None:
                     rows = ([] if self._header else [first]) + sample.rows()
                     own = _types(all_keys, [row for row in rows if len(row) == width])

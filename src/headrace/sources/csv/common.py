@@ -104,14 +104,14 @@ class Layout:
         selected: list[int],
         keys: list[Any],
         dtypes: list[np.dtype[Any] | None],
-        inferred: list[bool] | None = None,
+        inferred: list[str | None] | None = None,
     ) -> None:
         self.width = width
         self.selected = selected
         self.keys = keys
         self.dtypes = dtypes
-        #: Whether each column's dtype was inferred from the file's first rows.
-        self.inferred = inferred or [False] * len(dtypes)
+        #: For each column whose dtype was inferred, the file whose first rows gave it.
+        self.inferred: list[str | None] = inferred or [None] * len(dtypes)
         self.converters = [converter(d) for d in dtypes]
 
 

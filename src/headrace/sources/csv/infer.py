@@ -48,7 +48,7 @@ class Guess:
         return "GUESS"
 
 
-#: A column whose type is inferred from the file's first rows.
+#: A column whose type is inferred from the first rows of the dataset's first file.
 GUESS: Final = Guess()
 
 

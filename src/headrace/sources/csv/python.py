@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import IO, Any, Final, cast
 
@@ -190,7 +191,7 @@ def _row_by_row(
 
 def _why(row: Sequence[str], layout: Layout) -> tuple[str, type[ParseError]]:
     """The reason a row's values do not convert, naming the first bad column (and, for
-    a type inferred from the file's first rows, how to set another)."""
+    a type inferred from a file's first rows, which file and how to set another)."""
     for value, convert, key, dtype, inferred in zip(
         row, layout.converters, layout.keys, layout.dtypes, layout.inferred, strict=True
     ):
@@ -200,11 +201,12 @@ def _why(row: Sequence[str], layout: Layout) -> tuple[str, type[ParseError]]:
             return f"column {key!r} is not valid UTF-8", DecodeError
         except ValueError:
             reason = f"column {key!r}: cannot convert {value!r} to {dtype}"
-            if inferred:
+            if inferred is not None:
                 number = not value or getattr(infer([value]), "kind", "") in ("i", "f")
                 wider = "float64" if dtype is not None and dtype.kind == "i" and number else "str"
+                where = os.path.basename(inferred) or inferred
                 reason += (
-                    f" (the type inferred from the file's first rows; "
+                    f" (the type inferred from the first rows of {where}; "
                     f"dtype={{{key!r}: {wider!r}}} reads them all)"
                 )
             return reason, ParseError
