@@ -30,7 +30,7 @@ unless 64-bit mode is on (``jax_enable_x64``), ``int64`` and ``float64`` arrays 
 ``int32`` and ``float32``.
 
 Checkpoints: an iterator's :meth:`JaxIterator.state` is where the loop stands, after
-the last batch it returned (not the ones put ahead of it), and
+the last batch it returned (not the ones put ahead of it, with ``resumable=True``), and
 ``iterable.iter(state=saved)`` goes on from there with the next batch. With Orbax,
 the state saves beside the train state, as Grain's iterators do
 (:class:`CheckpointHandler`, with the arguments ``CheckpointSave(iterator)`` and
@@ -189,7 +189,7 @@ class JaxIterator(Iterator[Any]):
         #: With batches put ahead and ``resumable``, the run's state after each (the
         #: states of the batches in the queue, and after the last one returned): the
         #: run itself has gone on. Not noted for a pipeline whose state is refused (an
-        #: unseeded shuffle): :meth:`state` then says why.
+        #: unseeded shuffle, which the first state shows): :meth:`state` then says why.
         self._noting = prefetch > 0 and resumable
         self._states: collections.deque[dict[str, Any]] = collections.deque()
         self._state: dict[str, Any] | None = None
@@ -215,10 +215,10 @@ class JaxIterator(Iterator[Any]):
                 batch = next(self._run)
                 self._queue.append(put(batch, self._device))
                 if self._noting:
-                    self._note()
+                    self._states.append(self._run.state())
             except StopIteration:
                 if self._noting:
-                    self._note()  # after the end: the next epoch's start
+                    self._states.append(self._run.state())  # the next epoch's start
                 break
             except Exception as error:
                 # The batches before it are good: the loop gets them first.
@@ -238,13 +238,6 @@ class JaxIterator(Iterator[Any]):
         if failure is not None:
             raise failure
         raise StopIteration
-
-    def _note(self) -> None:
-        try:
-            self._states.append(self._run.state())
-        except ValueError:  # the run cannot say where it stands: state() says why
-            self._noting = False
-            self._states.clear()
 
     def state(self) -> dict[str, Any]:
         """Where the loop stands: the run's state after the last batch returned, however

@@ -71,7 +71,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -80,9 +80,6 @@ from headrace.engine.plan import Plan
 from headrace.run import Run, start
 from headrace.sources.basic import as_plan
 from headrace.sources.csv.infer import infer
-
-if TYPE_CHECKING:
-    from headrace.run import Run
 
 __all__ = ["DataCheckpoint", "PipelineAdapter", "to_keras"]
 
@@ -418,7 +415,7 @@ class PipelineAdapter:
         # Every batch handed out is trained: the run stands right after the last one.
         if self._end_state is not None:
             return self._end_state
-        return state if state is not None or self._run is None else self._run.state()
+        return state if state is not None else self._run_state()
 
     def _hush(self, on: bool) -> None:
         """Keep Keras' "ran out of data" warning quiet, or stop doing so."""
@@ -743,14 +740,7 @@ def _named_leaves(batch: Any, where: str) -> Iterator[tuple[str, Any]]:
 
 
 def _leaves(batch: Any) -> Iterator[Any]:
-    if isinstance(batch, tuple | list):
-        for item in batch:
-            yield from _leaves(item)
-    elif isinstance(batch, dict):
-        for item in batch.values():
-            yield from _leaves(item)
-    elif batch is not None:
-        yield batch
+    return (leaf for _, leaf in _named_leaves(batch, ""))
 
 
 def _shape(leaf: Any) -> tuple[int, ...]:

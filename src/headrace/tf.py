@@ -110,7 +110,7 @@ def to_tf_dataset(
         dataset = tf.data.Dataset.from_generator(source, output_signature=output_signature)
         return _carrying(dataset if state else _with_cardinality(dataset, plan), source)
 
-    run = start(plan) if state is None else start(plan, state=state)
+    run = start(plan, state=state)
     try:
         peeked = _peek(run, 2)
         if not peeked:

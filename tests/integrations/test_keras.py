@@ -98,6 +98,21 @@ def runs(seen: list[int], first: int = 0) -> list[list[int]]:
     return found
 
 
+def on_backend(backend: str, code: str, *args: str, timeout: float = 100) -> Any:
+    """What a script prints last, as JSON, run in a fresh interpreter on a Keras backend
+    (``args`` are its ``sys.argv[1:]``); the test fails with its stderr if it fails."""
+    completed = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "KERAS_BACKEND": backend},
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
 def ran_out_filters() -> list[Any]:
     return [f for f in warnings.filters if f[1] is not None and "ran out" in f[1].pattern]
 
@@ -483,18 +498,8 @@ print(json.dumps(seen))
 def test_steps_per_execution_counts_batches_not_executions(tmp_path: Any) -> None:
     # Keras calls a callback once per execution of several batches (jax backend; torch
     # takes only one): the steps saved are batches, and the place is after the last.
-    (tmp_path / "run.py").write_text(STEPS_PER_EXECUTION)
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    done = subprocess.run(
-        [sys.executable, str(tmp_path / "run.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1]) == {"4": 4, "8": 8}
+    found = on_backend("jax", STEPS_PER_EXECUTION, str(tmp_path), timeout=120)
+    assert found == {"4": 4, "8": 8}
 
 
 def test_a_checkpoint_at_an_epochs_end_goes_on_with_the_next_epoch(tmp_path: Any) -> None:
@@ -590,17 +595,7 @@ print(json.dumps({
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 def test_fit_evaluate_predict_on_the_other_backends(backend: str) -> None:
-    env = {**os.environ, "KERAS_BACKEND": backend}
-    completed = subprocess.run(
-        [sys.executable, "-c", OTHER_BACKEND],
-        capture_output=True,
-        text=True,
-        timeout=100,
-        env=env,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    found = json.loads(completed.stdout.strip().splitlines()[-1])
+    found = on_backend(backend, OTHER_BACKEND)
     assert found["backend"] == backend
     assert len(found["val_loss"]) == 3
     assert found["val_loss"][-1] < 0.2 * found["before"]

@@ -304,14 +304,10 @@ class ReadCsv(FileSource):
         if self._header and self._names is not None and len(first) != width:
             reason = f"the header row has {len(first)} columns but names= gives {width}"
             return self._reject_file(path, reason, tally)
-        if self._names is not None:
-            all_keys: list[Any] = list(self._names)
-        elif self._header:
-            if any(not name.isascii() and _is_undecodable(name) for name in first):
-                return self._reject_file(path, "the header row is not valid UTF-8", tally)
-            all_keys = unique_names(first)
-        else:
-            all_keys = list(range(width))
+        header_names = self._names is None and self._header
+        if header_names and any(not n.isascii() and _is_undecodable(n) for n in first):
+            return self._reject_file(path, "the header row is not valid UTF-8", tally)
+        all_keys = self._keys(first)
         wanted = list(self._columns) if self._columns is not None else list(range(width))
         selected: list[int] = []
         for column in wanted:
@@ -352,8 +348,7 @@ class ReadCsv(FileSource):
                     continue
                 inferred[number] = path
                 if own is None:
-                    rows = ([] if self._header else [first]) + sample.rows()
-                    own = _types(all_keys, [row for row in rows if len(row) == width])
+                    own = self._file_types(first, sample)
                     if memo is not None and memo.get("reference") == path:
                         memo["types"] = own
                 specs[number] = own[key]
@@ -364,12 +359,16 @@ class ReadCsv(FileSource):
         """The column types inferred from the dataset's first file, by column; empty
         while that file is the one being read (its own rows give them), or when it
         cannot be read (each file's own rows give them then)."""
-        if memo is None or memo.get("reference") in (None, path):
+        if memo is None:
             return {}
-        types = memo.get("types")
+        if "reference" not in memo:  # a shard's: the first of all the files
+            memo["reference"] = next(iter(find_files(self._patterns)), None)
+        if memo["reference"] in (None, path):
+            return {}
+        types: dict[Any, Any] | None = memo.get("types")
         if types is None:
             types = memo["types"] = self._types_of(memo["reference"])
-        return dict(types)
+        return types
 
     def _types_of(self, path: str) -> dict[Any, Any]:
         """The types of every column of the file at ``path``, from its first rows."""
@@ -378,37 +377,35 @@ class ReadCsv(FileSource):
                 fields, _, _ = self._first_record(stream)
                 if fields is None:
                     return {}
-                width = len(fields) if self._names is None else len(self._names)
-                if self._names is not None:
-                    keys: list[Any] = list(self._names)
-                elif self._header:
-                    keys = unique_names(fields)
-                else:
-                    keys = list(range(width))
-                sample = _Sample(stream, self._delimiter, self._quotechar)
-                rows = ([] if self._header else [fields]) + sample.rows()
+                return self._file_types(fields, _Sample(stream, self._delimiter, self._quotechar))
         except (*DAMAGED, csv.Error):
             return {}
-        return _types(keys, [row for row in rows if len(row) == width])
+
+    def _keys(self, first: list[str]) -> list[Any]:
+        """The keys of a file's columns, given its first row."""
+        if self._names is not None:
+            return list(self._names)
+        return unique_names(first) if self._header else list(range(len(first)))
+
+    def _file_types(self, first: list[str], sample: _Sample) -> dict[Any, Any]:
+        """Each column's inferred type (None: text), by key, from a file's first row (a
+        header, or data) and the rows of ``sample`` that have every column."""
+        keys = self._keys(first)
+        rows = ([] if self._header else [first]) + sample.rows()
+        whole = [row for row in rows if len(row) == len(keys)]
+        return {key: infer(row[index] for row in whole) for index, key in enumerate(keys)}
 
     def _run(self, paths: list[str], tally: Tally, position: ReadPosition) -> Iterator[Any]:
         # The dataset's first file gives the column types that dtype= leaves open,
-        # whichever file a shard or a resumed run starts with.
-        reference = paths[0] if paths and self._num_shards == 1 else None
-        if reference is None and self._num_shards > 1:
-            reference = next(iter(find_files(self._patterns)), None)
-        position.memo = {"reference": reference}
+        # whichever file a shard or a resumed run starts with (a shard's is found only
+        # when a type is left open).
+        position.memo = {"reference": paths[0]} if paths and self._num_shards == 1 else {}
         return super()._run(paths, tally, position)
 
     @staticmethod
     def _reject_file(path: str, reason: str, tally: Tally) -> None:
         tally.read += 1
         tally.reject(path, reason)
-
-
-def _types(keys: list[Any], rows: list[list[str]]) -> dict[Any, Any]:
-    """Each column's inferred type (None: text), from whole rows of its file."""
-    return {key: infer(row[index] for row in rows) for index, key in enumerate(keys)}
 
 
 def _spec_name(spec: Spec) -> str:
