@@ -22,7 +22,7 @@ from headrace.pipeline import Pipeline, as_pipeline
 from headrace.policy import OnError
 from headrace.sources.basic import FromGenerator, FromIterable, Range
 from headrace.sources.csv import DTypeArg, ReadCsv
-from headrace.sources.files import PathsArg, normalise_paths
+from headrace.sources.files import LINE_LIMIT, MEMBER_LIMIT, PathsArg, normalise_paths
 from headrace.sources.filesystem import Files, TextLines
 from headrace.sources.images import IMAGE_EXTENSIONS, ImageFiles
 from headrace.sources.jsonl import ReadJsonl
@@ -131,6 +131,7 @@ def text_lines(
     encoding: str = "utf-8",
     errors: str = "strict",
     keep_ends: bool = False,
+    max_record_bytes: int = LINE_LIMIT,
     on_error: OnError = "raise",
     num_shards: int = 1,
     shard_index: int = 0,
@@ -149,8 +150,13 @@ def text_lines(
             record, handled by ``on_error``; ``"replace"`` keeps it with U+FFFD in
             place of the bad bytes and logs a warning per file with the count.
         keep_ends: keep the ``\\n`` / ``\\r\\n`` at the end of each line.
-        on_error: what to do with an undecodable line, a file that cannot be opened,
-            or a compressed file that is damaged or cut short: ``"raise"`` (default;
+        max_record_bytes: the longest line read (in bytes, newline not counted),
+            64 MiB by default. A longer line is a bad record, read past without being
+            held, so a damaged file or a decompression bomb of one endless line costs
+            no more memory than this.
+        on_error: what to do with an undecodable line, a line over
+            ``max_record_bytes``, a file that cannot be opened, or a compressed file
+            that is damaged or cut short: ``"raise"`` (default;
             :class:`headrace.DecodeError` or :class:`headrace.ParseError` naming
             ``file:line``), ``"skip"``, or a quarantine file path (see
             :mod:`headrace.policy`).
@@ -165,6 +171,7 @@ def text_lines(
                 encoding=encoding,
                 errors=errors,
                 keep_ends=keep_ends,
+                max_record_bytes=max_record_bytes,
                 on_error=on_error,
                 num_shards=num_shards,
                 shard_index=shard_index,
@@ -174,7 +181,12 @@ def text_lines(
 
 
 def read_jsonl(
-    path: PathsArg, *, on_error: OnError = "raise", num_shards: int = 1, shard_index: int = 0
+    path: PathsArg,
+    *,
+    max_record_bytes: int = LINE_LIMIT,
+    on_error: OnError = "raise",
+    num_shards: int = 1,
+    shard_index: int = 0,
 ) -> Pipeline[Any]:
     """The JSON values of JSON Lines files, one per non-blank line, streamed.
 
@@ -184,7 +196,10 @@ def read_jsonl(
 
     Args:
         path: file path, glob or brace pattern, URL, or a list of them.
-        on_error: what to do with a line that is not valid UTF-8 or JSON, a file that
+        max_record_bytes: the longest line read (in bytes), 64 MiB by default; a
+            longer one is a bad record, read past without being held.
+        on_error: what to do with a line that is not valid UTF-8 or JSON, is nested
+            deeper than the decoder goes or is over ``max_record_bytes``, a file that
             cannot be opened, or a compressed file that is damaged or cut short:
             ``"raise"`` (default) raises :class:`headrace.ParseError` naming
             ``file:line`` and the reason; ``"skip"`` drops it, counts it and logs a
@@ -193,7 +208,15 @@ def read_jsonl(
             list, starting at ``shard_index``.
     """
     return Pipeline(
-        (ReadJsonl(path, on_error=on_error, num_shards=num_shards, shard_index=shard_index),)
+        (
+            ReadJsonl(
+                path,
+                max_record_bytes=max_record_bytes,
+                on_error=on_error,
+                num_shards=num_shards,
+                shard_index=shard_index,
+            ),
+        )
     )
 
 
@@ -574,7 +597,12 @@ def read_sql(
 
 
 def read_tar_shards(
-    urls: PathsArg, *, on_error: OnError = "raise", num_shards: int = 1, shard_index: int = 0
+    urls: PathsArg,
+    *,
+    max_record_bytes: int = MEMBER_LIMIT,
+    on_error: OnError = "raise",
+    num_shards: int = 1,
+    shard_index: int = 0,
 ) -> Pipeline[dict[str, Any]]:
     """The samples of WebDataset-style tar shards, streamed without unpacking.
 
@@ -614,9 +642,13 @@ def read_tar_shards(
     Args:
         urls: shard path, glob or brace pattern (``data-{000..099}.tar``), fsspec URL,
             or a list of them; read in sorted order.
+        max_record_bytes: the largest member read (in bytes), 1 GiB by default. A
+            larger one is a bad record: its size is in its header, so it is read past
+            without being held, and its sample goes on without it.
         on_error: what to do with a member that is a link, a device or a FIFO, whose
-            path is absolute or climbs out with ``..``, that has no ``.EXT``, or that
-            repeats a field of its sample; and with a shard that cannot be opened, is
+            path is absolute or climbs out with ``..``, that has no ``.EXT``, that is
+            over ``max_record_bytes``, or that repeats a field of its sample; and with
+            a shard that cannot be opened, is
             not a tar archive, or is damaged or cut short (also inside its
             compression): ``"raise"`` (default) raises :class:`headrace.ParseError`
             naming the shard, the member and the reason; ``"skip"`` drops it, counts it
@@ -634,7 +666,15 @@ def read_tar_shards(
     """
     paths = normalise_paths(urls, "urls")
     return Pipeline(
-        (ReadTarShards(paths, on_error=on_error, num_shards=num_shards, shard_index=shard_index),)
+        (
+            ReadTarShards(
+                paths,
+                max_record_bytes=max_record_bytes,
+                on_error=on_error,
+                num_shards=num_shards,
+                shard_index=shard_index,
+            ),
+        )
     )
 
 

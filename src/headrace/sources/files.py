@@ -43,9 +43,14 @@ from headrace.policy import ErrorPolicy, Tally
 
 __all__ = [
     "DAMAGED",
+    "LINE_LIMIT",
+    "MEMBER_LIMIT",
     "FileSource",
+    "Overlong",
     "PathsArg",
     "ReadPosition",
+    "bounded_lines",
+    "check_limit",
     "expand_braces",
     "find_files",
     "is_url",
@@ -54,6 +59,7 @@ __all__ = [
     "normalise_paths",
     "open_binary",
     "open_or_reject",
+    "overlong_reason",
     "remote_filesystem",
 ]
 
@@ -74,6 +80,61 @@ _REMOTE_BUFFER = 1 << 20
 _LETTERS = re.compile(r"([A-Za-z])\.\.([A-Za-z])")
 _RANGE = re.compile(r"(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+#: The default ``max_record_bytes`` of the readers of lines (a text line, a JSON
+#: Lines value, a CSV row): far above any real record, and a hostile one of gigabytes
+#: costs this much memory at most.
+LINE_LIMIT = 64 << 20
+#: The default ``max_record_bytes`` of ``read_tar_shards`` (one member).
+MEMBER_LIMIT = 1 << 30
+#: Bytes a line over the limit is read past in.
+_PASS_BYTES = 1 << 20
+
+
+def check_limit(value: object) -> int:
+    """``max_record_bytes`` checked: a positive int."""
+    return check_int("max_record_bytes", value, minimum=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Overlong:
+    """A line longer than the limit, read past without being kept."""
+
+    #: Its bytes, not counting the newline.
+    size: int
+    #: The bytes read past, newline included.
+    consumed: int
+
+
+def overlong_reason(what: str, size: int, limit: int) -> str:
+    """Why a record over ``max_record_bytes`` is rejected, and how to read it."""
+    return (
+        f"{what} is {size:,} bytes, more than max_record_bytes={limit:,}; pass a larger "
+        "max_record_bytes= to read it (it is held in memory whole)"
+    )
+
+
+def bounded_lines(stream: Any, limit: int) -> Iterator[bytes | Overlong]:
+    """The raw lines of ``stream``, newline kept; a line of more than ``limit`` bytes
+    (newline not counted) comes as :class:`Overlong` instead, read past in pieces, so
+    memory stays within ``limit`` whatever the file holds.
+
+    >>> list(bounded_lines(io.BytesIO(b"ab\\nabcdef\\nxyz"), 3))
+    [b'ab\\n', Overlong(size=6, consumed=7), b'xyz']
+    """
+    readline = stream.readline
+    while line := readline(limit + 1):
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line
+            continue
+        consumed = len(line)
+        while more := readline(_PASS_BYTES):
+            consumed += len(more)
+            if more.endswith(b"\n"):
+                yield Overlong(consumed - 1, consumed)
+                break
+        else:
+            yield Overlong(consumed, consumed)
 
 
 def normalise_paths(paths: PathsArg, argument: str) -> tuple[str, ...]:
@@ -379,19 +440,24 @@ class FileSource(Stage):
     keeps the read position and applies the error policy to files that fail.
     """
 
-    __slots__ = ("_num_shards", "_patterns", "_policy", "_shard_index")
+    __slots__ = ("_limit", "_num_shards", "_patterns", "_policy", "_shard_index")
     is_source = True
     #: The public function's name, for ``repr``.
     kind: ClassVar[str] = "files"
+    #: The default ``max_record_bytes`` of a reader that takes one.
+    record_limit: ClassVar[int] = LINE_LIMIT
 
     def __init__(
         self,
         paths: PathsArg,
         *,
+        max_record_bytes: int | None = None,
         on_error: object = "raise",
         num_shards: int = 1,
         shard_index: int = 0,
     ) -> None:
+        limit = self.record_limit if max_record_bytes is None else max_record_bytes
+        self._limit = check_limit(limit)
         self._patterns = normalise_paths(paths, "path")
         self._policy = ErrorPolicy(on_error)
         self._num_shards = check_int("num_shards", num_shards, minimum=1)
@@ -411,6 +477,8 @@ class FileSource(Stage):
         patterns = self._patterns
         shown = repr(patterns[0]) if len(patterns) == 1 else f"{len(patterns)} paths"
         extra = self.options()
+        if self._limit != self.record_limit:
+            extra += f", max_record_bytes={self._limit}"
         if self._policy.mode != "raise":
             extra += f", on_error={self._policy!r}"
         if self._num_shards > 1:
@@ -534,26 +602,30 @@ DAMAGED = (EOFError, zlib.error, OSError)
 
 
 @contextlib.contextmanager
-def line_file(path: str, tally: Tally, position: ReadPosition) -> Iterator[Iterator[bytes]]:
-    """The raw lines of a file after the first ``position.records``, for a ``with`` block.
+def line_file(
+    path: str, tally: Tally, position: ReadPosition, limit: int = LINE_LIMIT
+) -> Iterator[Any]:
+    """The open stream of a file of lines, after the first ``position.records``, for a
+    ``with`` block.
 
     Those lines are not read again when ``position.offset`` says where they end and the
-    stream can go there. The reader sets ``position.records`` to each line's number as
-    it reads it; ``position.stream`` is the open stream meanwhile (its offset is saved
-    with the position). A file
-    that cannot be opened gives no lines; one that turns out damaged or cut short
-    ends the block early. Both are rejected under the policy, the second with the
-    line where reading stopped.
+    stream can go there (else they are read past, ``limit`` bytes at most at a time).
+    The reader sets ``position.records`` to each line's number as it reads it;
+    ``position.stream`` is the open stream meanwhile (its offset is saved with the
+    position). A file that cannot be opened gives an empty stream; one that turns out
+    damaged or cut short ends the block early. Both are rejected under the policy,
+    the second with the line where reading stopped.
     """
     stream = open_or_reject(path, tally)
     if stream is None:
-        yield iter(())
+        yield io.BytesIO()
         return
     with stream:
         try:
             start = position.records
             if start and not _seek(stream, position.offset):
-                next(itertools.islice(stream, start - 1, start), None)
+                for _ in itertools.islice(bounded_lines(stream, limit), start):
+                    pass
             position.stream = stream
             yield stream
         except DAMAGED as error:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import codecs
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from headrace._checks import check_bool, check_shuffle
@@ -25,12 +25,15 @@ from headrace.engine.stage import Length, Stage, StageContext
 from headrace.errors import DecodeError
 from headrace.policy import Tally
 from headrace.sources.files import (
+    LINE_LIMIT,
     FileSource,
+    Overlong,
     PathsArg,
     ReadPosition,
     find_files,
     line_file,
     normalise_paths,
+    overlong_reason,
 )
 
 __all__ = ["Files", "TextLines"]
@@ -148,6 +151,89 @@ def _split(data: bytes, encoding: str, keep_ends: bool) -> list[str] | None:
     return lines
 
 
+def _line_blocks(read: Callable[[int], bytes], limit: int) -> Iterator[bytes | Overlong]:
+    """Blocks of whole lines read with ``read``; a line of more than ``limit`` bytes
+    (newline not counted) comes as :class:`Overlong` in its place, read past without
+    being kept. The last block may end without a newline.
+
+    ``read`` is the stream's ``read1``: what one step of the stream gives, so that the
+    lines before a damaged part of a compressed file still come out.
+
+    >>> chunks = iter([b"ab", b"c\\nd", b"ddddd", b"d\\ne\\nff", b""])
+    >>> list(_line_blocks(lambda size: next(chunks), 4))
+    [b'abc\\n', Overlong(size=7, consumed=8), b'e\\n', b'ff']
+    """
+    pending: list[bytes] = []  # the start of a line whose end is not read yet
+    held = 0  # bytes in pending
+    chunk = b""
+    while True:
+        if not chunk:
+            chunk = read(BLOCK_BYTES)
+            if not chunk:
+                break
+        cut = chunk.rfind(b"\n") + 1
+        if not cut:  # a line longer than this piece
+            pending.append(chunk)
+            held += len(chunk)
+            chunk = b""
+            if held > limit:  # read on to its end, keeping nothing
+                pending.clear()
+                while chunk := read(BLOCK_BYTES):
+                    end = chunk.find(b"\n")
+                    if end >= 0:
+                        yield Overlong(held + end, held + end + 1)
+                        chunk = chunk[end + 1 :]
+                        break
+                    held += len(chunk)
+                else:
+                    yield Overlong(held, held)
+                held = 0
+            continue
+        if pending:
+            end = chunk.index(b"\n")
+            if held + end > limit:
+                pending.clear()
+                yield Overlong(held + end, held + end + 1)
+                held, chunk = 0, chunk[end + 1 :]
+                continue
+        rest = chunk[cut:]
+        if cut < len(chunk):
+            chunk = chunk[:cut]
+        if pending:
+            pending.append(chunk)
+            chunk = b"".join(pending)
+            pending.clear()
+        data, chunk, held = chunk, b"", len(rest)
+        if rest:
+            pending.append(rest)
+        if limit < BLOCK_BYTES:  # a line inside the block may be over the limit too
+            yield from _within(data, limit)
+        else:
+            yield data
+    if pending:
+        yield b"".join(pending)  # the last line, without a newline
+
+
+def _within(data: bytes, limit: int) -> Iterator[bytes | Overlong]:
+    """``data``, a block of whole lines, with each line over ``limit`` bytes as an
+    :class:`Overlong` of its own."""
+    if max(map(len, data.split(b"\n"))) <= limit:
+        yield data
+        return
+    kept: list[bytes] = []
+    for raw in _raw_lines(data):
+        size = len(raw) - raw.endswith(b"\n")
+        if size <= limit:
+            kept.append(raw)
+            continue
+        if kept:
+            yield b"".join(kept)
+            kept.clear()
+        yield Overlong(size, len(raw))
+    if kept:
+        yield b"".join(kept)
+
+
 def _raw_lines(data: bytes) -> list[bytes]:
     """``data`` cut after each newline, kept (``bytes.splitlines`` would also cut at
     a lone CR)."""
@@ -172,11 +258,18 @@ class TextLines(FileSource):
         encoding: str = "utf-8",
         errors: str = "strict",
         keep_ends: bool = False,
+        max_record_bytes: int = LINE_LIMIT,
         on_error: object = "raise",
         num_shards: int = 1,
         shard_index: int = 0,
     ) -> None:
-        super().__init__(paths, on_error=on_error, num_shards=num_shards, shard_index=shard_index)
+        super().__init__(
+            paths,
+            max_record_bytes=max_record_bytes,
+            on_error=on_error,
+            num_shards=num_shards,
+            shard_index=shard_index,
+        )
         try:
             codecs.lookup(encoding)
         except (LookupError, TypeError):
@@ -211,7 +304,8 @@ class TextLines(FileSource):
         in C; the block's lines are handed out by a list iterator, whose remaining
         length tells ``position.sync`` how many have gone. A block in which a line
         does not decode goes line by line (:meth:`_lines`), to reject or replace
-        exactly the lines that do not.
+        exactly the lines that do not. A line over ``max_record_bytes`` is rejected
+        without being held.
         """
         encoding, keep_ends = self._encoding, self._keep_ends
         records = position.records
@@ -219,11 +313,8 @@ class TextLines(FileSource):
             offset = int(stream.tell())
         except (OSError, ValueError, AttributeError):
             offset = -1
-        read = getattr(stream, "read1", None) or getattr(stream, "read", None)
-        if read is None:  # the file could not be opened (and was rejected)
-            return
+        read = getattr(stream, "read1", None) or stream.read
         data = b""
-        pending: list[bytes] = []  # the start of a line whose end is not read yet
         lines: list[str] = []
         handing: Any = iter(lines)  # a list iterator: it knows how many are left
         # Where the last sync found itself in ``data``: lines handed out, bytes.
@@ -247,30 +338,17 @@ class TextLines(FileSource):
             pass
 
         position.sync = sync
-        while True:
-            # read1: what one step of the stream gives, so that the lines before a
-            # damaged part of a compressed file still come out.
-            chunk = read(BLOCK_BYTES)
-            if chunk:
-                cut = chunk.rfind(b"\n") + 1
-                if not cut:  # a line longer than this piece
-                    pending.append(chunk)
-                    continue
-                rest = chunk[cut:]
-                if cut < len(chunk):
-                    chunk = chunk[:cut]
-                if pending:
-                    pending.append(chunk)
-                    chunk = b"".join(pending)
-                    pending.clear()
-                data = chunk
-                if rest:
-                    pending.append(rest)
-            elif pending:
-                data = b"".join(pending)  # the last line, without a newline
-                pending.clear()
-            else:
-                break
+        for block in _line_blocks(read, self._limit):
+            if isinstance(block, Overlong):
+                records += 1
+                if offset >= 0:
+                    offset += block.consumed
+                size, data, lines = block.size, b"", []
+                handing = iter(lines)
+                reason = overlong_reason("the line", size, self._limit)
+                tally.reject(f"{path}:{records}", reason)
+                continue
+            data = block
             split = _split(data, encoding, keep_ends)
             if split is None:  # a line that does not decode: one at a time
                 position.records, position.offset = records, offset
@@ -330,7 +408,7 @@ class TextLines(FileSource):
     ) -> Iterator[Iterable[str]]:
         replaced: list[int] = []
         start = position.records
-        with line_file(path, tally, position) as stream:
+        with line_file(path, tally, position, self._limit) as stream:
             try:
                 yield from self._blocks(stream, path, tally, position, replaced)
             finally:

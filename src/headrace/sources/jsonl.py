@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from headrace.policy import Tally
-from headrace.sources.files import FileSource, ReadPosition, line_file
+from headrace.sources.files import (
+    FileSource,
+    Overlong,
+    ReadPosition,
+    bounded_lines,
+    line_file,
+    overlong_reason,
+)
 
 __all__ = ["ReadJsonl"]
 
@@ -29,9 +36,14 @@ class ReadJsonl(FileSource):
     kind = "read_jsonl"
 
     def read_file(self, path: str, tally: Tally, position: ReadPosition) -> Iterator[Any]:
-        with line_file(path, tally, position) as lines:
-            for number, raw in enumerate(lines, position.records + 1):
+        limit = self._limit
+        with line_file(path, tally, position, limit) as stream:
+            for number, raw in enumerate(bounded_lines(stream, limit), position.records + 1):
                 position.records = number
+                if isinstance(raw, Overlong):
+                    tally.read += 1
+                    tally.reject(f"{path}:{number}", overlong_reason("the line", raw.size, limit))
+                    continue
                 if not raw.strip():
                     continue
                 tally.read += 1

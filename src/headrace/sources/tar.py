@@ -17,9 +17,11 @@ from typing import Any, Final, Self
 from headrace.policy import Tally
 from headrace.sources.files import (
     DAMAGED,
+    MEMBER_LIMIT,
     FileSource,
     ReadPosition,
     open_or_reject,
+    overlong_reason,
 )
 
 __all__ = ["ReadTarShards"]
@@ -98,6 +100,7 @@ class ReadTarShards(FileSource):
 
     __slots__ = ()
     kind = "read_tar_shards"
+    record_limit = MEMBER_LIMIT
 
     def read_file(
         self, path: str, tally: Tally, position: ReadPosition
@@ -122,6 +125,8 @@ class ReadTarShards(FileSource):
                             continue
                         where = f"{path} member {member.name!r}"
                         refusal = _refusal(member)
+                        if refusal is None and member.size > self._limit:
+                            refusal = overlong_reason("the member", member.size, self._limit)
                         if refusal is not None:
                             tally.read += 1
                             tally.reject(where, refusal, member.name)
