@@ -340,9 +340,24 @@ def test_resize_equals_decoding_then_resizing(
     draft = (target, target) if isinstance(target, int) else target
     for path in odd_files(tmp_path):
         once = decode(path, resize=target, interpolation=interpolation)
-        twice = resize(decode(path, size=draft), target, interpolation=interpolation)
+        shape = resize(decode(path), target).shape[:2]  # from the full size
+        twice = resize(decode(path, size=draft), shape, interpolation=interpolation)
         np.testing.assert_array_equal(once, twice, err_msg=str(path))
-        assert_rgb(once, *twice.shape[:2])
+        assert_rgb(once, *shape)
+
+
+def test_a_drafted_jpeg_has_the_shape_of_the_full_one_resized(tmp_path: Path) -> None:
+    # A draft's sides are the full ones divided and rounded up; a shorter-side
+    # resize of those once rounded the longer side differently (45x59, not 45x60).
+    wrong = []
+    for width, height in [(640, 480), (1001, 750), (997, 743), (1280, 853), (853, 1280)]:
+        path = save(tmp_path, gradient(width, height), f"{width}x{height}.jpg")
+        full = decode(path)
+        for target in range(20, 140, 3):
+            got = decode(path, resize=target).shape
+            if got != resize(full, target).shape:
+                wrong.append((width, height, target, got))
+    assert wrong == []
 
 
 def test_resize_to_a_shorter_side_keeps_the_aspect_ratio(tmp_path: Path) -> None:

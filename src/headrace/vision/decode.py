@@ -59,9 +59,11 @@ def decode(
     animated image gives its first frame.
 
     ``resize=`` decodes and resizes in one step, the fastest way to a training
-    image: the result equals ``resize(decode(source, size=...), resize)``, but the
-    full-size picture never becomes an array (copying it out of Pillow and back
-    costs about a tenth of the work and holds the GIL, so threads scale worse).
+    image: the result has the shape of ``resize(decode(source), resize)``, and equals
+    ``resize(decode(source, size=...), shape)`` (a JPEG is decoded in draft mode
+    first when it is much larger), but the full-size picture never becomes an array
+    (copying it out of Pillow and back costs about a tenth of the work and holds the
+    GIL, so threads scale worse).
 
     >>> decode(png.getvalue(), resize=(1, 2)).shape, decode(png.getvalue(), resize=1).shape
     ((1, 2, 3), (1, 2, 3))
@@ -190,6 +192,15 @@ def _decode_image(image: Image.Image, name: str, request: _Request) -> npt.NDArr
         )
         raise DecodeError(msg)
     orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    if orientation in _TRANSPOSING_ORIENTATIONS:
+        height, width = width, height
+    shape = None
+    if request.resize is not None:
+        from headrace.vision.transforms import resized_shape
+
+        # From the full size, not a draft's: a draft's rounded sides would round the
+        # other side of a shorter-side resize differently.
+        shape = resized_shape(height, width, request.resize)
     if request.draft is not None and image.format == "JPEG":
         want_height, want_width = request.draft
         if orientation in _TRANSPOSING_ORIENTATIONS:
@@ -199,11 +210,8 @@ def _decode_image(image: Image.Image, name: str, request: _Request) -> npt.NDArr
     if orientation != 1:
         image = ImageOps.exif_transpose(image)
     image = _to_rgb(image)
-    if request.resize is not None:
-        from headrace.vision.transforms import resized_shape
-
-        height, width = resized_shape(image.height, image.width, request.resize)
-        image = image.resize((width, height), request.resample)
+    if shape is not None:
+        image = image.resize((shape[1], shape[0]), request.resample)
     # np.array, not asarray: an array over Pillow's bytes would be read-only.
     return np.array(image, dtype=np.uint8)
 
