@@ -38,6 +38,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import headrace as hr
+from headrace.run import state_check
 
 # -- element functions: deterministic, and defined for every element shape used -----
 
@@ -956,7 +957,7 @@ def test_state_is_small_plain_json(buffer: int | None, most: int) -> None:
         state = run.state()
     assert json.loads(json.dumps(state)) == state
     assert len(json.dumps(state)) < most
-    assert state["format"] == "headrace.run-state/2"
+    assert state["format"] == "headrace.run-state/3"
     assert isinstance(state["pipeline"], str)
     assert (state["epoch"], state["position"]) == (12, 400)
 
@@ -1053,6 +1054,11 @@ def test_tampered_fields_are_refused(field: str, value: Any, message: str) -> No
         del state[field]
     else:
         state[field] = value
+    # The format is read first; any other edit shows in the check.
+    edited = message if field == "format" else "its 'check' does not match the rest"
+    with pytest.raises(ValueError, match=edited):
+        pipeline.iter(state=state)
+    state["check"] = state_check(state)  # an edit on purpose: the field is checked too
     with pytest.raises(ValueError, match=message):
         pipeline.iter(state=state)
 
@@ -1067,12 +1073,14 @@ def test_states_that_are_not_states_are_refused() -> None:
 def test_position_beyond_the_end_is_refused(nothing_left_running: None) -> None:
     pipeline, state = good_state()
     state["position"] = 11
+    state["check"] = state_check(state)
     with pytest.raises(ValueError, match=r"element 11 of epoch 2.*yields only 10"):
         pipeline.iter(state=state)
     threaded = hr.range(10).map(bump, workers=2).prefetch(2)
     with threaded.iter(epoch=2) as run:
         state = run.state()
     state["position"] = 11
+    state["check"] = state_check(state)
     with pytest.raises(ValueError, match=r"element 11 of epoch 2.*yields only 10"):
         threaded.iter(state=state)
 

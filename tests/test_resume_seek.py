@@ -14,6 +14,13 @@ import pytest
 
 import headrace as hr
 from headrace.engine.stage import Tracker
+from headrace.run import state_check
+
+
+def sealed(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with its check worked out again, as an edit meant on purpose."""
+    return {**state, "check": state_check(state)}
+
 
 pytestmark = pytest.mark.usefixtures("nothing_left_running")
 
@@ -162,7 +169,7 @@ def test_a_position_past_the_end_of_a_known_length_is_refused() -> None:
     pipeline = hr.range(10).map(str)
     run = pipeline.iter(epoch=0)
     next(run)
-    state = {**run.state(), "position": 11}
+    state = sealed({**run.state(), "position": 11})
     with pytest.raises(ValueError, match="at element 11 of epoch 0: it yields only 10"):
         pipeline.iter(state=state)
 
@@ -175,7 +182,7 @@ def test_resuming_deep_into_a_long_epoch_starts_at_once() -> None:
     # The state a run would give after 10**8 batches: counts only, worked out here as
     # Run.state works them out.
     stages = Tracker(pipeline.stages).entries(10**8)
-    state = {**run.state(), "position": 10**8, "stages": stages}
+    state = sealed({**run.state(), "position": 10**8, "stages": stages})
     run.close()
     pulls.count = 0
     resumed = pipeline.iter(state=state)
@@ -344,4 +351,4 @@ def test_a_line_reader_seeks_to_its_saved_offset(reader: str, suffix: str, tmp_p
     # The lines are not read again: with a wrong line count, the offset still holds
     # (only the line numbers in error notes would be off).
     saved["records"] = 1
-    assert next(iter(pipeline.iter(state=state))) == full[3000]
+    assert next(iter(pipeline.iter(state=sealed(state)))) == full[3000]

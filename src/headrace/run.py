@@ -12,6 +12,7 @@ import contextlib
 import functools
 import hashlib
 import itertools
+import json
 import operator
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TextIO, TypeVar
@@ -28,10 +29,32 @@ from headrace.stats import StageStats, diagnose, format_report
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["STATE_FORMAT", "Run", "fingerprint", "start"]
+__all__ = ["STATE_FORMAT", "Run", "fingerprint", "start", "state_check"]
 
 #: The ``"format"`` of the states :meth:`Run.state` gives.
-STATE_FORMAT = "headrace.run-state/2"
+STATE_FORMAT = "headrace.run-state/3"
+
+
+def state_check(state: Mapping[str, Any]) -> str:
+    """The ``"check"`` of a state: a digest of everything else in it.
+
+    :meth:`Pipeline.iter` refuses a state whose check does not match, so a state
+    edited by hand, or damaged in storage, is never trusted to say where to go on.
+    """
+    content = {key: value for key, value in state.items() if key != "check"}
+    try:
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=_plain)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"the state holds a value that is not plain data ({error})") from None
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as its Python number (a framework may store ints so)."""
+    item = getattr(value, "item", None)
+    if item is None:
+        raise TypeError(f"{type(value).__name__} is not JSON data")
+    return item()
 
 
 def _skip(iterator: Iterator[Any], count: int, pipeline: Plan[Any], epoch: int) -> None:
@@ -254,13 +277,15 @@ class Run(itertools.chain[T], Generic[T]):
         else:
             epoch, position = self._epoch, count_of(self._counter)
             entries = self._chain.entries(position) if position else None
-        return {
+        state = {
             "format": STATE_FORMAT,
             "pipeline": fingerprint(self._pipeline),
             "epoch": epoch,
             "position": position,
             "stages": entries,
         }
+        state["check"] = state_check(state)
+        return state
 
     @classmethod
     def from_iterable(cls, iterables: Any) -> NoReturn:
@@ -387,6 +412,12 @@ def _resume_point(plan: Plan[Any], state: Mapping[str, Any]) -> tuple[int, int, 
     if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
         raise ValueError(
             f"state must be what Run.state() returns (format {STATE_FORMAT!r}), got {state!r:.200}"
+        )
+    if state.get("check") != state_check(state):
+        raise ValueError(
+            "the state was changed after Run.state() gave it: its 'check' does not match "
+            "the rest, so it cannot be trusted to say where to go on (resume from the "
+            "state as saved, or start an epoch afresh with iter(epoch=n))"
         )
     if state.get("pipeline") != fingerprint(plan):
         raise ValueError(

@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -491,7 +492,9 @@ def test_a_position_counts_members_of_the_shard(tmp_path, resumed):
     )
     pipeline = read_tar_shards(str(path), on_error="skip")
     # After sample a: the refused member is behind the position too.
-    assert resumed(pipeline, 1)[2] == {"file": 0, "records": 3, "path": str(path)}
+    saved = resumed(pipeline, 1)[2]
+    assert saved == {"file": 0, "records": 3, "path": str(path), "fingerprint": ANY}
+    assert saved["fingerprint"] == f"{path.stat().st_size}:" + saved["fingerprint"][-16:]
     assert resumed(pipeline, 2)[2]["records"] == 4
     assert resumed(pipeline, 3)[2]["records"] == 5
 

@@ -25,6 +25,7 @@ import contextlib
 import copy
 import glob
 import gzip
+import hashlib
 import io
 import itertools
 import lzma
@@ -51,7 +52,9 @@ __all__ = [
     "ReadPosition",
     "bounded_lines",
     "check_limit",
+    "check_position",
     "expand_braces",
+    "file_fingerprint",
     "find_files",
     "is_url",
     "line_file",
@@ -393,11 +396,18 @@ class ReadPosition:
     sync: Callable[[], None] | None = field(default=None, compare=False, repr=False)
     #: What a reader keeps for the whole run, across its files (not saved).
     memo: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    #: The fingerprint of the local file at ``path`` (see :func:`file_fingerprint`),
+    #: worked out when a position is first saved in the file; "" for none.
+    fingerprint: str = field(default="", compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         if self.sync is not None:
             self.sync()
         saved: dict[str, Any] = {"file": self.file, "records": self.records, "path": self.path}
+        if self.path and not self.fingerprint:
+            self.fingerprint = file_fingerprint(self.path)
+        if self.fingerprint:
+            saved["fingerprint"] = self.fingerprint
         if self.sync is not None:  # the reader keeps the offset itself
             if self.offset >= 0:
                 saved["offset"] = self.offset
@@ -409,7 +419,32 @@ class ReadPosition:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReadPosition:
         offset = int(data.get("offset", -1))
-        return cls(int(data["file"]), int(data["records"]), str(data.get("path", "")), offset)
+        position = cls(int(data["file"]), int(data["records"]), str(data.get("path", "")), offset)
+        position.fingerprint = str(data.get("fingerprint", ""))
+        return position
+
+
+#: Bytes at the head of a file that its fingerprint hashes.
+_HEAD_BYTES = 16 << 10
+
+
+def file_fingerprint(path: str) -> str:
+    """``"SIZE:DIGEST"`` of a local file: its size and a hash of its first 16 KiB
+    (compressed bytes as stored); "" for a URL or a file that cannot be read.
+
+    A saved read position keeps it, so a resumed reader tells a file rewritten under
+    the same name (or copied from other data) from the file it was reading. A copy of
+    the same file, whatever its modification time, has the same fingerprint.
+    """
+    if is_url(path):
+        return ""
+    try:
+        with open(local_path(path), "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            head = file.read(_HEAD_BYTES)
+    except OSError:
+        return ""
+    return f"{size}:{hashlib.blake2b(head, digest_size=8).hexdigest()}"
 
 
 def open_reader(
@@ -431,6 +466,35 @@ def open_reader(
     iterator, position = reader(ctx, saved)
     ctx.track_state(lambda _: {"read": position.as_dict()})
     return iterator
+
+
+def check_position(label: str, position: ReadPosition, paths: Sequence[str]) -> None:
+    """Refuse a saved position that does not point into ``paths`` as they are now:
+    a file index out of range, another file at that index, or a file whose
+    fingerprint changed since the position was saved."""
+    count = len(paths)
+    if position.file > count or (position.file == count and position.records):
+        raise ValueError(
+            f"{label}: the saved position is in file {position.file} (records "
+            f"{position.records}), but this run reads {count} file(s); the state is from "
+            "other data, or files were removed since it was saved"
+        )
+    if position.file == count or not position.path:
+        return
+    path = paths[position.file]
+    if path != position.path:
+        raise ValueError(
+            f"{label}: the saved position is in {position.path!r}, but file "
+            f"{position.file} of this run is {path!r}; the files changed since the "
+            "position was saved"
+        )
+    if position.fingerprint and position.fingerprint != (now := file_fingerprint(path)):
+        raise ValueError(
+            f"{label}: the saved position is in {path!r}, which has changed since it was "
+            f"saved (size and head {position.fingerprint!r}, now {now!r}); a position "
+            "in a changed file would resume at an arbitrary record, so start the epoch "
+            "afresh (iter(epoch=n))"
+        )
 
 
 class FileSource(Stage):
@@ -528,12 +592,7 @@ class FileSource(Stage):
         """A run of this source and its live position; from ``position`` if given."""
         start = ReadPosition() if position is None else copy.copy(position)
         paths = self.paths()
-        if start.path and start.file < len(paths) and paths[start.file] != start.path:
-            raise ValueError(
-                f"{ctx.label}: the saved position is in {start.path!r}, but file "
-                f"{start.file} of this run is {paths[start.file]!r}; the files changed "
-                "since the position was saved"
-            )
+        check_position(ctx.label, start, paths)
         tally = self._policy.tally(ctx)
         return self._run(paths, tally, start), start
 
@@ -558,6 +617,8 @@ class FileSource(Stage):
         current: list[Iterable[Any]],
     ) -> Generator[Iterable[Any], None, None]:
         for index in range(position.file, len(paths)):
+            if index != position.file:
+                position.fingerprint = ""
             position.file, position.path = index, paths[index]
             reader = self.read_pieces(paths[index], tally, position)
             try:
@@ -570,7 +631,7 @@ class FileSource(Stage):
                 current.clear()
                 close_iterator(reader)
             position.records = 0
-        position.file, position.path = len(paths), ""
+        position.file, position.path, position.fingerprint = len(paths), "", ""
 
     def read_pieces(
         self, path: str, tally: Tally, position: ReadPosition
@@ -623,7 +684,8 @@ def line_file(
     with stream:
         try:
             start = position.records
-            if start and not _seek(stream, position.offset):
+            where = f"{tally.label}: {path}"
+            if start and not _seek(stream, position.offset, start, where):
                 for _ in itertools.islice(bounded_lines(stream, limit), start):
                     pass
             position.stream = stream
@@ -639,21 +701,33 @@ def line_file(
             position.stream, position.offset, position.sync = None, -1, None
 
 
-def _seek(stream: io.BufferedIOBase, offset: int) -> bool:
-    """Move ``stream`` to ``offset`` if it can (a compressed stream decompresses up to
-    there, in C); ``False`` when the lines must be read again instead."""
+def _seek(stream: io.BufferedIOBase, offset: int, records: int, where: str) -> bool:
+    """Move ``stream`` to ``offset``, the end of line ``records``, if it can (a
+    compressed stream decompresses up to there, in C); ``False`` when the lines must
+    be read again instead. An offset that is not a line end, or is past the end of
+    the file, is refused: ``ValueError`` naming ``where``."""
     if offset < 0:
         return False
+    if offset == 0:
+        raise ValueError(f"{where}: the saved offset is 0, but {records} line(s) are behind it")
     if isinstance(stream, _Layered):
         # Damage met on the way is the file's, as it would be reading the lines.
-        stream.skip_to(offset)
-        return True
-    try:
-        if not stream.seekable():
+        stream.skip_to(offset - 1)
+    else:
+        try:
+            if not stream.seekable():
+                return False
+            stream.seek(offset - 1)  # fails, if at all, before moving
+        except (OSError, ValueError):
             return False
-        stream.seek(offset)  # fails, if at all, before moving
-    except (OSError, ValueError):
-        return False
+    before = stream.read(1)
+    # The end of a file whose last line has no newline is a line end too.
+    if before != b"\n" and not (before and not stream.read(1)):
+        problem = "past the end of the file" if not before else "not at the start of a line"
+        raise ValueError(
+            f"{where}: the saved offset {offset} is {problem}; the state is from other "
+            "data, or the file changed since it was saved"
+        )
     return True
 
 

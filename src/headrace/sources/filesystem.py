@@ -73,6 +73,11 @@ class Files(Stage):
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         paths = find_files(self._patterns)
+        if ctx.start > len(paths):
+            raise ValueError(
+                f"{ctx.label}: its saved 'start' ({ctx.start}) is past its {len(paths)} "
+                "files; the state is from other data, or files were removed since"
+            )
         if self._shuffle:
             seed = self._seed if self._seed is not None else ctx.seed
             python_rng(seed, ctx.epoch).shuffle(paths)
@@ -392,9 +397,13 @@ class TextLines(FileSource):
                 else:
                     reason = (
                         f"cannot decode byte {error.start} of the line as {encoding} "
-                        f"({error.reason}); pass on_error='skip' to count and drop "
-                        "such lines, or errors='replace' to keep them with U+FFFD"
+                        f"({error.reason})"
                     )
+                    if tally.policy.mode == "raise":
+                        reason += (
+                            "; pass on_error='skip' to count and drop such lines, or "
+                            "errors='replace' to keep them with U+FFFD"
+                        )
                     tally.reject(f"{path}:{number}", reason, raw, error=DecodeError)
                     continue
             yield line

@@ -39,6 +39,7 @@ from headrace.policy import Tally
 from headrace.sources.files import (
     FileSource,
     ReadPosition,
+    check_position,
     is_url,
     local_path,
     remote_filesystem,
@@ -286,12 +287,7 @@ class ImageFiles(FileSource):
         if self._shuffle:
             python_rng(seed, ctx.epoch).shuffle(items)
         paths = [path for path, _ in items]
-        if start.path and start.file < len(paths) and paths[start.file] != start.path:
-            raise ValueError(
-                f"{ctx.label}: the saved position is at {start.path!r}, but file "
-                f"{start.file} of this run is {paths[start.file]!r}; the files changed "
-                "since the position was saved"
-            )
+        check_position(ctx.label, start, paths)
         return self._run(paths, self._policy.tally(ctx), start), start
 
     def read_file(self, path: str, tally: Tally, position: ReadPosition) -> Iterator[Any]:

@@ -120,6 +120,12 @@ class ReadParquet(FileSource):
         pa, _, _ = _arrow()
         skip = position.records
         metadata = parquet.metadata
+        if skip > metadata.num_rows:
+            raise ValueError(
+                f"{tally.label}: {path}: the saved position is after row {skip}, but the "
+                f"file has {metadata.num_rows} rows; the state is from other data, or the "
+                "file changed since it was saved"
+            )
         group, row = 0, 0
         while group < metadata.num_row_groups:
             rows = metadata.row_group(group).num_rows

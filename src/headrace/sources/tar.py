@@ -166,6 +166,12 @@ class ReadTarShards(FileSource):
                     reason = f"the shard is damaged or cut short after {after} ({error}){dropped}"
                 tally.reject(path, reason)
                 return
+        if consumed < skip:
+            raise ValueError(
+                f"{tally.label}: {path}: the saved position is after member {skip}, but the "
+                f"shard has {consumed}; the state is from other data, or the shard changed "
+                "since it was saved"
+            )
         if sample is not None:
             position.records = consumed
             tally.read += 1

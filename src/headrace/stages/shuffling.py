@@ -118,19 +118,30 @@ class _Shuffling:
             phase = saved["phase"]
             pulled = start + int(saved["pulled"])
             indices = [start + offset for offset in unpack_counts(saved["indices"])]
-            if phase not in ("fill", "drain") or not all(i < pulled for i in indices):
-                raise ValueError(phase)
+            problem = _buffer_problem(phase, pulled - start, indices, start, self.size)
             if phase == "fill":
                 version, words, gauss = saved["rng"]
                 self.rng.setstate((version, tuple(unpack_counts(words)), gauss))
                 self.slot = int(saved["slot"])
+                if not -1 <= self.slot < self.size:
+                    problem = problem or f"slot {self.slot} is not a slot of {self.size}"
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{self.ctx.label}: its saved buffer is damaged ({error!r})") from None
+        if problem is not None:
+            raise ValueError(f"{self.ctx.label}: its saved buffer is damaged: {problem}")
         wanted = {index: k for k, index in enumerate(indices)}
         buffer: list[Any] = [None] * len(indices)
-        for index, item in zip(range(self.ctx.start, pulled), self.upstream, strict=False):
+        taken = start
+        for index, item in zip(range(start, pulled), self.upstream, strict=False):
+            taken = index + 1
             if index in wanted:
                 buffer[wanted[index]] = item
+        if taken < pulled:
+            raise ValueError(
+                f"{self.ctx.label}: its saved buffer holds elements up to input element "
+                f"{pulled - start} (after {start}), but its input ends after {taken - start}; "
+                "the state is from other data, or the data changed since it was saved"
+            )
         self.buffer, self.indices, self.pulled, self.phase = buffer, list(indices), pulled, phase
 
     def run(self) -> Iterator[Any]:
@@ -206,3 +217,22 @@ def shuffle(
     """
     stage = Shuffle(buffer_size, seed=seed)
     return apply(stage, iterable, epoch=check_int("epoch", epoch))
+
+
+def _buffer_problem(
+    phase: object, pulled: int, indices: list[int], start: int, size: int
+) -> str | None:
+    """What is wrong with a saved shuffle buffer, or ``None``: ``indices`` (places in
+    the input, from ``start``) must be distinct and below ``pulled``, and fill the
+    buffer while it is filling, at most ``size`` of them."""
+    if phase not in ("fill", "drain"):
+        return f"phase {phase!r} is neither 'fill' nor 'drain'"
+    if pulled < 0:
+        return f"'pulled' is negative ({pulled})"
+    if len(indices) > size or (phase == "fill" and len(indices) != size):
+        return f"it holds {len(indices)} elements, in a buffer of {size} in phase {phase!r}"
+    if len(set(indices)) != len(indices):
+        return "an element is in it twice"
+    if any(not start <= index < start + pulled for index in indices):
+        return f"an element is not one of the {pulled} it took from its input"
+    return None

@@ -31,7 +31,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import io
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -41,6 +41,7 @@ from headrace.policy import Tally
 from headrace.sources.csv.arrow import ArrowReader
 from headrace.sources.csv.common import (
     Broken,
+    Chunk,
     Layout,
     Prefixed,
     batches,
@@ -244,11 +245,16 @@ class ReadCsv(FileSource):
             if self._uses_pyarrow():
                 prefix = b"".join(again)
                 reader = ArrowReader(path, layout, tally, delimiter=delimiter, quotechar=quotechar)
-                chunks = reader.chunks(stream, prefix, consumed - len(prefix), position.records)
+                chunks = _counted(
+                    reader.chunks(stream, prefix, consumed - len(prefix), position.records),
+                    lambda: reader.consumed,
+                    position.records,
+                    f"{tally.label}: {path}",
+                )
             else:
                 if again:
                     stream = io.BufferedReader(Prefixed(b"".join(again), stream))
-                chunks = python_chunks(
+                rows = python_chunks(
                     stream,
                     path,
                     layout,
@@ -258,6 +264,7 @@ class ReadCsv(FileSource):
                     delimiter=delimiter,
                     quotechar=quotechar,
                 )
+                chunks = _counted(rows, None, position.records, f"{tally.label}: {path}")
             if self._batch_size is None:
                 yield from records(chunks, layout.keys, tally, position)
             else:
@@ -467,3 +474,21 @@ def _is_undecodable(text: str) -> bool:
 
 
 # -- the public function -------------------------------------------------------------------
+
+
+def _counted(
+    chunks: Generator[Chunk, None, Any],
+    count: Callable[[], int] | None,
+    skip: int,
+    where: str,
+) -> Generator[Chunk, None, None]:
+    """``chunks``, refusing at their end a saved position past the file's last row.
+
+    The rows read are what ``chunks`` returns, or ``count()`` after them."""
+    last: Any = yield from chunks
+    rows = int(last) if count is None else count()
+    if rows < skip:
+        raise ValueError(
+            f"{where}: the saved position is after row {skip}, but the file has {rows} "
+            "rows; the state is from other data, or the file changed since it was saved"
+        )
