@@ -168,10 +168,10 @@ def _check_order(pipeline: Plan[Any], point: int, among: str) -> None:
     found = first_unfixed(stages[:point], seeded=pipeline.seed is not None)
     if found is not None:
         position, stage, problem = found
-        after = f", or after {stages[point - 1].name!r}" if point > 1 else ""
+        after = f', or after "{stages[point - 1].name}"' if point > 1 else ""
         raise ValueError(
             f"cannot share {pipeline!r} among {among}: every worker runs "
-            f"stage {position} {stage.name!r} in full, and {problem} gives each a "
+            f'stage {position} "{stage.name}" in full, and {problem} gives each a '
             f"different order (fix the order{after}, so that the elements can be "
             "shared out)"
         )

@@ -40,7 +40,8 @@ def _compile(kinds: tuple[str, ...]) -> Callable[..., Iterator[Any]]:
         call = {
             "map": f"x = f{k}(x)",
             "starmap": f"x = f{k}(*x)",
-            "filter": f"keep = f{k}(x)",
+            # The truth test too: an array's may raise, and is the filter's error.
+            "filter": f"drop = not f{k}(x)",
             "tap": f"f{k}(x)",
         }[kind]
         body += [
@@ -53,7 +54,7 @@ def _compile(kinds: tuple[str, ...]) -> Callable[..., Iterator[Any]]:
         ]
         if kind == "filter":
             drops.append(f"d{k}")
-            body += ["        if not keep:", f"            d{k} += 1", "            continue"]
+            body += ["        if drop:", f"            d{k} += 1", "            continue"]
     params = ", ".join(f"f{k}" for k in range(len(kinds)))
     lines.append(f"def fused(upstream, {params}, labels, first, ends):")
     lines.append("    n0 = first - 1")

@@ -89,6 +89,21 @@ class Plan(Generic[T]):
         """A plan of the same kind with other ``stages`` and the same seed."""
         return Plan(stages, seed=self._seed)
 
+    def _unknown(self) -> str:
+        """Which stage makes the length unknown, and how to count instead."""
+        length: Length = None
+        culprit = ""
+        for position, stage in enumerate(self._stages):
+            before, length = length, stage.length(length)
+            if length is None and (before is not None or position == 0):
+                what = (
+                    "is a source that does not count its elements before reading them"
+                    if stage.is_source
+                    else "yields a number of elements that depends on the data"
+                )
+                culprit = f'stage {position} "{stage.name}" {what}'
+        return f"{culprit} (count a run instead: sum(1 for _ in pipeline))"
+
     def known_length(self) -> Length:
         """The number of elements if it can be known without running, else ``None``.
 
@@ -103,8 +118,7 @@ class Plan(Generic[T]):
         length = self.known_length()
         if length is None:
             raise TypeError(
-                f"the length of {self!r} is not known before running it "
-                "(a stage such as filter or flat_map changes it by data)"
+                f"the length of {self!r} is not known before running it: {self._unknown()}"
             )
         if length == INFINITE:
             raise TypeError(f"{self!r} is endless")

@@ -117,7 +117,8 @@ def _read(
         except Exception as error:
             # What the reader's policy does not cover (a file gone since it was
             # listed, say) is this file's problem, not the end of the report.
-            tally = {"rejected": 1, "examples": [f"{path}: cannot read the file: {error}"]}
+            reason = str(error) or type(error).__name__  # a bare MemoryError says nothing
+            tally = {"rejected": 1, "examples": [f"{path}: cannot read the file: {reason}"]}
         entry["records"] = count
         entry["rejected"] = tally.get("rejected", 0)
         report["rejected"] += entry["rejected"]

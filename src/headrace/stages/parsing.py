@@ -34,12 +34,13 @@ class Parse(Stage):
         try:
             compiled = re.compile(pattern)
         except re.error as error:
+            shown = _shown(pattern) if isinstance(pattern, str) else repr(pattern)
             raise ValueError(
-                f"pattern {pattern!r} is not a valid regular expression: {error}"
+                f"pattern {shown} is not a valid regular expression: {error}"
             ) from None
         if not compiled.groupindex:
             raise ValueError(
-                f"pattern {compiled.pattern!r} has no named groups (?P<name>...): they name "
+                f"pattern {_shown(compiled.pattern)} has no named groups (?P<name>...): they name "
                 "the fields of the records it makes"
             )
         self._pattern = compiled
@@ -49,7 +50,7 @@ class Parse(Stage):
     @property
     def name(self) -> str:
         extra = "" if self._policy.mode == "raise" else f", on_error={self._policy!r}"
-        return f"parse({self._pattern.pattern!r}{extra})"
+        return f"parse({_shown(self._pattern.pattern)}{extra})"
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         match = self._pattern.search if self._search else self._pattern.fullmatch
@@ -85,7 +86,8 @@ def _parse(
             except TypeError:
                 found = None
             if found is None:
-                where = f"{ctx.label} input element {count_of(counter) - 1}"
+                taken = count_of(counter)
+                where = f"{ctx.label} input element {taken - 1}{_line_of(ctx, taken)}"
                 if not isinstance(text, str):
                     tally.reject(where, f"expected a str, got {type(text).__name__}", text)
                 else:
@@ -98,6 +100,23 @@ def _parse(
         tally.taking = None
         tally.close()
         close_iterator(upstream)
+
+
+def _line_of(ctx: StageContext, taken: int) -> str:
+    """`` (file:line)`` of the last element a file reader below handed out, when the
+    stages between pass elements on one at a time (so that it is this element's
+    line); "" otherwise."""
+    try:
+        entries = ctx.upstream_entries(ctx.input_state(taken))
+    except Exception:  # a stage that cannot say: the index alone
+        return ""
+    for entry in reversed(entries or []):
+        if not isinstance(entry, dict) or "upstream" in entry:
+            return ""  # a stage that reads ahead: the reader is past this element
+        read = entry.get("read")
+        if isinstance(read, dict) and read.get("path"):
+            return f" ({read['path']}:{read['records']})"
+    return ""
 
 
 def parse(
@@ -117,3 +136,15 @@ def parse(
     [{'verb': 'GET', 'path': '/a', 'code': '200'}, {'verb': 'POST', 'path': '/b', 'code': '404'}]
     """
     return apply(Parse(pattern, on_error=on_error, search=search), iterable)
+
+
+def _shown(pattern: str) -> str:
+    """A pattern as it is written in code: raw when it has backslashes.
+
+    >>> print(_shown(r"(?P<n>\\d+)"), _shown("a b"))
+    r'(?P<n>\\d+)' 'a b'
+    """
+    raw = "\\" in pattern and "'" not in pattern and not pattern.endswith("\\")
+    if raw and pattern.isprintable():
+        return f"r'{pattern}'"
+    return repr(pattern)
