@@ -35,6 +35,7 @@ headrace`` needs only numpy.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
 import importlib
@@ -198,7 +199,7 @@ class ArrowReader:
 
     def chunks(
         self, stream: io.BufferedIOBase, prefix: bytes, offset: int, skip: int
-    ) -> Iterator[Chunk]:
+    ) -> Generator[Chunk, None, None]:
         """The chunks of the file. ``stream`` is after the header; ``prefix`` holds rows
         read from it already (a headerless file's first row); ``offset`` is where
         ``prefix`` starts in the (decompressed) file. Rows up to ``skip`` are passed over.
@@ -247,7 +248,7 @@ class ArrowReader:
     def _take(self, part: _Part, stream: io.BufferedIOBase, skip: int) -> Iterator[Chunk]:
         """The chunks of one part, with its bad rows rejected in place."""
         if part.quoted is not None:
-            rest = Prefixed(part.quoted, stream if part.damage is None else None)
+            rest = Prefixed(part.quoted, stream if part.damage is None else None, utf8=True)
             if (yield from self._streamed(rest, part.offset, skip)):
                 return  # the Python engine read the file to its end, damage included
         elif part.unparsed is not None:
@@ -373,6 +374,10 @@ class ArrowReader:
         its float columns are parsed as floats.
         """
         pa, pacsv = self.pa, self.pacsv
+        if not _utf8(data):
+            # pyarrow fails to hand a row of such bytes to the handler of bad rows (and
+            # prints that failure): the Python engine reads the segment, and names it.
+            return _Part(unparsed=bytes(data))
         options = self.int_options if ints else None
         bad: list[_Bad] = []
         try:
@@ -414,7 +419,7 @@ class ArrowReader:
                 bad.clear()
                 yield from self._interleave([self._arrays(batch)], before, skip)
             self.bad.extend(bad)
-        except (pa.ArrowInvalid, _Unconvertible):
+        except (pa.ArrowInvalid, _Unconvertible, UnicodeDecodeError):
             # The Python engine reads again from where this reader started, passing over
             # the rows handed out already.
             again = open_or_reject(self.path, self.tally)
@@ -526,6 +531,15 @@ def _numpy(column: Any, dtype: np.dtype[Any] | None, *, ints: bool = False) -> n
         values = np.where(valid[offset:].astype(bool), values, np.nan)
     with np.errstate(over="ignore"):  # 1e39 as float32 is inf
         return values.astype(dtype)
+
+
+def _utf8(data: bytes | memoryview) -> bool:
+    """Whether ``data`` is valid UTF-8 (at memory speed for ASCII)."""
+    try:
+        codecs.utf_8_decode(data, "strict", True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _reader(pa: Any, data: bytes | memoryview) -> Any:

@@ -11,6 +11,7 @@ already put back in front (:class:`Prefixed`).
 
 from __future__ import annotations
 
+import codecs
 import io
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
@@ -149,11 +150,16 @@ def shown(fields: list[str] | None) -> list[str] | None:
 class Prefixed(io.RawIOBase):
     """Bytes already read, then the rest of a stream: what pyarrow's reader reads from."""
 
-    def __init__(self, prefix: bytes, stream: io.BufferedIOBase | None) -> None:
+    def __init__(
+        self, prefix: bytes, stream: io.BufferedIOBase | None, *, utf8: bool = False
+    ) -> None:
         self._prefix = memoryview(prefix)
         self._stream = stream
         #: An error the stream raised after some bytes, raised at the next read.
         self._error: BaseException | None = None
+        #: With ``utf8``, bytes that are not UTF-8 raise ``UnicodeDecodeError`` as
+        #: they are read (pyarrow cannot hand a bad row of them to its handler).
+        self._utf8 = codecs.getincrementaldecoder("utf-8")() if utf8 else None
 
     def readable(self) -> bool:
         return True
@@ -183,6 +189,8 @@ class Prefixed(io.RawIOBase):
                 break
             target[filled : filled + len(data)] = data
             filled += len(data)
+        if self._utf8 is not None:
+            self._utf8.decode(target[:filled], not filled)
         return filled
 
 
