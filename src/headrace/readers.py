@@ -26,7 +26,7 @@ from headrace.sources.files import LINE_LIMIT, MEMBER_LIMIT, PathsArg, normalise
 from headrace.sources.filesystem import Files, TextLines
 from headrace.sources.images import IMAGE_EXTENSIONS, ImageFiles
 from headrace.sources.jsonl import ReadJsonl
-from headrace.sources.parquet import ReadParquet
+from headrace.sources.parquet import GROUP_LIMIT, ReadParquet
 from headrace.sources.sql import ReadSql
 from headrace.sources.tar import ReadTarShards
 from headrace.stages.combine import Concat, SampleFrom, Zip
@@ -296,6 +296,7 @@ def read_csv(
     delimiter: str = ",",
     quotechar: str = '"',
     engine: str = "auto",
+    max_record_bytes: int = LINE_LIMIT,
     on_error: OnError = "raise",
     num_shards: int = 1,
     shard_index: int = 0,
@@ -376,10 +377,13 @@ def read_csv(
         quotechar: the quote character, one character; doubled inside a quoted field.
         engine: ``"pyarrow"`` (fast; ``pip install 'headrace[arrow]'``), ``"python"``
             (the csv module; no dependencies), or ``"auto"``: pyarrow when installed.
-            Both give the same records and reject the same rows, but for one limit:
-            the csv module takes fields up to ``csv.field_size_limit()`` characters
-            (131,072 unless raised) and rejects rows with longer ones, which pyarrow
-            reads when the row fits in a block (2 MiB).
+            Both give the same records and reject the same rows. The csv module's
+            field limit (``csv.field_size_limit()``, 131,072 characters unless
+            changed) is process-wide: reading raises it to ``max_record_bytes``,
+            never lowers it.
+        max_record_bytes: the longest line of a row read (in bytes, line ending not
+            counted), 64 MiB by default: a longer one is a bad row, read past without
+            being held, by either engine.
         on_error: what to do with a bad row (a wrong number of fields, a value that does
             not convert to its dtype, bytes that are not UTF-8 in a column read), a file
             that cannot be opened or whose header does not fit the arguments, or a
@@ -409,6 +413,7 @@ def read_csv(
                 delimiter=delimiter,
                 quotechar=quotechar,
                 engine=engine,
+                max_record_bytes=max_record_bytes,
                 on_error=on_error,
                 num_shards=num_shards,
                 shard_index=shard_index,
@@ -422,6 +427,7 @@ def read_parquet(
     *,
     columns: Sequence[str] | None = None,
     batch_size: int | None = None,
+    max_record_bytes: int = GROUP_LIMIT,
     on_error: OnError = "raise",
     num_shards: int = 1,
     shard_index: int = 0,
@@ -466,12 +472,16 @@ def read_parquet(
             this order.
         batch_size: hand out dicts of numpy arrays of this many rows instead of one
             dict per row.
+        max_record_bytes: the largest row group read, in the uncompressed bytes of
+            the columns read (from the file's footer), 4 GiB by default: a larger one
+            is a bad record, passed over unread.
         on_error: what to do with a file that cannot be opened, is not Parquet, is
-            cut short or damaged, or lacks a column of ``columns``: ``"raise"``
+            cut short or damaged, or lacks a column of ``columns``, and with a row
+            group over ``max_record_bytes``: ``"raise"``
             (default) raises :class:`headrace.ParseError` naming the file and the
-            reason; ``"skip"`` drops the rest of the file, counts it as one rejected
-            record and logs a summary; a file path also appends it there as a JSON
-            line (see :mod:`headrace.policy`). The ``read`` count is in rows.
+            reason; ``"skip"`` drops the rest of the file (or the row group), counts
+            it as one rejected record and logs a summary; a file path also appends it
+            there as a JSON line (see :mod:`headrace.policy`). The ``read`` count is in rows.
         num_shards, shard_index: read only every ``num_shards``-th file of the sorted
             list, starting at ``shard_index``.
 
@@ -487,6 +497,7 @@ def read_parquet(
                 path,
                 columns=columns,
                 batch_size=batch_size,
+                max_record_bytes=max_record_bytes,
                 on_error=on_error,
                 num_shards=num_shards,
                 shard_index=shard_index,

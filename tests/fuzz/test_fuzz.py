@@ -25,6 +25,7 @@ KINDS = [
     "jsonl",
     "csv-python",
     "csv-pyarrow",
+    "csv-short-rows",
     "csv-batches",
     "parquet",
     "tar",

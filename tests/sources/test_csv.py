@@ -616,15 +616,20 @@ def test_a_header_that_is_not_utf8_rejects_the_file(tmp_path, engine):
     assert read(tmp_path / "h.csv", engine, names=["a", "b"]) == [{"a": 1, "b": 2}]
 
 
-def test_fields_over_the_csv_modules_limit_are_bad_rows_for_the_python_engine(tmp_path):
-    long = "y" * (csv.field_size_limit() + 1)
-    pd.DataFrame({"a": [1, 2], "t": [long, "z"]}).to_csv(tmp_path / "l.csv", index=False)
-    assert [r["t"] for r in read(tmp_path / "l.csv", "pyarrow")] == [long, "z"]
-    with pytest.raises(
-        hr.ParseError,
-        match=r"row 1: cannot parse the row: field larger.*csv\.field_size_limit\(n\).*pyarrow",
-    ):
+def test_fields_over_the_csv_modules_default_limit_read_the_same_on_both_engines(tmp_path):
+    before = csv.field_size_limit()
+    try:
+        csv.field_size_limit(131_072)  # the module's default
+        long = "y" * 200_000
+        pd.DataFrame({"a": [1, 2], "t": [long, "z"]}).to_csv(tmp_path / "l.csv", index=False)
+        assert [r["t"] for r in read(tmp_path / "l.csv", "pyarrow")] == [long, "z"]
+        assert [r["t"] for r in read(tmp_path / "l.csv", "python")] == [long, "z"]
+        assert csv.field_size_limit() == 64 << 20  # raised to max_record_bytes
+        csv.field_size_limit(1 << 30)
         read(tmp_path / "l.csv", "python")
+        assert csv.field_size_limit() == 1 << 30  # never lowered
+    finally:
+        csv.field_size_limit(before)
 
 
 # -- resuming --------------------------------------------------------------------------------

@@ -19,7 +19,13 @@ import numpy as np
 
 from headrace._checks import check_optional_int
 from headrace.policy import Tally
-from headrace.sources.files import FileSource, PathsArg, ReadPosition, open_or_reject
+from headrace.sources.files import (
+    FileSource,
+    PathsArg,
+    ReadPosition,
+    open_or_reject,
+    overlong_reason,
+)
 
 __all__ = ["ReadParquet"]
 
@@ -40,6 +46,27 @@ def _arrow() -> tuple[Any, Any, Any]:
     return pa, pc, pq
 
 
+#: The default ``max_record_bytes`` of ``read_parquet``: the largest row group read,
+#: in the uncompressed bytes of the columns read.
+GROUP_LIMIT = 4 << 30
+
+
+def _column_indices(parquet: Any, columns: list[str] | None) -> list[int] | None:
+    """The indices, among the file's leaf columns, of those read (None: all)."""
+    if columns is None:
+        return None
+    schema = parquet.metadata.schema
+    wanted = set(columns)
+    return [i for i in range(len(schema)) if schema.column(i).path.split(".", 1)[0] in wanted]
+
+
+def _group_bytes(group: Any, columns: list[int] | None) -> int:
+    """The uncompressed bytes of a row group's columns that are read."""
+    if columns is None:
+        return int(group.total_byte_size)
+    return sum(int(group.column(i).total_uncompressed_size) for i in columns)
+
+
 class ReadParquet(FileSource):
     """Parquet files: one dict per row, or dicts of numpy columns of ``batch_size`` rows.
 
@@ -50,6 +77,7 @@ class ReadParquet(FileSource):
 
     __slots__ = ("_batch_size", "_columns")
     kind = "read_parquet"
+    record_limit = GROUP_LIMIT
 
     def __init__(
         self,
@@ -57,11 +85,18 @@ class ReadParquet(FileSource):
         *,
         columns: Sequence[str] | None = None,
         batch_size: int | None = None,
+        max_record_bytes: int | None = None,
         on_error: object = "raise",
         num_shards: int = 1,
         shard_index: int = 0,
     ) -> None:
-        super().__init__(paths, on_error=on_error, num_shards=num_shards, shard_index=shard_index)
+        super().__init__(
+            paths,
+            max_record_bytes=max_record_bytes,
+            on_error=on_error,
+            num_shards=num_shards,
+            shard_index=shard_index,
+        )
         self._columns = _check_columns(columns)
         self._batch_size = check_optional_int("batch_size", batch_size, minimum=1)
 
@@ -133,8 +168,17 @@ class ReadParquet(FileSource):
                 break
             group, row = group + 1, row + rows
         columns = None if self._columns is None else list(self._columns)
+        read = _column_indices(parquet, columns)
         # One row group at a time, so that a damaged group costs only its own rows.
         for index in range(group, metadata.num_row_groups):
+            size = _group_bytes(metadata.row_group(index), read)
+            if size > self._limit:
+                rows = metadata.row_group(index).num_rows
+                tally.read += 1
+                reason = overlong_reason(f"row group {index} ({rows} rows)", size, self._limit)
+                tally.reject(f"{path}, rows {row + 1} to {row + rows}", reason)
+                row += rows
+                continue
             batches = parquet.iter_batches(batch_size=size, row_groups=[index], columns=columns)
             while True:
                 try:

@@ -44,20 +44,24 @@ from headrace.sources.csv.common import (
     Chunk,
     Layout,
     Prefixed,
+    RowTooLong,
     batches,
     records,
     unique_names,
 )
 from headrace.sources.csv.infer import GUESS, INFER_BYTES, INFER_ROWS, Guess, infer
-from headrace.sources.csv.python import python_chunks
+from headrace.sources.csv.python import allow_fields, python_chunks
 from headrace.sources.files import (
     DAMAGED,
     FileSource,
+    Overlong,
     PathsArg,
     ReadPosition,
+    bounded_lines,
     find_files,
     open_binary,
     open_or_reject,
+    overlong_reason,
 )
 
 __all__ = ["ReadCsv"]
@@ -124,11 +128,18 @@ class ReadCsv(FileSource):
         delimiter: str = ",",
         quotechar: str = '"',
         engine: str = "auto",
+        max_record_bytes: int | None = None,
         on_error: object = "raise",
         num_shards: int = 1,
         shard_index: int = 0,
     ) -> None:
-        super().__init__(paths, on_error=on_error, num_shards=num_shards, shard_index=shard_index)
+        super().__init__(
+            paths,
+            max_record_bytes=max_record_bytes,
+            on_error=on_error,
+            num_shards=num_shards,
+            shard_index=shard_index,
+        )
         self._header = check_bool("header", header)
         self._names = self._check_names(names)
         self._columns = self._check_columns(columns)
@@ -216,6 +227,7 @@ class ReadCsv(FileSource):
     # -- one file ------------------------------------------------------------------------
 
     def read_file(self, path: str, tally: Tally, position: ReadPosition) -> Iterator[Any]:
+        allow_fields(self._limit)  # the header and the sample are the csv module's too
         stream = open_or_reject(path, tally)
         if stream is None:
             return
@@ -229,9 +241,13 @@ class ReadCsv(FileSource):
             except csv.Error as error:  # a field over the csv module's size limit
                 self._reject_file(path, f"cannot parse the first row: {error}", tally)
                 return
+            except RowTooLong as error:
+                reason = overlong_reason("the first row", error.size, self._limit)
+                self._reject_file(path, reason, tally)
+                return
             if fields is None:  # empty, or blank lines only: no rows, nothing wrong
                 return
-            sample = _Sample(stream, self._delimiter, self._quotechar)
+            sample = _Sample(stream, self._delimiter, self._quotechar, self._limit)
             layout = self._layout(path, fields, tally, sample, position.memo)
             if layout is None:
                 return
@@ -244,7 +260,9 @@ class ReadCsv(FileSource):
             delimiter, quotechar = self._delimiter, self._quotechar
             if self._uses_pyarrow():
                 prefix = b"".join(again)
-                reader = ArrowReader(path, layout, tally, delimiter=delimiter, quotechar=quotechar)
+                reader = ArrowReader(
+                    path, layout, tally, delimiter=delimiter, quotechar=quotechar, limit=self._limit
+                )
                 chunks = _counted(
                     reader.chunks(stream, prefix, consumed - len(prefix), position.records),
                     lambda: reader.consumed,
@@ -263,6 +281,7 @@ class ReadCsv(FileSource):
                     position.records,
                     delimiter=delimiter,
                     quotechar=quotechar,
+                    limit=self._limit,
                 )
                 chunks = _counted(rows, None, position.records, f"{tally.label}: {path}")
             if self._batch_size is None:
@@ -278,7 +297,9 @@ class ReadCsv(FileSource):
 
         def lines() -> Iterator[str]:
             nonlocal consumed
-            for line in iter(stream.readline, b""):
+            for line in bounded_lines(stream, self._limit):
+                if isinstance(line, Overlong):
+                    raise RowTooLong(line.size)
                 if consumed == 0 and line.startswith(_BOM):
                     line = line[len(_BOM) :]
                     consumed += len(_BOM)
@@ -384,7 +405,8 @@ class ReadCsv(FileSource):
                 fields, _, _ = self._first_record(stream)
                 if fields is None:
                     return {}
-                return self._file_types(fields, _Sample(stream, self._delimiter, self._quotechar))
+                sample = _Sample(stream, self._delimiter, self._quotechar, self._limit)
+                return self._file_types(fields, sample)
         except (*DAMAGED, csv.Error):
             return {}
 
@@ -424,10 +446,13 @@ class _Sample:
     from the stream when first asked for: up to :data:`INFER_ROWS` rows or
     :data:`INFER_BYTES` bytes. The engine reads them again, from ``raw``."""
 
-    __slots__ = ("_delimiter", "_quotechar", "_stream", "consumed", "damage", "raw")
+    __slots__ = ("_delimiter", "_limit", "_quotechar", "_stream", "consumed", "damage", "raw")
 
-    def __init__(self, stream: io.BufferedIOBase, delimiter: str, quotechar: str) -> None:
+    def __init__(
+        self, stream: io.BufferedIOBase, delimiter: str, quotechar: str, limit: int
+    ) -> None:
         self._stream, self._delimiter, self._quotechar = stream, delimiter, quotechar
+        self._limit = limit
         #: The lines read, and their bytes.
         self.raw: list[bytes] = []
         self.consumed = 0
@@ -440,11 +465,15 @@ class _Sample:
         def lines() -> Iterator[str]:
             stream = self._stream
             while len(rows) < INFER_ROWS and self.consumed < INFER_BYTES:
-                line = stream.readline()
+                # A line cut short by the bound is read again by the engine, whole, and
+                # is no part of the sample.
+                line = stream.readline(min(self._limit, INFER_BYTES) + 1)
                 if not line:
                     return
                 self.consumed += len(line)
                 self.raw.append(line)
+                if not line.endswith(b"\n") and len(line) > min(self._limit, INFER_BYTES):
+                    return
                 yield line.decode("utf-8", "surrogateescape")
 
         reader = csv.reader(lines(), delimiter=self._delimiter, quotechar=self._quotechar)

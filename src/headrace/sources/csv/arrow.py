@@ -53,9 +53,18 @@ from typing import Any, Final
 import numpy as np
 
 from headrace.policy import Tally
-from headrace.sources.csv.common import FALSE, TRUE, Chunk, Layout, Prefixed, shown
+from headrace.sources.csv.common import (
+    FALSE,
+    TRUE,
+    Chunk,
+    Layout,
+    Prefixed,
+    RowTooLong,
+    longest_line,
+    shown,
+)
 from headrace.sources.csv.python import python_chunks
-from headrace.sources.files import DAMAGED, open_or_reject
+from headrace.sources.files import DAMAGED, LINE_LIMIT, open_or_reject
 
 __all__ = ["ArrowReader"]
 
@@ -108,6 +117,9 @@ class _Part:
     damage: BaseException | None = None
     #: Nothing follows this part.
     last: bool = False
+    #: The rest of the file (from ``offset``, after ``quoted``) holds a row over
+    #: ``max_record_bytes``: the Python engine reads it, a line at a time.
+    python: bool = False
 
 
 def _done(part: _Part) -> _Part:
@@ -128,9 +140,19 @@ class ArrowReader:
     what they cannot read as asked."""
 
     def __init__(
-        self, path: str, layout: Layout, tally: Tally, *, delimiter: str, quotechar: str
+        self,
+        path: str,
+        layout: Layout,
+        tally: Tally,
+        *,
+        delimiter: str,
+        quotechar: str,
+        limit: int = LINE_LIMIT,
     ) -> None:
         self.pa = importlib.import_module("pyarrow")
+        #: ``max_record_bytes``: a segment longer than a segment and this holds a row
+        #: over it, and goes to the Python engine unread.
+        self.limit = limit
         self.pacsv = importlib.import_module("pyarrow.csv")
         self.path, self.layout, self.tally = path, layout, tally
         self.delimiter, self.quotechar = delimiter, quotechar
@@ -248,8 +270,18 @@ class ArrowReader:
     def _take(self, part: _Part, stream: io.BufferedIOBase, skip: int) -> Iterator[Chunk]:
         """The chunks of one part, with its bad rows rejected in place."""
         if part.quoted is not None:
-            rest = Prefixed(part.quoted, stream if part.damage is None else None, utf8=True)
-            if (yield from self._streamed(rest, part.offset, skip)):
+            # A limit below a block's size is checked on the bytes: pyarrow takes rows
+            # up to a block.
+            small = self.limit if self.limit < BLOCK_SIZE and not part.python else None
+            rest = Prefixed(
+                part.quoted,
+                stream if part.damage is None else None,
+                utf8=not part.python,
+                line_limit=small,
+            )
+            if part.python:
+                yield from self._python(io.BufferedReader(rest), self.consumed, skip)
+            elif (yield from self._streamed(rest, part.offset, skip)):
                 return  # the Python engine read the file to its end, damage included
         elif part.unparsed is not None:
             yield from self._python(io.BytesIO(part.unparsed), self.consumed, skip)
@@ -285,6 +317,15 @@ class ArrowReader:
                 end = probe + found + 1 if found >= 0 else _line_end(fd, probe + window)
             except OSError as error:
                 yield functools.partial(_done, _Part(damage=error, last=True)), True
+                return
+            if (size if end is None else end) - start > SEGMENT_SIZE + self.limit:
+                # A row over max_record_bytes: never read whole.
+                yield (
+                    functools.partial(
+                        _done, _Part(quoted=b"", offset=start, last=True, python=True)
+                    ),
+                    True,
+                )
                 return
             if end is None:  # a row runs to the end of the file
                 yield functools.partial(self._read_segment, fd, start, size, last=True), True
@@ -324,6 +365,10 @@ class ArrowReader:
         filled, checked = len(prefix), 0  # bytes in the buffer; bytes known quote-free
         while True:
             if filled == len(buffer):  # a row longer than a segment: make room
+                if filled > SEGMENT_SIZE + self.limit:  # a row over max_record_bytes
+                    part = _Part(quoted=bytes(buffer), offset=offset, last=True, python=True)
+                    yield functools.partial(_done, part), True
+                    return
                 buffer += bytes(len(buffer))
             count, damage = _read_into(stream, buffer, filled)
             end = filled + count
@@ -356,7 +401,9 @@ class ArrowReader:
     ) -> _Part:
         """The first ``cut`` bytes of ``buffer`` parsed (on a pool thread)."""
         part = _Part()
-        if cut:
+        if cut and self.limit < SEGMENT_SIZE and _over(memoryview(buffer)[:cut], self.limit):
+            part = _Part(unparsed=bytes(buffer[:cut]))  # the Python engine rejects the row
+        elif cut:
             ints = buffer.find(b".", 0, cut) < 0 and buffer.find(b"-", 0, cut) < 0
             part = self._parse(memoryview(buffer)[:cut], ints=ints)
         part.damage, part.last = damage, last
@@ -419,7 +466,7 @@ class ArrowReader:
                 bad.clear()
                 yield from self._interleave([self._arrays(batch)], before, skip)
             self.bad.extend(bad)
-        except (pa.ArrowInvalid, _Unconvertible, UnicodeDecodeError):
+        except (pa.ArrowInvalid, _Unconvertible, UnicodeDecodeError, RowTooLong):
             # The Python engine reads again from where this reader started, passing over
             # the rows handed out already.
             again = open_or_reject(self.path, self.tally)
@@ -449,6 +496,7 @@ class ArrowReader:
             skip,
             delimiter=self.delimiter,
             quotechar=self.quotechar,
+            limit=self.limit,
         )
 
     def _arrays(self, batch: Any, *, ints: bool = False) -> list[np.ndarray]:
@@ -531,6 +579,15 @@ def _numpy(column: Any, dtype: np.dtype[Any] | None, *, ints: bool = False) -> n
         values = np.where(valid[offset:].astype(bool), values, np.nan)
     with np.errstate(over="ignore"):  # 1e39 as float32 is inf
         return values.astype(dtype)
+
+
+def _over(data: memoryview, limit: int) -> bool:
+    """Whether a line of ``data`` may be longer than ``limit`` bytes."""
+    try:
+        longest_line(data, 0, limit)
+    except RowTooLong:
+        return True
+    return False
 
 
 def _utf8(data: bytes | memoryview) -> bool:

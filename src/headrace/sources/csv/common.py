@@ -25,13 +25,16 @@ __all__ = [
     "FALSE",
     "TRUE",
     "TRUTH",
+    "BoundedLines",
     "Broken",
     "Chunk",
     "Layout",
     "NotUtf8",
     "Prefixed",
+    "RowTooLong",
     "batches",
     "converter",
+    "longest_line",
     "records",
     "shown",
     "to_float",
@@ -147,11 +150,82 @@ def shown(fields: list[str] | None) -> list[str] | None:
     ]
 
 
+class RowTooLong(Exception):  # not an error of the caller's: a record's
+    """A CSV line over ``max_record_bytes``, read past without being held."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        #: The line's bytes, line ending not counted.
+        self.size = size
+
+
+class BoundedLines:
+    """The lines of a text stream for the csv module, each at most ``limit`` bytes.
+
+    A longer line is read past in pieces and raises :class:`RowTooLong`; the csv
+    reader reading these lines can be asked for its next row after that (it starts
+    each row afresh), so the rows after it are read as usual.
+    """
+
+    __slots__ = ("_chars", "_limit", "_readline")
+
+    def __init__(self, text: io.TextIOBase, limit: int) -> None:
+        self._readline = text.readline
+        self._limit = limit
+        self._chars = limit + 2  # and a line ending of up to two characters
+
+    def __iter__(self) -> BoundedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._readline(self._chars)
+        if not line:
+            raise StopIteration
+        ended = line.endswith(("\n", "\r"))
+        if len(line) < self._chars and 4 * len(line) <= self._limit:
+            return line  # short enough whatever its characters (UTF-8: 4 bytes at most)
+        content = line.rstrip("\r\n") if ended else line
+        size = len(content.encode("utf-8", "surrogateescape"))
+        # Whole (ended, or the last line, shorter than asked for) and within the limit.
+        if size <= self._limit and (ended or len(line) < self._chars):
+            return line
+        while not ended:  # read past the rest of the line
+            more = self._readline(1 << 20)
+            if not more:
+                break
+            ended = more.endswith(("\n", "\r"))
+            size += len((more.rstrip("\r\n") if ended else more).encode("utf-8", "surrogateescape"))
+        raise RowTooLong(size)
+
+
+def longest_line(data: Any, run: int, limit: int) -> int:
+    """Raise :class:`RowTooLong` if a line of ``data``, after ``run`` bytes of its
+    first line read before, is longer than ``limit`` (a ``\\r`` before the ``\\n``
+    counted: a trigger for the Python engine, which decides); else the bytes of the
+    last line so far."""
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+    if not ends.size:
+        run += len(data)
+    else:
+        longest = max(run + int(ends[0]), int(np.diff(ends).max()) - 1 if ends.size > 1 else 0)
+        run = len(data) - int(ends[-1]) - 1
+        if longest > limit:
+            raise RowTooLong(longest)
+    if run > limit:
+        raise RowTooLong(run)
+    return run
+
+
 class Prefixed(io.RawIOBase):
     """Bytes already read, then the rest of a stream: what pyarrow's reader reads from."""
 
     def __init__(
-        self, prefix: bytes, stream: io.BufferedIOBase | None, *, utf8: bool = False
+        self,
+        prefix: bytes,
+        stream: io.BufferedIOBase | None,
+        *,
+        utf8: bool = False,
+        line_limit: int | None = None,
     ) -> None:
         self._prefix = memoryview(prefix)
         self._stream = stream
@@ -160,6 +234,10 @@ class Prefixed(io.RawIOBase):
         #: With ``utf8``, bytes that are not UTF-8 raise ``UnicodeDecodeError`` as
         #: they are read (pyarrow cannot hand a bad row of them to its handler).
         self._utf8 = codecs.getincrementaldecoder("utf-8")() if utf8 else None
+        #: With ``line_limit``, a line longer than that raises :class:`RowTooLong` as it
+        #: is read.
+        self._line_limit = line_limit
+        self._run = 0  # bytes since the last line end
 
     def readable(self) -> bool:
         return True
@@ -191,6 +269,8 @@ class Prefixed(io.RawIOBase):
             filled += len(data)
         if self._utf8 is not None:
             self._utf8.decode(target[:filled], not filled)
+        if self._line_limit is not None:
+            self._run = longest_line(target[:filled], self._run, self._line_limit)
         return filled
 
 

@@ -21,23 +21,36 @@ from headrace.errors import DecodeError, ParseError
 from headrace.policy import Tally
 from headrace.sources.csv.common import (
     TRUTH,
+    BoundedLines,
     Chunk,
     Layout,
     NotUtf8,
+    RowTooLong,
     shown,
     to_float,
     utf8_text,
 )
 from headrace.sources.csv.infer import infer
-from headrace.sources.files import DAMAGED
+from headrace.sources.files import DAMAGED, overlong_reason
 
-__all__ = ["CHUNK_ROWS", "python_chunks"]
+__all__ = ["CHUNK_ROWS", "allow_fields", "python_chunks"]
 
 #: How to read fields longer than the csv module takes, said where one is refused.
 _LIMIT_HINT: Final = (
-    " (a field longer than csv.field_size_limit() characters: raise the limit with "
-    "csv.field_size_limit(n), or read with engine='pyarrow')"
+    " (a field longer than csv.field_size_limit() characters, which headrace raises "
+    "to max_record_bytes: pass a larger max_record_bytes=)"
 )
+
+
+def allow_fields(limit: int) -> None:
+    """Let the csv module read fields of up to ``limit`` characters, as pyarrow does.
+
+    Its limit (128 KiB unless changed) is process-wide: it is raised, never lowered.
+    """
+    if csv.field_size_limit() < limit:
+        csv.field_size_limit(limit)
+
+
 #: Rows the Python engine converts to arrays at a time.
 CHUNK_ROWS: Final = 4096
 
@@ -52,6 +65,7 @@ def python_chunks(
     *,
     delimiter: str,
     quotechar: str,
+    limit: int,
 ) -> Generator[Chunk, None, int]:
     """Chunks of the rows in ``stream`` (the bytes after the header), parsed by the csv
     module with ``delimiter`` and ``quotechar``. The first row is row ``before + 1``;
@@ -66,7 +80,8 @@ def python_chunks(
     # it is in a column that is read (as with pyarrow).
     binary = cast("IO[bytes]", stream)
     text = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")
-    reader = csv.reader(text, delimiter=delimiter, quotechar=quotechar)
+    allow_fields(limit)
+    reader = csv.reader(BoundedLines(text, limit), delimiter=delimiter, quotechar=quotechar)
     width, selected, dtypes = layout.width, layout.selected, layout.dtypes
     rows: list[list[str]] = []
     number = first = before
@@ -114,6 +129,11 @@ def python_chunks(
                 if number > skip:
                     yield from flush()
                     reject(number, None, f"cannot parse the row: {error}{_LIMIT_HINT}", ParseError)
+            except RowTooLong as error:
+                number += 1
+                if number > skip:
+                    yield from flush()
+                    reject(number, None, overlong_reason("the row", error.size, limit), ParseError)
             except DAMAGED as error:
                 yield from flush()
                 tally.read += 1
