@@ -239,3 +239,24 @@ def test_read_parquet_passes_over_row_groups_over_the_limit(tmp_path: Path) -> N
     # Only the columns read count.
     narrow = hr.read_parquet(str(path), columns=["n"], max_record_bytes=limit)
     assert [row["n"] for row in narrow] == list(range(100))
+
+
+def test_a_memory_error_in_a_reader_names_where_it_was(tmp_path: Path) -> None:
+    # A JSON line of nested lists within a raised line limit that exhausts a small
+    # address space as Python objects: the error is the process's, with a note.
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"n": 1}\n[' + "[1,2,3,4,5,6,7,8,9]," * 8_000_000 + "[]]\n")
+    child = """
+import resource, sys
+import headrace as hr
+pipeline = hr.read_jsonl(sys.argv[1], max_record_bytes=1 << 30)
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+try:
+    list(pipeline)
+except MemoryError as error:
+    print("|".join(getattr(error, "__notes__", [])))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", child, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert f"was reading {path}, around record 2 of it" in done.stdout, done.stderr[-2000:]

@@ -603,6 +603,15 @@ class FileSource(Stage):
         pieces = self._pieces(paths, tally, position, current)
         try:
             yield from itertools.chain.from_iterable(pieces)
+        except (MemoryError, RecursionError) as error:
+            # Not a bad record the policy can pass over (the process may be short of
+            # memory), but never un-named: where the reader was.
+            error.add_note(
+                f"headrace: {tally.label} was reading {position.path or 'its files'}, "
+                f"around record {position.records} of it; max_record_bytes= bounds what "
+                "one record may take"
+            )
+            raise
         finally:
             try:
                 pieces.close()  # closes the piece being handed out, then its reader
