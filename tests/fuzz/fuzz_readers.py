@@ -126,7 +126,7 @@ def _huge_lengths(kind: str, data: bytes) -> list[tuple[bytes, str]]:
             for size in (b"77777777777\x00", b"\x80" + b"\x00" * 7 + b"\x7f" * 4):
                 patched = data[:at] + size + data[at + 12 :]
                 out.append((patched, f"member {member} size {size!r}"))
-    if kind == "parquet":
+    if kind.startswith("parquet"):
         for length in (b"\xff\xff\xff\x7f", b"\x00\x00\x00\x80", b"\x10\x00\x00\x00"):
             out.append((data[:-8] + length + b"PAR1", f"footer length {length!r}"))
     if kind == "png":
@@ -162,6 +162,8 @@ def _readers(kind: str) -> tuple[bytes, list[str], Callable[[str, str], hr.Pipel
         return _csv(), ["", ".xz"], lambda p, e: hr.read_csv(p, batch_size=16, on_error=e)
     if kind == "parquet":
         return _parquet(), [""], lambda p, e: hr.read_parquet(p, on_error=e)
+    if kind == "parquet-batches":
+        return _parquet(), [""], lambda p, e: hr.read_parquet(p, batch_size=64, on_error=e)
     if kind == "tar":
         return _tar(), ["", ".gz"], lambda p, e: hr.read_tar_shards(p, on_error=e)
     raise ValueError(kind)
@@ -172,8 +174,8 @@ def fuzz_file_reader(kind: str, cases: int, seed: int, folder: Path) -> dict[str
     rng = np.random.default_rng(seed)
     seen: Counter[str] = Counter()
     broken: list[str] = []
-    extension = {"text": ".txt", "jsonl": ".jsonl", "parquet": ".parquet", "tar": ".tar"}
-    name = extension.get(kind, ".csv")
+    extension = {"text": ".txt", "jsonl": ".jsonl", "tar": ".tar"}
+    name = ".parquet" if kind.startswith("parquet") else extension.get(kind, ".csv")
     mutants = [(data, "", recipe) for data, recipe in _huge_lengths(kind, base)]
     for case in range(cases):
         suffix = suffixes[case % len(suffixes)]

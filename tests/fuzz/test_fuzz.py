@@ -28,6 +28,7 @@ KINDS = [
     "csv-short-rows",
     "csv-batches",
     "parquet",
+    "parquet-batches",
     "tar",
     "image-png",
     "image-jpeg",

@@ -405,3 +405,21 @@ def test_the_pipeline_pickles_and_names_its_options(two_files):
 def test_bad_arguments_are_refused_when_the_pipeline_is_built(kwargs, error, message):
     with pytest.raises(error, match=message):
         read_parquet("rows.parquet", **kwargs)
+
+
+@pytest.mark.parametrize("batch_size", [None, 4])
+def test_strings_that_are_not_utf8_reject_the_rest_of_the_file(tmp_path, batch_size):
+    path = tmp_path / "s.parquet"
+    names = [f"name-{i:02d}" for i in range(10)]
+    pq.write_table(pa.table({"s": names}), path, compression="NONE", use_dictionary=False)
+    data = path.read_bytes()
+    assert data.count(b"name-06") == 1  # in the data page, stored as written
+    path.write_bytes(data.replace(b"name-06", b"nam\xb7-06"))
+    with pytest.raises(hr.ParseError, match=r"s\.parquet, row \d+: cannot read the file past"):
+        list(hr.read_parquet(str(path), batch_size=batch_size))
+    run = iter(hr.read_parquet(str(path), batch_size=batch_size, on_error="skip"))
+    kept = list(run)
+    stats = run.stats()[0]
+    assert stats["rejected"] == 1
+    rows = sum(len(b["s"]) for b in kept) if batch_size else len(kept)
+    assert stats["read"] == rows + 1

@@ -171,11 +171,11 @@ class ReadParquet(FileSource):
         read = _column_indices(parquet, columns)
         # One row group at a time, so that a damaged group costs only its own rows.
         for index in range(group, metadata.num_row_groups):
-            size = _group_bytes(metadata.row_group(index), read)
-            if size > self._limit:
+            held = _group_bytes(metadata.row_group(index), read)
+            if held > self._limit:
                 rows = metadata.row_group(index).num_rows
                 tally.read += 1
-                reason = overlong_reason(f"row group {index} ({rows} rows)", size, self._limit)
+                reason = overlong_reason(f"row group {index} ({rows} rows)", held, self._limit)
                 tally.reject(f"{path}, rows {row + 1} to {row + rows}", reason)
                 row += rows
                 continue
@@ -201,7 +201,12 @@ class ReadParquet(FileSource):
         self, parquet: Any, path: str, tally: Tally, position: ReadPosition
     ) -> Iterator[dict[str, Any]]:
         for first, batch in self._chunks(parquet, path, tally, position, _RECORD_CHUNK):
-            for number, record in enumerate(batch.to_pylist(), first + 1):
+            try:
+                records = batch.to_pylist()
+            except UnicodeDecodeError as error:
+                _not_utf8(path, first, error, tally)
+                return
+            for number, record in enumerate(records, first + 1):
                 tally.read += 1
                 position.records = number
                 yield record
@@ -218,14 +223,33 @@ class ReadParquet(FileSource):
             while count >= size:
                 table = pa.Table.from_batches(pending)
                 pending, count = table.slice(size).to_batches(), count - size
+                try:
+                    columns = _numpy_columns(table.slice(0, size))
+                except (UnicodeDecodeError, pa.ArrowException) as error:
+                    _not_utf8(path, end - count - size, error, tally)
+                    return
                 tally.read += size
                 position.records = end - count
-                yield _numpy_columns(table.slice(0, size))
+                yield columns
         # A file's last batch may be short: batches never mix rows of two files.
         if count:
+            try:
+                columns = _numpy_columns(pa.Table.from_batches(pending))
+            except (UnicodeDecodeError, pa.ArrowException) as error:
+                _not_utf8(path, end - count, error, tally)
+                return
             tally.read += count
             position.records = end
-            yield _numpy_columns(pa.Table.from_batches(pending))
+            yield columns
+
+
+def _not_utf8(path: str, row: int, error: Exception, tally: Tally) -> None:
+    """Reject the rest of a file whose strings from ``row`` on are not UTF-8 (pyarrow
+    does not check them as it reads; they fail as they become Python strings)."""
+    tally.read += 1
+    why = error.reason if isinstance(error, UnicodeDecodeError) else _message(error)
+    reason = f"cannot read the file past row {row} (a string is not valid UTF-8: {why})"
+    tally.reject(f"{path}, row {row + 1}", reason)
 
 
 def _message(error: BaseException) -> str:
