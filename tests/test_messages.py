@@ -15,7 +15,7 @@ def test_len_names_the_stage_that_makes_the_length_unknown(tmp_path: Path) -> No
     (tmp_path / "a.csv").write_text("x\n1\n")
     with pytest.raises(TypeError, match=r"stage 0 \"read_csv\(.*\)\" is a source that does not"):
         len(hr.read_csv(str(tmp_path / "a.csv")).batch(2))
-    with pytest.raises(TypeError, match=r"stage 1 \"filter\(bool\)\" yields a number of elements"):
+    with pytest.raises(TypeError, match=r"stage 1 'filter\(bool\)' yields a number of elements"):
         len(hr.range(5).filter(bool).map(str))
     with pytest.raises(TypeError, match=r"sum\(1 for _ in pipeline\)"):
         len(hr.files(str(tmp_path / "*.csv")))
@@ -52,8 +52,8 @@ def test_a_filter_whose_result_has_no_truth_value_is_noted() -> None:
         with pytest.raises(ValueError, match="truth value") as raised:
             list(pipeline)
         (note,) = raised.value.__notes__
-        assert note.startswith('headrace: raised in stage 2 "filter(')
-        assert note.endswith('<lambda>)" on its input element 0 (0-based)')
+        assert note.startswith("headrace: raised in stage 2 'filter(")
+        assert note.endswith("<lambda>)' on its input element 0 (0-based)")
 
 
 def test_a_skip_summary_does_not_say_to_pass_skip(tmp_path: Path) -> None:

@@ -130,20 +130,6 @@ def test_a_count_past_the_end_of_a_file_is_refused(tmp_path: Path) -> None:
             list(pipeline.iter(state=sealed(state)))
 
 
-def test_a_start_past_a_source_is_refused(tmp_path: Path) -> None:
-    text_file(tmp_path)
-    files = hr.files(str(tmp_path / "*.txt")).map(len)
-    state = state_after(files, 1)
-    state["stages"][0] = {"start": 5}
-    with pytest.raises(ValueError, match=r"saved 'start' \(5\) is past its 1 files"):
-        list(files.iter(state=sealed(state)))
-    numbers = hr.range(10).filter(lambda x: x % 2 == 0)
-    state = state_after(numbers, 2)
-    state["stages"][0] = {"start": 11}
-    with pytest.raises(ValueError, match=r"saved 'start' \(11\) is past its end \(10 elements\)"):
-        list(numbers.iter(state=sealed(state)))
-
-
 @pytest.mark.parametrize(
     ("field", "value", "problem"),
     [

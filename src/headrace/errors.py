@@ -29,6 +29,7 @@ __all__ = [
     "WorkerError",
     "annotate",
     "describe_callable",
+    "quoted",
 ]
 
 # Marks an exception that already carries a headrace note, so that a stage further
@@ -173,3 +174,14 @@ def describe_callable(fn: object) -> str:
     if name is None:
         name = type(fn).__qualname__
     return str(name).replace(".<locals>", "")
+
+
+def quoted(name: str) -> str:
+    r"""``name`` in quotes as ``repr`` would choose them, but with nothing escaped, so
+    that a stage name holding a regular expression shows its backslashes once.
+
+    >>> print(quoted("map(f)"), quoted(r"parse(r'\d+')"))
+    'map(f)' "parse(r'\d+')"
+    """
+    mark = "'" if "'" not in name else '"'
+    return f"{mark}{name}{mark}"

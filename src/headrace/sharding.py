@@ -25,6 +25,7 @@ from headrace.engine.opening import open_chain
 from headrace.engine.plan import Plan
 from headrace.engine.stage import INFINITE, Length, Stage, StageContext, first_unfixed
 from headrace.engine.state import Entry
+from headrace.errors import quoted
 from headrace.stages.combine import unfixed_in
 
 __all__ = ["current_share", "shard"]
@@ -168,10 +169,10 @@ def _check_order(pipeline: Plan[Any], point: int, among: str) -> None:
     found = first_unfixed(stages[:point], seeded=pipeline.seed is not None)
     if found is not None:
         position, stage, problem = found
-        after = f', or after "{stages[point - 1].name}"' if point > 1 else ""
+        after = f", or after {quoted(stages[point - 1].name)}" if point > 1 else ""
         raise ValueError(
             f"cannot share {pipeline!r} among {among}: every worker runs "
-            f'stage {position} "{stage.name}" in full, and {problem} gives each a '
+            f"stage {position} {quoted(stage.name)} in full, and {problem} gives each a "
             f"different order (fix the order{after}, so that the elements can be "
             "shared out)"
         )

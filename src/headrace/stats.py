@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from headrace import _lifecycle
 from headrace.engine.state import count_of, counting
+from headrace.errors import quoted
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -662,7 +663,7 @@ def diagnose(rows: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, A
             if row["name"].startswith("prefetch"):
                 continue  # a prefetch only moves elements: what it waits for is upstream
             hint = (
-                f'stage {row["stage"]} "{row["name"]}" is the bottleneck: its {workers} '
+                f"stage {row['stage']} {quoted(row['name'])} is the bottleneck: its {workers} "
                 f"worker(s) are busy {busy:.0%} of the time and the consumer waits for "
                 f"data {waiting:.0%}: raise workers"
             )
@@ -674,7 +675,7 @@ def diagnose(rows: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, A
             work, moving = row["busy_s"] / count, row.get("transport_s", 0.0) / count
             if moving > work:
                 hint = (
-                    f'stage {row["stage"]} "{row["name"]}" is the bottleneck: its function '
+                    f"stage {row['stage']} {quoted(row['name'])} is the bottleneck: its function "
                     f"takes {_us(work)} an element and moving an element to a worker and "
                     f"back {_us(moving)}, so workers cannot pay: give each call more work "
                     "(batch first and map a function over batches), or run it inline"
@@ -701,7 +702,7 @@ def diagnose(rows: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, A
                     "or make the work cheaper"
                 )
             hint = (
-                f'stage {row["stage"]} "{row["name"]}" is the bottleneck: it takes '
+                f"stage {row['stage']} {quoted(row['name'])} is the bottleneck: it takes "
                 f"{share:.0%} of the time on one thread while the consumer waits "
                 f"{waiting:.0%}: {advice}"
             )

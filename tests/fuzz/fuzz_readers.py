@@ -250,6 +250,16 @@ def fuzz_images(kind: str, cases: int, seed: int) -> dict[str, Any]:
     return {"cases": len(mutants), "seen": dict(seen), "broken": broken}
 
 
+def _peak_rss_mb() -> int:
+    """This process's peak resident memory: ``VmHWM``, which starts afresh at exec
+    (``ru_maxrss`` keeps the parent's peak from before the fork)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
 def main() -> None:
     kind, cases, seed, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     logging.disable(logging.CRITICAL)  # the skip summaries: counted here instead
@@ -257,7 +267,7 @@ def main() -> None:
         result = fuzz_images(kind, cases, seed)
     else:
         result = fuzz_file_reader(kind, cases, seed, Path(folder))
-    result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    result["max_rss_mb"] = _peak_rss_mb()
     print(json.dumps(result))
 
 

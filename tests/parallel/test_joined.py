@@ -120,7 +120,7 @@ def test_an_error_names_the_stage_it_was_raised_in_and_the_element(backend, fail
         list(joined)
     ours = [n for n in caught.value.__notes__ if n.startswith("headrace: raised")]
     assert ours == [
-        f'headrace: raised in stage {failing} "{joined.stages[failing].name}" on its '
+        f"headrace: raised in stage {failing} {joined.stages[failing].name!r} on its "
         "input element 7 (0-based)"
     ]
 

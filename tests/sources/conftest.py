@@ -15,7 +15,7 @@ from headrace.sources.files import ReadPosition
 
 
 def _context(stage: Stage) -> StageContext:
-    return StageContext(0, StageLabel(f'stage 0 "{stage.name}"', object()), (0,), name=stage.name)
+    return StageContext(0, StageLabel(f"stage 0 {stage.name!r}", object()), (0,), name=stage.name)
 
 
 @pytest.fixture

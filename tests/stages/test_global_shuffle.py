@@ -41,7 +41,7 @@ def epoch_of(pipeline: hr.Pipeline[Any], epoch: int = 0) -> list[Any]:
 
 def context(stage: GlobalShuffle, epoch: tuple[int, ...] = (0,)) -> StageContext:
     """The context a run opens the source in, for an epoch path."""
-    return StageContext(0, StageLabel(f'stage 0 "{stage.name}"', object()), epoch, name=stage.name)
+    return StageContext(0, StageLabel(f"stage 0 {stage.name!r}", object()), epoch, name=stage.name)
 
 
 def source_of(pipeline: hr.Pipeline[Any]) -> GlobalShuffle:

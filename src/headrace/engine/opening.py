@@ -32,7 +32,7 @@ from headrace.engine.state import (
     passing_over,
     saved_count,
 )
-from headrace.errors import Scope, StageLabel
+from headrace.errors import Scope, StageLabel, quoted
 
 __all__ = ["apply", "iterate", "open_chain"]
 
@@ -124,7 +124,7 @@ class _Opening:
 
     def label(self, position: int) -> StageLabel:
         name = self.stages[position].name
-        return StageLabel(f'{self.path}stage {position} "{name}"', self.scope)
+        return StageLabel(f"{self.path}stage {position} {quoted(name)}", self.scope)
 
     def open(self, end: int, entries: Entries | None, *, counted: bool = True) -> Iterator[Any]:
         """The iterator of ``stages[:end]``, registering closeable nodes in ``nodes``;
@@ -140,13 +140,6 @@ class _Opening:
         else:
             ctx = self._context(index, entry)
             if stage.is_source:
-                if ctx.start and stage.seekable:
-                    length = stage.length(None)
-                    if length is not None and ctx.start > length:
-                        raise ValueError(
-                            f"{ctx.label}: its saved 'start' ({ctx.start}) is past its end "
-                            f"({length} elements); the state is from other data"
-                        )
                 iterator = stage.open(iter(()), ctx)
             elif stage.lazy_upstream:
                 iterator = stage.open_lazy(self._lazy(index), ctx)

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from headrace._checks import check_seed
 from headrace.engine.stage import INFINITE, RUN_LOCK, Length, Stage
+from headrace.errors import quoted
 
 __all__ = ["EpochCounter", "Plan"]
 
@@ -101,7 +102,7 @@ class Plan(Generic[T]):
                     if stage.is_source
                     else "yields a number of elements that depends on the data"
                 )
-                culprit = f'stage {position} "{stage.name}" {what}'
+                culprit = f"stage {position} {quoted(stage.name)} {what}"
         return f"{culprit} (count a run instead: sum(1 for _ in pipeline))"
 
     def known_length(self) -> Length:

@@ -73,11 +73,6 @@ class Files(Stage):
 
     def open(self, upstream: Iterator[Any], ctx: StageContext) -> Iterator[Any]:
         paths = find_files(self._patterns)
-        if ctx.start > len(paths):
-            raise ValueError(
-                f"{ctx.label}: its saved 'start' ({ctx.start}) is past its {len(paths)} "
-                "files; the state is from other data, or files were removed since"
-            )
         if self._shuffle:
             seed = self._seed if self._seed is not None else ctx.seed
             python_rng(seed, ctx.epoch).shuffle(paths)
