@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -165,3 +166,42 @@ def nothing_left_running() -> Iterator[None]:
     # that a run started and did not stop (or stopped and did not reap: a zombie).
     assert _left(_children, 1.0) == [], "a test left child processes behind"
     assert _left(_segments, 1.0) == {}, "a test left shared-memory segments behind"
+
+
+def _ray_processes() -> set[int]:
+    """Processes whose command line is one of a Ray cluster's."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"raylet" in command or b"gcs_server" in command or b"default_worker.py" in command:
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="session")
+def ray_processes() -> Callable[[], set[int]]:
+    """The processes of Ray clusters on this machine, by pid."""
+    return _ray_processes
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[Any]:
+    """A local Ray cluster of two CPUs for the module (``ray.init(num_cpus=2)``), shut
+    down at its end with none of its processes left running."""
+    import ray
+
+    before = _ray_processes()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        deadline = time.monotonic() + 30
+        while (left := _ray_processes() - before) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"Ray processes left running: {sorted(left)}"

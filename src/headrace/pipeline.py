@@ -172,6 +172,7 @@ class Pipeline(Plan[T]):
         worker_init: Callable[[], object] | None = None,
         on_error: OnError = "raise",
         catch: type[Exception] | tuple[type[Exception], ...] | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> Pipeline[U]:
         """Apply ``fn`` to every element, inline or on a pool of workers.
 
@@ -193,7 +194,11 @@ class Pipeline(Plan[T]):
                 them travel through shared memory. The worker processes start with the
                 first run and are kept for the next ones (the next epoch starts in
                 milliseconds); they stop when the pipeline is dropped, at exit, or on
-                :meth:`close`.
+                :meth:`close`. ``"ray"``: actors of a Ray cluster (``pip install
+                'headrace[ray]'``), the one ``ray.init(address=...)`` connected the
+                program to, or a local one started on the first run (logged); ``fn``,
+                elements and results travel as for processes, through Ray's object
+                store, and the actors serve one run.
             ordered: with workers, yield results in input order (default) or, with
                 ``False``, as each is ready.
             buffer_size: with workers, the most elements in flight: taken from the
@@ -221,6 +226,9 @@ class Pipeline(Plan[T]):
             catch: with ``on_error``, the exception types it applies to (a type or a
                 tuple): ``catch=(hr.ParseError, OSError)`` drops bad data and lets
                 a bug in ``fn`` (a ``KeyError``, say) stop the run.
+            resources: with ``backend="ray"``, what each actor asks of the cluster:
+                ``{"num_cpus": 2, "num_gpus": 0.5, "memory": 4 << 30}`` (default one
+                CPU each).
 
         >>> import headrace as hr
         >>> list(hr.range(3).map(str))
@@ -243,6 +251,8 @@ class Pipeline(Plan[T]):
                 workers, ordered, buffer_size, chunk_size, minimum_workers=0
             )
         backend = check_backend(backend)
+        if resources is not None and workers == 0:
+            raise ValueError("resources= is for the workers of backend='ray': pass workers=N")
         if worker_init is not None and workers == 0:
             raise ValueError("worker_init needs workers: pass workers=N as well")
         if workers == 0:
@@ -260,6 +270,7 @@ class Pipeline(Plan[T]):
                 worker_init=worker_init,
                 on_error=on_error,
                 catch=catch,
+                resources=resources,
             )
         )
 
@@ -276,6 +287,7 @@ class Pipeline(Plan[T]):
         worker_init: Callable[[], object] | None = None,
         on_error: OnError = "raise",
         catch: type[Exception] | tuple[type[Exception], ...] | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> Pipeline[U]:
         """Apply a random function ``fn(element, rng)``, the same with any worker count.
 
@@ -291,7 +303,7 @@ class Pipeline(Plan[T]):
                 seed :meth:`with_seed` derives for it (a run of a pipeline with no
                 seed then raises ``ValueError``).
             workers, backend, ordered, buffer_size, chunk_size, worker_init, on_error,
-            catch: as for :meth:`map`.
+            catch, resources: as for :meth:`map`.
 
         >>> import headrace as hr
         >>> flips = hr.range(4).random_map(lambda x, rng: -x if rng.random() < 0.5 else x, seed=3)
@@ -310,6 +322,7 @@ class Pipeline(Plan[T]):
                 worker_init=worker_init,
                 on_error=on_error,
                 catch=catch,
+                resources=resources,
             )
         )
 
@@ -691,7 +704,8 @@ class Pipeline(Plan[T]):
         """Share ``index`` of ``num_shards``: the shares together yield every element once.
 
         Without the numbers, the share is this process's, read at every run: the rank
-        (``torch.distributed`` when torch is in use, else ``RANK``/``WORLD_SIZE``) times
+        (``torch.distributed`` when torch is in use, Ray Train's context in a Ray Train
+        worker, else ``RANK``/``WORLD_SIZE``) times
         the DataLoader worker, when inside one. ``equal="drop"`` or ``"pad"`` gives every
         share the same number of elements (of batches, when batching follows), so that
         distributed ranks take equal steps: ``"drop"`` stops each at the shortest

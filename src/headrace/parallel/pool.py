@@ -13,8 +13,8 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal, cast
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Final, Literal, cast
 
 from headrace._checks import check_callable
 from headrace.engine.readahead import ReadAhead
@@ -24,6 +24,8 @@ from headrace.errors import WorkerError, annotate, describe_callable
 from headrace.parallel._drive import Chunking, Done, Flat, Tuner, WorkerPool, drive, settle
 from headrace.parallel._protocol import Joined, Plain, call_many
 from headrace.parallel._rejects import CATCH, Guarded, check_catch, inline, inline_screened, screen
+from headrace.parallel.cluster import TASK_FLOOR_S as RAY_FLOOR_S
+from headrace.parallel.cluster import check_resources
 from headrace.parallel.processes import TASK_FLOOR_S as PROCESS_FLOOR_S
 from headrace.parallel.processes import ProcessPool
 from headrace.parallel.threads import TASK_FLOOR_S as THREAD_FLOOR_S
@@ -60,6 +62,7 @@ class CallStage(Stage):
         "_init",
         "_ordered",
         "_policy",
+        "_resources",
         "_tuner",
         "_warm",
         "_workers",
@@ -77,9 +80,16 @@ class CallStage(Stage):
         worker_init: Callable[[], object] | None = None,
         on_error: object,
         catch: object = None,
+        resources: Mapping[str, float] | None = None,
     ) -> None:
         self._fn = check_callable("fn", fn)
         self._backend = check_backend(backend)
+        self._resources = check_resources(resources, self._backend)
+        if self._backend == "ray" and isinstance(workers, str):
+            raise ValueError(
+                "workers='auto' counts this machine's cores; with backend='ray' give the "
+                "number of actors: workers=N"
+            )
         # "auto": as many workers as cores, of which the run uses what pays (Tuner).
         self._auto = isinstance(workers, str) and workers == "auto"
         if isinstance(workers, str) and not self._auto:
@@ -132,6 +142,8 @@ class CallStage(Stage):
                 extra += f", backend={self._backend!r}"
             if self._chunk_size is not None:
                 extra += f", chunk_size={self._chunk_size}"
+            if self._resources:
+                extra += f", resources={self._resources!r}"
         if self._workers and not self._ordered:
             extra += ", ordered=False"
         if self._policy.mode != "raise":
@@ -210,7 +222,7 @@ class CallStage(Stage):
                 self._workers,
                 self._buffer_size,
                 self._chunk_size,
-                floor_s=PROCESS_FLOOR_S if self._backend == "process" else THREAD_FLOOR_S,
+                floor_s=_FLOORS[self._backend],
             )
             if ahead is not None:
                 chunking.listen(lambda limit: ahead.reading_ahead(limit + self._workers))
@@ -227,6 +239,7 @@ class CallStage(Stage):
                 warm=self._warm,
                 fn=fn,
                 tuner=self._tune(init),
+                resources=self._resources,
             )
         if not guarded:
             if ahead is not None:
@@ -287,7 +300,7 @@ class ParallelMap(CallStage):
             ``map`` with ``on_error``, which keeps a tally and so is not fused);
             ``"auto"``: one per usable core, of which each run uses the count that
             measures fastest (:class:`~headrace.parallel._drive.Tuner`).
-        backend: ``"thread"`` or ``"process"``.
+        backend: ``"thread"``, ``"process"`` or ``"ray"``.
         ordered: yield results in input order (default); ``False`` yields each as
             soon as it is ready.
         buffer_size: elements in flight at most: taken from the upstream and not yet
@@ -299,6 +312,8 @@ class ParallelMap(CallStage):
             elements on which ``fn`` raises (see :meth:`Pipeline.map`).
         catch: the exception types ``on_error`` applies to (default: every
             ``Exception``).
+        resources: with ``backend="ray"``, what each actor asks of the cluster:
+            ``num_cpus`` (default 1), ``num_gpus``, ``memory`` (bytes).
     """
 
     __slots__ = ()
@@ -316,6 +331,7 @@ class ParallelMap(CallStage):
         worker_init: Callable[[], object] | None = None,
         on_error: object = "raise",
         catch: object = None,
+        resources: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(
             fn,
@@ -327,6 +343,7 @@ class ParallelMap(CallStage):
             worker_init=worker_init,
             on_error=on_error,
             catch=catch,
+            resources=resources,
         )
 
     @property
@@ -356,6 +373,7 @@ def run_pool(
     warm: Warm | None = None,
     fn: object = None,
     tuner: Tuner | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> Iterator[Any]:
     """Yield ``call(index, element)`` for the upstream's elements, computed by a pool
     of ``workers`` threads or processes, in tasks as ``chunking`` sizes them and
@@ -413,6 +431,10 @@ def run_pool(
         finish = warm.finish
     elif backend == "process":
         start = functools.partial(ProcessPool, call, workers, ctx.label, init, fn)
+    elif backend == "ray":
+        from headrace.parallel.cluster import RayPool
+
+        start = functools.partial(RayPool, call, workers, ctx.label, init, resources)
     else:
         start = functools.partial(ThreadPool, call, workers, ctx.label, init)
     tasks = drive(
@@ -430,6 +452,9 @@ def run_pool(
     )
     return Flat(tasks)
 
+
+#: What a task costs each backend besides its calls, for sizing tasks.
+_FLOORS: Final = {"thread": THREAD_FLOOR_S, "process": PROCESS_FLOOR_S, "ray": RAY_FLOOR_S}
 
 #: How long a run that ends with tasks in hand waits for them, to keep its workers.
 DRAIN_S = 0.2

@@ -52,7 +52,7 @@ from headrace.parallel._protocol import (
 )
 from headrace.parallel.threads import spans
 
-__all__ = ["TASK_FLOOR_S", "ProcessPool"]
+__all__ = ["TASK_FLOOR_S", "ProcessPool", "rebuild"]
 
 #: What a task costs on this backend that neither end can time: the worker waking
 #: up on its pipe, and the consumer waking up on the result's (seconds).
@@ -104,6 +104,25 @@ def _threshold() -> int | None:
             f"{SHARED_MEMORY_ENV} must be 0 (off) or a size in bytes, got {text!r}"
         ) from None
     return value if value > 0 else None
+
+
+def rebuild(body: bytes, label: str, index: int, place: str) -> BaseException:
+    """The exception a worker sent (``_worker.failure``), noted with the stage, the
+    element ``index`` (-1: none) and the worker's traceback (``place`` and its pid).
+    An exception that cannot be rebuilt here becomes a :class:`WorkerError` naming it.
+    """
+    exc, (module, qualname, message, text, pid) = pickle.loads(body)
+    error: BaseException | None = None
+    if exc is not None:
+        try:
+            error = pickle.loads(exc)
+        except Exception:
+            error = None
+    if error is None:
+        error = WorkerError(f"{module}.{qualname}: {message}")
+    annotate(error, label, index if index >= 0 else None)
+    error.add_note(f"headrace: traceback in {place} {pid}:\n{text.rstrip()}")
+    return error
 
 
 class ProcessPool:
@@ -350,18 +369,7 @@ class ProcessPool:
         return first, values, bool(failures), busy, cost, len(frame)
 
     def _rebuild(self, body: bytes, index: int) -> BaseException:
-        exc, (module, qualname, message, text, pid) = pickle.loads(body)
-        error: BaseException | None = None
-        if exc is not None:
-            try:
-                error = pickle.loads(exc)
-            except Exception:
-                error = None
-        if error is None:
-            error = WorkerError(f"{module}.{qualname}: {message}")
-        annotate(error, self.label, index if index >= 0 else None)
-        error.add_note(f"headrace: traceback in worker process {pid}:\n{text.rstrip()}")
-        return error
+        return rebuild(body, self.label, index, "worker process")
 
     def _died(self, number: int, *, starting: bool = False) -> WorkerError:
         process = self.procs[number]

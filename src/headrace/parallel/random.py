@@ -20,7 +20,7 @@ False
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -53,6 +53,7 @@ class RandomMap(CallStage):
         worker_init: Callable[[], object] | None = None,
         on_error: object = "raise",
         catch: object = None,
+        resources: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(
             fn,
@@ -64,6 +65,7 @@ class RandomMap(CallStage):
             worker_init=worker_init,
             on_error=on_error,
             catch=catch,
+            resources=resources,
         )
         self._seed = None if seed is None else check_int("seed", seed, minimum=0)
 

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: The ``backend=`` values of parallel stages.
-BACKENDS: Final = ("thread", "process")
+BACKENDS: Final = ("thread", "process", "ray")
 
 _POOLS = itertools.count()
 
@@ -93,7 +93,7 @@ def usable_cores() -> int:
 def check_backend(backend: object) -> str:
     """``backend`` if it names a backend; otherwise a ValueError naming the choices."""
     if not isinstance(backend, str) or backend not in BACKENDS:
-        raise ValueError(f"backend must be 'thread' or 'process', got {backend!r}")
+        raise ValueError(f"backend must be 'thread', 'process' or 'ray', got {backend!r}")
     return backend
 
 

@@ -1,0 +1,227 @@
+"""The Ray backend of parallel ``map``: a pool of Ray actors, for work beyond one machine.
+
+``map(fn, workers=N, backend="ray")`` runs its calls on ``N`` Ray actors (one CPU
+each) of the cluster the program is connected to: ``ray.init(address=...)`` before
+the run names it; without one, the first run starts a local cluster, with a log line
+that says so. Ray carries ``fn`` (with cloudpickle, once per actor), the elements and
+the results through its object store.
+
+The actors serve one run: they start on its first ``next()`` and are killed when it
+ends, however it ends (exhausted, ``break``, an error, Ctrl-C, garbage collection).
+The consumer's thread does the coordination, as for the process backend: it sends
+each task to the least-loaded actor and waits on the tasks' results, so an actor
+that dies (killed, its node lost) is a :class:`headrace.WorkerError` naming it and
+the elements it held as soon as Ray reports it, never a hang. A call's exception
+comes back with its type, the stage's note and the actor's traceback.
+
+``ray`` is an optional dependency (``pip install 'headrace[ray]'``), imported only
+when a ray-backend run starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from headrace.errors import WorkerError
+from headrace.parallel import _stop
+from headrace.parallel._drive import Done, Failed
+from headrace.parallel._protocol import call_many
+from headrace.parallel.processes import rebuild
+from headrace.parallel.threads import spans
+
+__all__ = ["RESOURCES", "TASK_FLOOR_S", "RayPool", "check_resources", "ray_module"]
+
+logger = logging.getLogger("headrace")
+
+#: What a task costs on this backend besides its calls: a round trip through Ray's
+#: scheduler and object store on one machine (0.7 ms measured, ``ray.get`` of one
+#: actor call at a time).
+TASK_FLOOR_S: Final = 700e-6
+#: How long one wait for results lasts before the consumer looks up (Ctrl-C, stop).
+_WAIT_S: Final = 0.1
+
+
+#: What ``resources=`` may ask of the cluster for each actor.
+RESOURCES: Final = ("num_cpus", "num_gpus", "memory")
+
+
+def check_resources(resources: object, backend: str) -> dict[str, float]:
+    """``resources=`` checked: a mapping of :data:`RESOURCES` to non-negative numbers,
+    given with ``backend="ray"`` only."""
+    if resources is None:
+        return {}
+    if backend != "ray":
+        raise ValueError("resources= is what a Ray actor asks of its cluster: pass backend='ray'")
+    if not isinstance(resources, Mapping):
+        raise TypeError(f"resources must be a dict, got {type(resources).__name__}")
+    out: dict[str, float] = {}
+    for key, value in resources.items():
+        if key not in RESOURCES:
+            raise ValueError(f"resources: {key!r} is not one of {', '.join(RESOURCES)}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError(f"resources[{key!r}] must be a non-negative number, got {value!r}")
+        out[key] = value
+    return out
+
+
+def ray_module() -> Any:
+    """The ``ray`` module, or an ImportError that says how to install it."""
+    try:
+        return importlib.import_module("ray")
+    except ImportError:
+        raise ImportError("backend='ray' needs Ray: pip install 'headrace[ray]'") from None
+
+
+class _Actor:
+    """What each Ray actor runs: the stage's call on the elements of one task.
+
+    It takes the driver's ``sys.path`` (on one machine, the user's modules import as
+    there) and the call and ``worker_init`` pickled as the process backend pickles
+    them (functions of a script or a test module travel by value).
+    """
+
+    def __init__(self, path: list[str], payload: bytes) -> None:
+        import pickle
+        import sys
+
+        sys.path.extend(entry for entry in path if entry not in sys.path)
+        call, init = pickle.loads(payload)
+        self._call = call
+        self._failed: bytes | None = None
+        if init is not None:
+            try:
+                init()
+            except BaseException as error:  # reported on the first call, with its traceback
+                from headrace.parallel._worker import failure
+
+                self._failed = failure(error)
+
+    def ready(self) -> tuple[int, bytes | None]:
+        """The actor's process id, and its ``worker_init`` failure if it had one."""
+        import os
+
+        return os.getpid(), self._failed
+
+    def run(self, first: int, items: list[Any]) -> tuple[list[Any], dict[int, bytes], float]:
+        from headrace.parallel._worker import failure
+
+        start = time.perf_counter()
+        values, failed = call_many(self._call, first, items)
+        busy = time.perf_counter() - start
+        return values, {k: failure(error) for k, error in (failed or {}).items()}, busy
+
+
+class RayPool:
+    """Calls on a pool of Ray actors, as :func:`~headrace.parallel._drive.drive` uses them."""
+
+    def __init__(
+        self,
+        call: Callable[[int, Any], Any],
+        workers: int,
+        label: str,
+        init: Callable[[], object] | None = None,
+        resources: Mapping[str, float] | None = None,
+    ) -> None:
+        ray = self._ray = ray_module()
+        self._label = label
+        self._closed = False
+        if not ray.is_initialized():
+            ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
+            logger.info(
+                "%s started a local Ray cluster (%s CPUs); call ray.init(address=...) "
+                "before the run to use another",
+                label,
+                int(ray.cluster_resources().get("CPU", 0)),
+            )
+        from headrace import _pickling
+
+        try:
+            payload = _pickling.dumps((call, init), protocol=5)
+        except Exception as error:
+            error.add_note(
+                f"headrace: {label} could not send its function to Ray actors; the ray "
+                "backend needs functions that cloudpickle can pickle"
+            )
+            raise
+        asked = {"num_cpus": 1, **(resources or {})}
+        remote = ray.remote(**asked, max_restarts=0, max_task_retries=0)(_Actor)
+        self._actors = [remote.remote(list(sys.path), payload) for _ in range(workers)]
+        #: Tasks not yet received: their first element, element count and actor.
+        self._pending: dict[Any, tuple[int, int, int]] = {}
+        self._load = [0] * workers
+        self._active = workers
+        self.stop = _stop.current()
+        try:
+            started = ray.get([actor.ready.remote() for actor in self._actors])
+        except BaseException as error:
+            self.close()
+            if isinstance(error, ray.exceptions.RayError):
+                raise WorkerError(f"{label}: a Ray actor failed to start: {error}") from None
+            raise
+        self._pids = [pid for pid, _ in started]
+        failed = next((body for _, body in started if body is not None), None)
+        if failed is not None:
+            self.close()
+            init_error = rebuild(failed, label, -1, "Ray actor")
+            init_error.add_note(
+                f"headrace: {label}: its worker_init function failed in a Ray actor"
+            )
+            raise init_error
+
+    def send(self, first: int, items: list[Any]) -> int:
+        number = min(range(self._active), key=self._load.__getitem__)
+        ref = self._actors[number].run.remote(first, items)
+        self._pending[ref] = (first, len(items), number)
+        self._load[number] += 1
+        return 0
+
+    def activate(self, count: int) -> None:
+        self._active = min(max(count, 1), len(self._actors))
+
+    def receive(self) -> list[Done]:
+        ray = self._ray
+        while True:
+            ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=_WAIT_S)
+            if ready:
+                break
+            if self.stop is not None and self.stop.is_set():
+                raise _stop.Stopped(f"{self._label}: stopped while waiting for Ray actors")
+        results: list[Done] = []
+        for ref in ready:
+            first, count, number = self._pending.pop(ref)
+            self._load[number] -= 1
+            try:
+                values, failures, busy = ray.get(ref)
+            except ray.exceptions.RayActorError as error:
+                raise self._died(number, first, count, error) from None
+            for offset, body in failures.items():
+                values[offset] = Failed(rebuild(body, self._label, first + offset, "Ray actor"))
+            results.append((first, values, bool(failures), busy, 0.0, 0))
+        return results
+
+    def _died(self, number: int, first: int, count: int, error: BaseException) -> WorkerError:
+        held = sorted((f, n) for f, n, k in self._pending.values() if k == number)
+        held.insert(0, (first, count))
+        cause = " ".join(str(error).split())[:300]
+        return WorkerError(
+            f"{self._label}: Ray actor {number} (process {self._pids[number]}) died with "
+            f"input elements {spans(held)} (0-based) sent to it and not returned; the run "
+            f"is stopped ({cause})"
+        )
+
+    def close(self) -> None:
+        """Kill every actor of the run; safe to repeat."""
+        if self._closed:
+            return
+        self._closed = True
+        for actor in self._actors:
+            try:
+                self._ray.kill(actor, no_restart=True)
+            except Exception:  # gone already (its node lost, say)
+                continue
+        self._pending.clear()
