@@ -27,6 +27,7 @@ from headrace.sources.filesystem import Files, TextLines
 from headrace.sources.images import IMAGE_EXTENSIONS, ImageFiles
 from headrace.sources.jsonl import ReadJsonl
 from headrace.sources.parquet import GROUP_LIMIT, ReadParquet
+from headrace.sources.raydata import ReadRayDataset
 from headrace.sources.sql import ReadSql
 from headrace.sources.tar import ReadTarShards
 from headrace.stages.combine import Concat, SampleFrom, Zip
@@ -504,6 +505,31 @@ def read_parquet(
             ),
         )
     )
+
+
+def read_ray_dataset(dataset: Any, *, batch_size: int | None = None) -> Pipeline[Any]:
+    """The rows of a Ray Data dataset, or its numpy batches, as a headrace source.
+
+    ``dataset`` is a ``ray.data.Dataset`` or one share of its ``streaming_split(n)``
+    (for a Ray Train worker's part of the data). Rows come as dicts; with
+    ``batch_size``, batches come as dicts of numpy arrays (``iter_batches(batch_size,
+    batch_format="numpy")``), the last one maybe short. Every run iterates the
+    dataset anew; Ray Data executes it again, streaming.
+
+    A state of a run resumes by replaying its epoch up to the position, so it needs
+    the same rows in the same order again: a dataset made with
+    ``DataContext.get_current().execution_options.preserve_order = True``. Without
+    that, and for a ``streaming_split`` share (whose rows go to whichever share asks
+    first), the order is not fixed, and ``run.state()`` raises, naming the stage.
+
+    Args:
+        dataset: the dataset or its share.
+        batch_size: hand out numpy batches of this many rows instead of rows.
+
+    Raises:
+        TypeError: ``dataset`` is neither a Dataset nor a DataIterator.
+    """
+    return Pipeline((ReadRayDataset(dataset, batch_size=batch_size),))
 
 
 def read_sql(

@@ -67,7 +67,8 @@ def shard(
 
     - its rank among ``R`` processes: from ``torch.distributed`` when its default
       process group is initialized (looked up only where torch is already imported;
-      headrace never imports it), else from the environment variables ``RANK`` and
+      headrace never imports it), else from Ray Train's context inside a Ray Train
+      worker (``ray.train.get_context()``), else from the environment variables ``RANK`` and
       ``WORLD_SIZE`` that ``torchrun`` and most launchers set, else rank 0 of 1.
       ``LOCAL_RANK`` is never read as the rank: it counts the processes of one machine
       only. A variable without the other, a value that is not an integer, a
@@ -442,7 +443,7 @@ def _run_share(
 
 def _rank(sender: tuple[int, int] | None) -> tuple[int, int]:
     """``(world size, rank)`` of this process."""
-    found = _torch_rank()
+    found = _torch_rank() or _ray_train_rank()
     if found is not None:
         return found
     if sender is not None and _worker_info() is not None:
@@ -456,6 +457,19 @@ def _torch_rank() -> tuple[int, int] | None:
     if dist is None or not dist.is_available() or not dist.is_initialized():
         return None
     return int(dist.get_world_size()), int(dist.get_rank())
+
+
+def _ray_train_rank() -> tuple[int, int] | None:
+    """``(world size, rank)`` of a Ray Train worker, when this process is one (looked up
+    only where Ray Train is imported, as it is in its workers)."""
+    train = sys.modules.get("ray.train")
+    if train is None:
+        return None
+    try:
+        context = train.get_context()
+    except (RuntimeError, AttributeError, ValueError):  # not inside a training function
+        return None
+    return int(context.get_world_size()), int(context.get_world_rank())
 
 
 def _environment_rank() -> tuple[int, int]:
