@@ -132,3 +132,14 @@ def test_the_jax_training_example_loss_drops() -> None:
     assert len(losses) == 3
     assert losses[-1] < 0.1 * losses[0]
     assert "jax training: loss dropped" in out
+
+
+@pytest.mark.timeout(200)
+def test_the_ray_cluster_example_trains_with_decoding_on_ray_actors() -> None:
+    out = run_example("ray_cluster.py", "--images", "128", "--epochs", "3")
+    epochs = [line.split() for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 3
+    losses = [float(words[3]) for words in epochs]
+    assert losses[-1] < losses[0]
+    assert float(epochs[-1][5]) > 0.9
+    assert "ray cluster training: done" in out
