@@ -68,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.address is None:
-        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     else:
         ray.init(address=args.address)
     torch.manual_seed(0)

@@ -63,8 +63,14 @@ def _eventually(predicate: Callable[[], bool], timeout: float = 1.0) -> bool:
     return True
 
 
+#: The command lines of a Ray cluster's own processes (its store, scheduler, monitors).
+_RAY_CLUSTER = re.compile(r"/ray/(core/src/ray/|_private/|dashboard/|autoscaler/)|^ray::")
+
+
 def _children() -> list[str]:
-    """``pid state cmdline`` of every process whose parent is this one."""
+    """``pid state cmdline`` of every process whose parent is this one, but for the
+    processes of a Ray cluster this process started (``local_ray``: checked when the
+    cluster shuts down)."""
     if not sys.platform.startswith("linux"):
         return []
     me = os.getpid()
@@ -80,6 +86,8 @@ def _children() -> list[str]:
             with open(f"/proc/{entry}/cmdline", "rb") as raw:
                 cmdline = raw.read().replace(b"\0", b" ").decode(errors="replace").strip()
         except (OSError, KeyError, ValueError):  # gone meanwhile, or not ours to read
+            continue
+        if _RAY_CLUSTER.search(cmdline):
             continue
         found.append(f"{entry} {fields['State'].strip()} {cmdline[:120]}")
     return sorted(found)
@@ -196,7 +204,7 @@ def local_ray() -> Iterator[Any]:
     import ray
 
     before = _ray_processes()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray
     finally:

@@ -25,7 +25,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 pytestmark = pytest.mark.timeout(60)
 
-BACKENDS = ["thread", "process"]
+BACKENDS = ["thread", "process", "ray"]
 
 #: Counts the calls of ``setup`` (a worker_init) in each worker.
 INITS = 0
@@ -87,7 +87,9 @@ def test_results_are_the_same_for_every_task_size(chunk_size):
         ]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+# Not on the ray backend: two pools of two actors each do not fit the tests' cluster
+# of two CPUs (test_ray_backend.py tests what happens then).
+@pytest.mark.parametrize("backend", BACKENDS[:2])
 def test_stages_that_differ_run_apart(backend):
     # Other worker counts, or an error policy (whose drops would shift the indices
     # of the stage after it): each stage keeps its own pool.
@@ -135,7 +137,9 @@ def test_every_stage_keeps_its_row_and_the_pool_is_the_last_ones(backend):
     assert rows[2]["workers"] == 2
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+# Not on the ray backend: a state taken inside joined stages resumes them apart, two
+# pools of two actors, which the tests' cluster of two CPUs does not hold.
+@pytest.mark.parametrize("backend", BACKENDS[:2])
 def test_a_state_taken_mid_run_resumes_with_the_next_element(backend):
     shuffled = (
         hr.range(300)

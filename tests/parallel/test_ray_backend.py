@@ -203,3 +203,25 @@ def test_import_headrace_does_not_load_ray() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_actors_the_cluster_cannot_place_are_a_named_error_not_a_hang(
+    cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headrace.parallel import cluster as backend
+
+    monkeypatch.setattr(backend, "START_S", 2.0)
+    start = time.monotonic()
+    with pytest.raises(WorkerError, match=r"placed 2 of its 3 actors \(\{'num_cpus': 1\} each\)"):
+        list(hr.range(10).map(slow, workers=3, backend="ray"))
+    assert time.monotonic() - start < 30
+    assert _cpus_free(cluster) == 2.0
+    # Two stages of two actors each on two CPUs: the second cannot start.
+    two = (
+        hr.range(10)
+        .map(slow, workers=2, backend="ray")
+        .map(str, workers=2, backend="ray", ordered=False)
+    )
+    with pytest.raises(WorkerError, match="other stages' actors hold the rest"):
+        list(two)
+    assert _cpus_free(cluster) == 2.0

@@ -2,8 +2,9 @@
 
 ``map(fn, workers=N, backend="ray")`` runs its calls on ``N`` Ray actors (one CPU
 each) of the cluster the program is connected to: ``ray.init(address=...)`` before
-the run names it; without one, the first run starts a local cluster, with a log line
-that says so. Ray carries ``fn`` (with cloudpickle, once per actor), the elements and
+the run names it (``address="auto"``: the cluster ``ray start`` made on this
+machine); without it, the first run starts a new local cluster, with a log line that
+says so. Ray carries ``fn`` (with cloudpickle, once per actor), the elements and
 the results through its object store.
 
 The actors serve one run: they start on its first ``next()`` and are killed when it
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -44,6 +46,11 @@ logger = logging.getLogger("headrace")
 TASK_FLOOR_S: Final = 700e-6
 #: How long one wait for results lasts before the consumer looks up (Ctrl-C, stop).
 _WAIT_S: Final = 0.1
+#: How long a run waits for the cluster to place its actors (an autoscaler may be
+#: adding a node) before it says what it asked for and what the cluster has.
+START_S: Final = float(os.environ.get("HEADRACE_RAY_START_S", "60"))
+#: The resources named in that message.
+_SHOWN: Final = ("CPU", "GPU", "memory")
 
 
 #: What ``resources=`` may ask of the cluster for each actor.
@@ -131,7 +138,9 @@ class RayPool:
         self._label = label
         self._closed = False
         if not ray.is_initialized():
-            ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
+            # A new local cluster: ray.init() alone would join a cluster started on
+            # this machine before, or fail on the address such a cluster left behind.
+            ray.init(address="local", include_dashboard=False, configure_logging=False)
             logger.info(
                 "%s started a local Ray cluster (%s CPUs); call ray.init(address=...) "
                 "before the run to use another",
@@ -157,7 +166,7 @@ class RayPool:
         self._active = workers
         self.stop = _stop.current()
         try:
-            started = ray.get([actor.ready.remote() for actor in self._actors])
+            started = self._started(asked)
         except BaseException as error:
             self.close()
             if isinstance(error, ray.exceptions.RayError):
@@ -172,6 +181,29 @@ class RayPool:
                 f"headrace: {label}: its worker_init function failed in a Ray actor"
             )
             raise init_error
+
+    def _started(self, asked: dict[str, float]) -> list[tuple[int, bytes | None]]:
+        """Every actor's ``ready()``, once the cluster has placed them all; a
+        :class:`WorkerError` saying what was asked, and what the cluster has free, when
+        it has not placed them within :data:`START_S` (never a wait without end)."""
+        ray = self._ray
+        refs = [actor.ready.remote() for actor in self._actors]
+        deadline = time.monotonic() + START_S
+        while True:
+            ready, waiting = ray.wait(refs, num_returns=len(refs), timeout=_WAIT_S)
+            if not waiting:
+                return list(ray.get(refs))
+            if self.stop is not None and self.stop.is_set():
+                raise _stop.Stopped(f"{self._label}: stopped while its Ray actors started")
+            if time.monotonic() > deadline:
+                free = {k: v for k, v in ray.available_resources().items() if k in _SHOWN}
+                total = {k: v for k, v in ray.cluster_resources().items() if k in _SHOWN}
+                raise WorkerError(
+                    f"{self._label}: the Ray cluster placed {len(ready)} of its "
+                    f"{len(refs)} actors ({asked} each) in {START_S:.0f} s; it has {total} "
+                    f"in all, {free} free (other stages' actors hold the rest): ask for "
+                    "fewer workers or resources, or a larger cluster"
+                )
 
     def send(self, first: int, items: list[Any]) -> int:
         number = min(range(self._active), key=self._load.__getitem__)
