@@ -56,6 +56,8 @@ def square_array(x: int) -> np.ndarray:
 def test_results_come_in_order_as_on_the_other_backends(cluster: Any) -> None:
     pipeline = hr.range(50).map(square_array, workers=2, backend="ray")
     got = list(pipeline)
+    assert not got[0].flags.writeable  # zero-copy from the object store, as documented
+    assert next(iter(pipeline.batch(5))).flags.writeable
     want = list(hr.range(50).map(square_array, workers=2))
     assert len(got) == 50
     assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))

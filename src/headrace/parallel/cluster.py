@@ -5,7 +5,7 @@ each) of the cluster the program is connected to: ``ray.init(address=...)`` befo
 the run names it (``address="auto"``: the cluster ``ray start`` made on this
 machine); without it, the first run starts a new local cluster, with a log line that
 says so. Ray carries ``fn`` (with cloudpickle, once per actor), the elements and
-the results through its object store.
+the results through its object store; arrays in results arrive zero-copy, read-only.
 
 The actors serve one run: they start on its first ``next()`` and are killed when it
 ends, however it ends (exhausted, ``break``, an error, Ctrl-C, garbage collection).
