@@ -203,11 +203,16 @@ def local_ray() -> Iterator[Any]:
     down at its end with none of its processes left running."""
     import ray
 
+    if ray.is_initialized():
+        # A Ray object collected after an earlier module's cluster was shut down (a
+        # dataset in a reference cycle) may have started one again on its own.
+        ray.shutdown()
     before = _ray_processes()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray
     finally:
+        gc.collect()  # the module's Ray objects go while their cluster is there
         ray.shutdown()
         deadline = time.monotonic() + 30
         while (left := _ray_processes() - before) and time.monotonic() < deadline:

@@ -4,6 +4,7 @@ Ray Train workers, on a real local Ray cluster that the module starts and stops.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -81,7 +82,13 @@ def test_shard_takes_the_rank_of_a_ray_train_worker(cluster: Any, tmp_path: Path
         train_loop_config={"out": str(tmp_path)},
         scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
     )
-    trainer.fit()
+    # Ray Train's controller takes SIGINT for itself and leaves its handler behind:
+    # the tests of Ctrl-C that follow need Python's own back.
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit()
+    finally:
+        signal.signal(signal.SIGINT, handler)
     got = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)]
     assert got == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
 
