@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import pickle
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -93,9 +94,6 @@ class _Actor:
     """
 
     def __init__(self, path: list[str], payload: bytes) -> None:
-        import pickle
-        import sys
-
         sys.path.extend(entry for entry in path if entry not in sys.path)
         call, init = pickle.loads(payload)
         self._call = call
@@ -110,8 +108,6 @@ class _Actor:
 
     def ready(self) -> tuple[int, bytes | None]:
         """The actor's process id, and its ``worker_init`` failure if it had one."""
-        import os
-
         return os.getpid(), self._failed
 
     def run(self, first: int, items: list[Any]) -> tuple[list[Any], dict[int, bytes], float]:
@@ -188,22 +184,30 @@ class RayPool:
         it has not placed them within :data:`START_S` (never a wait without end)."""
         ray = self._ray
         refs = [actor.ready.remote() for actor in self._actors]
-        deadline = time.monotonic() + START_S
+        ready = self._wait(refs, len(refs), "its Ray actors started", START_S)
+        if len(ready) < len(refs):
+            free = {k: v for k, v in ray.available_resources().items() if k in _SHOWN}
+            total = {k: v for k, v in ray.cluster_resources().items() if k in _SHOWN}
+            raise WorkerError(
+                f"{self._label}: the Ray cluster placed {len(ready)} of its "
+                f"{len(refs)} actors ({asked} each) in {START_S:.0f} s; it has {total} "
+                f"in all, {free} free (other stages' actors hold the rest): ask for "
+                "fewer workers or resources, or a larger cluster"
+            )
+        return list(ray.get(refs))
+
+    def _wait(
+        self, refs: list[Any], count: int, what: str, seconds: float | None = None
+    ) -> list[Any]:
+        """Those of ``refs`` that are ready once ``count`` of them are (or ``seconds``
+        have passed), waiting in slices so that the run's stop flag is heard."""
+        deadline = None if seconds is None else time.monotonic() + seconds
         while True:
-            ready, waiting = ray.wait(refs, num_returns=len(refs), timeout=_WAIT_S)
-            if not waiting:
-                return list(ray.get(refs))
+            ready, _ = self._ray.wait(refs, num_returns=count, timeout=_WAIT_S)
+            if len(ready) >= count or (deadline is not None and time.monotonic() > deadline):
+                return list(ready)
             if self.stop is not None and self.stop.is_set():
-                raise _stop.Stopped(f"{self._label}: stopped while its Ray actors started")
-            if time.monotonic() > deadline:
-                free = {k: v for k, v in ray.available_resources().items() if k in _SHOWN}
-                total = {k: v for k, v in ray.cluster_resources().items() if k in _SHOWN}
-                raise WorkerError(
-                    f"{self._label}: the Ray cluster placed {len(ready)} of its "
-                    f"{len(refs)} actors ({asked} each) in {START_S:.0f} s; it has {total} "
-                    f"in all, {free} free (other stages' actors hold the rest): ask for "
-                    "fewer workers or resources, or a larger cluster"
-                )
+                raise _stop.Stopped(f"{self._label}: stopped while {what}")
 
     def send(self, first: int, items: list[Any]) -> int:
         number = min(range(self._active), key=self._load.__getitem__)
@@ -217,12 +221,7 @@ class RayPool:
 
     def receive(self) -> list[Done]:
         ray = self._ray
-        while True:
-            ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=_WAIT_S)
-            if ready:
-                break
-            if self.stop is not None and self.stop.is_set():
-                raise _stop.Stopped(f"{self._label}: stopped while waiting for Ray actors")
+        ready = self._wait(list(self._pending), 1, "waiting for Ray actors")
         results: list[Done] = []
         for ref in ready:
             first, count, number = self._pending.pop(ref)

@@ -63,6 +63,7 @@ __all__ = [
     "open_binary",
     "open_or_reject",
     "overlong_reason",
+    "past_end",
     "remote_filesystem",
 ]
 
@@ -426,6 +427,15 @@ class ReadPosition:
 
 #: Bytes at the head of a file that its fingerprint hashes.
 _HEAD_BYTES = 16 << 10
+
+
+def past_end(where: str, after: str, has: str, container: str = "file") -> ValueError:
+    """The error for a saved position past the end of what it points into:
+    ``past_end("x.tar", "member 40", "the shard has 4", "shard")``."""
+    return ValueError(
+        f"{where}: the saved position is after {after}, but {has}; the state is from "
+        f"other data, or the {container} changed since it was saved"
+    )
 
 
 def file_fingerprint(path: str) -> str:

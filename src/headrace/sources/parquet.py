@@ -25,6 +25,7 @@ from headrace.sources.files import (
     ReadPosition,
     open_or_reject,
     overlong_reason,
+    past_end,
 )
 
 __all__ = ["ReadParquet"]
@@ -156,11 +157,8 @@ class ReadParquet(FileSource):
         skip = position.records
         metadata = parquet.metadata
         if skip > metadata.num_rows:
-            raise ValueError(
-                f"{tally.label}: {path}: the saved position is after row {skip}, but the "
-                f"file has {metadata.num_rows} rows; the state is from other data, or the "
-                "file changed since it was saved"
-            )
+            has = f"the file has {metadata.num_rows} rows"
+            raise past_end(f"{tally.label}: {path}", f"row {skip}", has)
         group, row = 0, 0
         while group < metadata.num_row_groups:
             rows = metadata.row_group(group).num_rows
@@ -217,26 +215,32 @@ class ReadParquet(FileSource):
         pa, _, _ = _arrow()
         pending: list[Any] = []
         count = end = 0
+
+        def converted(table: Any, row: int) -> dict[str, np.ndarray] | None:
+            """The table's numpy columns; None after rejecting the rest of the file
+            from ``row``, where a string is not UTF-8."""
+            try:
+                return _numpy_columns(table)
+            except (UnicodeDecodeError, pa.ArrowException) as error:
+                _not_utf8(path, row, error, tally)
+                return None
+
         for first, batch in self._chunks(parquet, path, tally, position, size):
             pending.append(batch)
             count, end = count + batch.num_rows, first + batch.num_rows
             while count >= size:
                 table = pa.Table.from_batches(pending)
                 pending, count = table.slice(size).to_batches(), count - size
-                try:
-                    columns = _numpy_columns(table.slice(0, size))
-                except (UnicodeDecodeError, pa.ArrowException) as error:
-                    _not_utf8(path, end - count - size, error, tally)
+                columns = converted(table.slice(0, size), end - count - size)
+                if columns is None:
                     return
                 tally.read += size
                 position.records = end - count
                 yield columns
         # A file's last batch may be short: batches never mix rows of two files.
         if count:
-            try:
-                columns = _numpy_columns(pa.Table.from_batches(pending))
-            except (UnicodeDecodeError, pa.ArrowException) as error:
-                _not_utf8(path, end - count, error, tally)
+            columns = converted(pa.Table.from_batches(pending), end - count)
+            if columns is None:
                 return
             tally.read += count
             position.records = end

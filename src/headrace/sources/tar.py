@@ -22,6 +22,7 @@ from headrace.sources.files import (
     ReadPosition,
     open_or_reject,
     overlong_reason,
+    past_end,
 )
 
 __all__ = ["ReadTarShards"]
@@ -167,11 +168,8 @@ class ReadTarShards(FileSource):
                 tally.reject(path, reason)
                 return
         if consumed < skip:
-            raise ValueError(
-                f"{tally.label}: {path}: the saved position is after member {skip}, but the "
-                f"shard has {consumed}; the state is from other data, or the shard changed "
-                "since it was saved"
-            )
+            where = f"{tally.label}: {path}"
+            raise past_end(where, f"member {skip}", f"the shard has {consumed}", "shard")
         if sample is not None:
             position.records = consumed
             tally.read += 1

@@ -62,6 +62,7 @@ from headrace.sources.files import (
     open_binary,
     open_or_reject,
     overlong_reason,
+    past_end,
 )
 
 __all__ = ["ReadCsv"]
@@ -517,7 +518,4 @@ def _counted(
     last: Any = yield from chunks
     rows = int(last) if count is None else count()
     if rows < skip:
-        raise ValueError(
-            f"{where}: the saved position is after row {skip}, but the file has {rows} "
-            "rows; the state is from other data, or the file changed since it was saved"
-        )
+        raise past_end(where, f"row {skip}", f"the file has {rows} rows")

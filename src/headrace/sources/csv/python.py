@@ -70,7 +70,8 @@ def python_chunks(
     """Chunks of the rows in ``stream`` (the bytes after the header), parsed by the csv
     module with ``delimiter`` and ``quotechar``. The first row is row ``before + 1``;
     rows up to ``skip`` are passed over uncounted. Returns the number of the last row
-    read.
+    read. A line over ``limit`` bytes is a bad row, read past; the reader has raised
+    the csv module's field limit to ``limit`` (:func:`allow_fields`).
 
     Rows are gathered :data:`CHUNK_ROWS` at a time and converted a column at a time; a
     chunk with a value that does not convert is converted again row by row, to reject
@@ -80,7 +81,6 @@ def python_chunks(
     # it is in a column that is read (as with pyarrow).
     binary = cast("IO[bytes]", stream)
     text = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")
-    allow_fields(limit)
     reader = csv.reader(BoundedLines(text, limit), delimiter=delimiter, quotechar=quotechar)
     width, selected, dtypes = layout.width, layout.selected, layout.dtypes
     rows: list[list[str]] = []
