@@ -841,6 +841,52 @@ def test_normalize_divides_each_channel_by_its_std(images: dict[str, Array]) -> 
     np.testing.assert_array_equal(out, (image - 128.0) / 2)
 
 
+def _views(array: Array) -> dict[str, Array]:
+    """``array`` and the strided views of it a pipeline hands to ``normalize``."""
+    width_axis = array.ndim - 2
+    return {
+        "packed": array,
+        "flipped": np.flip(array, width_axis),  # what random_flip returns
+        "upside down": np.flip(array, width_axis - 1),
+        "channels reversed": array[..., ::-1],  # RGB to BGR
+        "every other row": array[..., ::2, :, :],
+        "transposed": np.swapaxes(array, width_axis - 1, width_axis),
+    }
+
+
+@pytest.mark.parametrize(
+    "shape", [(224, 224, 3), (7, 5, 1), (3, 6, 4, 2), (1, 1, 3), (0, 4, 3), (4, 0, 3)]
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_normalize_equals_the_broadcast_formula_on_every_layout(
+    shape: tuple[int, ...], dtype: Any
+) -> None:
+    # normalize works on rows of pixels rather than numpy's per-pixel broadcast; the
+    # result must be the broadcast's, bit for bit, whatever the input's strides.
+    image = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
+    channels = shape[-1]
+    for name, view in _views(image).items():
+        for mean, std in (
+            ([123.675, 116.28, 103.53, 1.0][:channels], [58.395, 57.12, 57.375, 2.0][:channels]),
+            (127.5, 0.5),
+        ):
+            expected = np.subtract(view, np.asarray(mean, dtype), dtype=dtype)
+            expected *= 1 / np.asarray(std, dtype)
+            out = hv.normalize(view, mean, std, dtype=dtype)
+            assert out.dtype == dtype, name
+            assert out.flags.c_contiguous, name
+            assert out.flags.writeable, name
+            np.testing.assert_array_equal(out, expected, err_msg=name)
+    floats = np.random.default_rng(4).random(shape)
+    expected = np.subtract(floats, np.float32(0.5), dtype=np.float32) * np.float32(4)
+    np.testing.assert_array_equal(hv.normalize(floats, 0.5, 0.25), expected)
+
+
+def test_normalize_refuses_a_cast_numpy_refuses() -> None:
+    with pytest.raises(TypeError):
+        hv.normalize(np.ones((2, 2, 3), np.complex64), 0.0)
+
+
 @pytest.mark.parametrize(
     ("mean", "std", "match"),
     [
