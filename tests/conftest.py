@@ -161,7 +161,8 @@ def segments_left() -> Callable[..., dict[str, int]]:
 
 @pytest.fixture
 def nothing_left_running() -> Iterator[None]:
-    """After the test: no headrace thread, child process or shared-memory segment.
+    """After the test: no headrace thread, child process or shared-memory segment, and
+    where a Ray cluster is up, no actor holding its CPUs.
 
     A process-backend stage keeps its workers until its pipeline is dropped: the
     test's pipelines are gone once it returns, those caught in reference cycles (a
@@ -174,6 +175,15 @@ def nothing_left_running() -> Iterator[None]:
     # that a run started and did not stop (or stopped and did not reap: a zombie).
     assert _left(_children, 1.0) == [], "a test left child processes behind"
     assert _left(_segments, 1.0) == {}, "a test left shared-memory segments behind"
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        # Ray actors are not children of this process: they are gone when the
+        # cluster has all its CPUs free again.
+        def cpus_free() -> bool:
+            free = ray.available_resources().get("CPU", 0.0)
+            return bool(free >= ray.cluster_resources().get("CPU", 0.0))
+
+        assert _eventually(cpus_free, 10.0), "a test left Ray actors holding CPUs"
 
 
 def _ray_processes() -> set[int]:

@@ -142,7 +142,8 @@ class Pipeline(Plan[T]):
         return self.iter()
 
     def close(self) -> None:
-        """Stop the worker processes this pipeline's parallel stages keep between runs.
+        """Stop the worker processes (and Ray actors) this pipeline's parallel stages
+        keep between runs.
 
         They would stop anyway when the pipeline is dropped or the program exits; a
         later run starts new ones. Runs in progress keep theirs until they end.
@@ -198,7 +199,9 @@ class Pipeline(Plan[T]):
                 'headrace[ray]'``), the one ``ray.init(address=...)`` connected the
                 program to, or a local one started on the first run (logged); ``fn``,
                 elements and results travel as for processes, through Ray's object
-                store, and the actors serve one run.
+                store, and the actors are kept between runs as worker processes
+                are (a run with no room on the cluster stops the idle actors other
+                stages keep).
             ordered: with workers, yield results in input order (default) or, with
                 ``False``, as each is ready.
             buffer_size: with workers, the most elements in flight: taken from the

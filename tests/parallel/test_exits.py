@@ -1,6 +1,9 @@
 """Every way a run can end stops the threads of parallel maps and prefetches.
 
-The same exits for both kinds of stage: exhaustion, ``break`` then ``del``,
+The folder's check after each test (``nothing_left_running``) also finds worker
+processes and Ray actors left behind, so the maps on processes and on Ray actors
+(a local cluster for the module) go through the same exits. The same exits for every
+kind of stage: exhaustion, ``break`` then ``del``,
 ``close()``, leaving a ``with`` block early, an exception or ``KeyboardInterrupt`` in
 the consumer, garbage collection of an unclosed run, and ``take`` ending an endless
 stream. No test asserts a wall-clock time; each has a timeout.
@@ -9,14 +12,17 @@ stream. No test asserts a wall-clock time; each has a timeout.
 from __future__ import annotations
 
 import gc
+import sys
 import time
 from collections.abc import Callable
 
+import cloudpickle
 import pytest
 
 import headrace as hr
 
 pytestmark = pytest.mark.timeout(30)
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # for the workers and actors
 
 
 def double(x: int) -> int:
@@ -43,6 +49,8 @@ LIVE: dict[str, Callable[[hr.Pipeline[int]], hr.Pipeline[int]]] = {
     "prefetch slow upstream": lambda p: p.map(slow).prefetch(2),
     "prefetch after a parallel map": lambda p: p.map(slow, workers=3).prefetch(3),
     "prefetch twice": lambda p: p.prefetch(2).map(double).prefetch(2),
+    "map on processes": lambda p: p.map(slow, workers=2, backend="process"),
+    "map on ray": lambda p: p.map(slow, workers=2, backend="ray"),
 }
 live = pytest.mark.parametrize("build", list(LIVE.values()), ids=list(LIVE))
 

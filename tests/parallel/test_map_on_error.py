@@ -1,7 +1,8 @@
 """``on_error=`` of ``map`` and ``random_map``: bad elements raise, are skipped or quarantined.
 
-Every way a map runs is covered: inline (``workers=0``), on threads and on worker
-processes, in input order and with ``ordered=False``. Bad data is what ``fn`` raises
+Every way a map runs is covered: inline (``workers=0``), on threads, on worker
+processes and on Ray actors (a local cluster for the module), in input order and
+with ``ordered=False``. Bad data is what ``fn`` raises
 as :class:`headrace.ParseError` (and its subclasses, such as
 :class:`headrace.DecodeError`) or ``OSError``; any other exception is a bug and stops
 the run under every policy. The conftest's autouse fixtures check after each test that
@@ -45,9 +46,11 @@ MODES = [
     pytest.param({"workers": 2, "ordered": False}, id="threads-unordered"),
     pytest.param({"workers": 2, "backend": "process"}, id="processes"),
     pytest.param({"workers": 2, "backend": "process", "ordered": False}, id="processes-unordered"),
+    pytest.param({"workers": 2, "backend": "ray"}, id="ray"),
+    pytest.param({"workers": 2, "backend": "ray", "ordered": False}, id="ray-unordered"),
 ]
 #: One ordered way on each backend, for the checks that order does not change.
-ORDERED_MODES = [MODES[0], MODES[1], MODES[3]]
+ORDERED_MODES = [MODES[0], MODES[1], MODES[3], MODES[5]]
 
 #: Every way, each with a quarantine given as a Path; threads once more with a str.
 QUARANTINE_MODES = [

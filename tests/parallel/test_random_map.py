@@ -1,10 +1,16 @@
-"""random_map: per-element generators make random functions independent of workers."""
+"""random_map: per-element generators make random functions independent of workers.
+
+The draws and the errors are checked on every backend (the ray one on a local
+cluster for the module).
+"""
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 
+import cloudpickle
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +19,10 @@ from hypothesis import strategies as st
 import headrace as hr
 from headrace.parallel import element_rng
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(60)
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # for the workers and actors
+
+BACKENDS = ("thread", "process", "ray")
 
 
 def jitter(x: int, rng: np.random.Generator) -> tuple[int, float]:
@@ -75,16 +84,37 @@ def explode(x: int, rng: np.random.Generator) -> int:
     return x
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_an_error_keeps_its_type_and_names_the_element(workers: int, threads_left) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_draws_are_the_same_on_every_backend(backend: str) -> None:
+    items = [x * x % 97 for x in range(40)]
+    inline = list(hr.from_iterable(items).random_map(jitter, seed=7).iter(epoch=3))
+    for ordered in (True, False):
+        parallel = hr.from_iterable(items).random_map(
+            jitter, seed=7, workers=2, backend=backend, ordered=ordered
+        )
+        got = list(parallel.iter(epoch=3))
+        # Unordered, completion order may differ, but each element keeps its draw.
+        assert got == inline if ordered else sorted(got) == sorted(inline)
+
+
+@pytest.mark.parametrize(
+    ("workers", "backend"), [(0, "thread"), (2, "thread"), (2, "process"), (2, "ray")]
+)
+def test_an_error_keeps_its_type_and_names_the_element(
+    workers: int, backend: str, threads_left
+) -> None:
     with pytest.raises(KeyError) as caught:
-        list(hr.range(9).random_map(explode, seed=0, workers=workers))
+        list(hr.range(9).random_map(explode, seed=0, workers=workers, backend=backend))
     error = caught.value
-    assert "explode" in [frame.name for frame in traceback.extract_tb(error.__traceback__)]
-    notes = [n for n in error.__notes__ if n.startswith("headrace:")]
+    notes = [n for n in error.__notes__ if n.startswith("headrace: raised in")]
     assert len(notes) == 1
     assert "random_map(explode, seed=0" in notes[0]
     assert "on its input element 4" in notes[0]
+    if backend == "thread":
+        assert "explode" in [frame.name for frame in traceback.extract_tb(error.__traceback__)]
+    else:  # raised in another process: its traceback comes as a note
+        (remote,) = [n for n in error.__notes__ if n.startswith("headrace: traceback in")]
+        assert 'raise KeyError("four")' in remote
     assert threads_left() == []
 
 

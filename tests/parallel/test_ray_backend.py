@@ -8,10 +8,13 @@ name the actors cannot import.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -61,7 +64,68 @@ def test_results_come_in_order_as_on_the_other_backends(cluster: Any) -> None:
     want = list(hr.range(50).map(square_array, workers=2))
     assert len(got) == 50
     assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
-    assert _cpus_free(cluster) == 2.0  # the actors were released
+    pipeline.close()
+    assert _cpus_free(cluster) == 2.0  # the kept actors were released
+
+
+def actor_pid(x: int) -> tuple[int, int]:
+    time.sleep(0.002)  # long enough that both actors get tasks
+    return x, os.getpid()
+
+
+def test_a_later_run_reuses_the_kept_actors_and_close_releases_them(
+    cluster: Any, tmp_path: Any
+) -> None:
+    starts = tmp_path / "starts"
+
+    def init() -> None:
+        with starts.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+
+    pipeline = hr.range(60).map(actor_pid, workers=2, backend="ray", worker_init=init)
+    first = list(pipeline)
+    assert [x for x, _ in first] == list(range(60))
+    pids = {pid for _, pid in first}
+    assert len(pids) == 2
+    assert cluster.available_resources().get("CPU", 0.0) == 0.0  # kept for the next run
+    for _ in range(2):  # the next epochs: the same actors, worker_init not run again
+        again = list(pipeline)
+        assert [x for x, _ in again] == list(range(60))
+        assert {pid for _, pid in again} <= pids
+    assert sorted(map(int, starts.read_text().split())) == sorted(pids)
+    pipeline.close()
+    assert _cpus_free(cluster) == 2.0
+    # A run after close() starts new actors.
+    assert {pid for _, pid in pipeline}.isdisjoint(pids)
+    del pipeline  # dropping the pipeline stops its actors
+    gc.collect()
+    assert _cpus_free(cluster) == 2.0
+
+
+def test_a_run_with_no_room_stops_the_actors_other_stages_keep_idle(
+    cluster: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    one = hr.range(30).map(actor_pid, workers=2, backend="ray")
+    other = hr.range(30).map(actor_pid, workers=2, backend="ray").map(lambda p: p[0])
+    assert [x for x, _ in one] == list(range(30))  # one's actors hold both CPUs, idle
+    with caplog.at_level(logging.INFO, logger="headrace"):
+        assert list(other) == list(range(30))
+    assert any("idle actors other stages kept" in r.getMessage() for r in caplog.records)
+    assert [x for x, _ in one] == list(range(30))  # and back: other's are stopped
+    one.close()
+    other.close()
+    assert _cpus_free(cluster) == 2.0
+
+
+def test_a_kept_actor_that_died_between_runs_is_replaced(cluster: Any) -> None:
+    pipeline = hr.range(40).map(actor_pid, workers=2, backend="ray")
+    pids = {pid for _, pid in pipeline}
+    os.kill(min(pids), signal.SIGKILL)
+    again = list(pipeline)
+    assert [x for x, _ in again] == list(range(40))
+    assert min(pids) not in {pid for _, pid in again}
+    pipeline.close()
+    assert _cpus_free(cluster) == 2.0
 
 
 def fails_at_7(x: int) -> int:
@@ -110,12 +174,42 @@ def slow(x: int) -> int:
     return x
 
 
-def test_an_early_break_releases_the_actors(cluster: Any) -> None:
-    with hr.range(10_000).map(slow, workers=2, backend="ray").iter() as run:
+def test_an_early_break_leaves_the_actors_for_the_next_run(cluster: Any) -> None:
+    pipeline = hr.range(10_000).map(slow, workers=2, backend="ray")
+    with pipeline.iter() as run:
         for x in run:
             if x == 5:
                 break
-        assert cluster.available_resources().get("CPU", 0.0) < 2.0  # still held
+    # The tasks in hand were finished and dropped (or the actors stopped): either way
+    # the next run starts from the first element.
+    assert list(pipeline.take(20)) == list(range(20))
+    pipeline.close()
+    assert _cpus_free(cluster) == 2.0
+
+
+def sleepy_after_zero(x: int) -> int:
+    if x:
+        time.sleep(60)
+    return x
+
+
+def test_ctrl_c_while_the_consumer_waits_for_actors_stops_them(cluster: Any) -> None:
+    # A real SIGINT, landing while the consumer waits on actors that are busy for 60 s:
+    # the run ends at once with KeyboardInterrupt, and its actors are killed, not kept.
+    pipeline = hr.range(100).map(sleepy_after_zero, workers=2, backend="ray", chunk_size=1)
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+
+    def consume() -> None:
+        with pipeline.iter() as run:
+            assert next(run) == 0
+            timer.start()
+            next(run)
+
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        consume()
+    timer.join()
+    assert time.monotonic() - start < 30
     assert _cpus_free(cluster) == 2.0
 
 
@@ -175,10 +269,12 @@ def test_resources_are_what_each_actor_asks_of_the_cluster(cluster: Any) -> None
         time.sleep(0.05)
         return x
 
-    with hr.range(20).map(held, workers=1, backend="ray", resources={"num_cpus": 2}).iter() as run:
+    pipeline = hr.range(20).map(held, workers=1, backend="ray", resources={"num_cpus": 2})
+    with pipeline.iter() as run:
         next(run)
         assert cluster.available_resources().get("CPU", 0.0) == 0.0  # one actor, two CPUs
         assert list(run) == list(range(1, 20))
+    pipeline.close()
     assert _cpus_free(cluster) == 2.0
     name = hr.range(3).map(str, workers=1, backend="ray", resources={"num_cpus": 2}).stages[1].name
     assert name == "map(str, workers=1, backend='ray', resources={'num_cpus': 2})"
@@ -226,4 +322,21 @@ def test_actors_the_cluster_cannot_place_are_a_named_error_not_a_hang(
     )
     with pytest.raises(WorkerError, match="other stages' actors hold the rest"):
         list(two)
+    assert _cpus_free(cluster) == 2.0
+
+
+def test_a_function_that_does_not_pickle_is_named(cluster: Any) -> None:
+    lock = threading.Lock()
+
+    def locked(x: int) -> int:
+        with lock:
+            return x
+
+    with pytest.raises(TypeError, match="pickle") as caught:
+        list(hr.range(3).map(locked, workers=2, backend="ray"))
+    assert any(
+        "could not send its function to Ray actors; the ray backend needs functions that "
+        "cloudpickle can pickle" in note
+        for note in caught.value.__notes__
+    )
     assert _cpus_free(cluster) == 2.0

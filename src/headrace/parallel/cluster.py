@@ -7,8 +7,12 @@ machine); without it, the first run starts a new local cluster, with a log line 
 says so. Ray carries ``fn`` (with cloudpickle, once per actor), the elements and
 the results through its object store; arrays in results arrive zero-copy, read-only.
 
-The actors serve one run: they start on its first ``next()`` and are killed when it
-ends, however it ends (exhausted, ``break``, an error, Ctrl-C, garbage collection).
+The actors start on a run's first ``next()`` and, as the process backend's workers
+are, are kept for the stage's next run (``Warm``): a later epoch starts in a few
+milliseconds instead of the half second that starting actors takes. They are killed
+when the stage is dropped, at exit, on ``pipeline.close()``, or when a run ends with
+an error, Ctrl-C or tasks that do not finish within a moment; kept actors hold their
+share of the cluster's resources while they wait.
 The consumer's thread does the coordination, as for the process backend: it sends
 each task to the least-loaded actor and waits on the tasks' results, so an actor
 that dies (killed, its node lost) is a :class:`headrace.WorkerError` naming it and
@@ -34,7 +38,7 @@ from headrace.errors import WorkerError
 from headrace.parallel import _stop
 from headrace.parallel._drive import Done, Failed
 from headrace.parallel._protocol import call_many
-from headrace.parallel.processes import rebuild
+from headrace.parallel.processes import pickled, rebuild
 from headrace.parallel.threads import spans
 
 __all__ = ["RESOURCES", "TASK_FLOOR_S", "RayPool", "check_resources", "ray_module"]
@@ -50,6 +54,9 @@ _WAIT_S: Final = 0.1
 #: How long a run waits for the cluster to place its actors (an autoscaler may be
 #: adding a node) before it says what it asked for and what the cluster has.
 START_S: Final = float(os.environ.get("HEADRACE_RAY_START_S", "60"))
+#: How long a run waits for its actors before it stops the idle actors that other
+#: stages keep for their next runs, to make room.
+_EVICT_AFTER_S: Final = 0.5
 #: The resources named in that message.
 _SHOWN: Final = ("CPU", "GPU", "memory")
 
@@ -85,18 +92,26 @@ def ray_module() -> Any:
         raise ImportError("backend='ray' needs Ray: pip install 'headrace[ray]'") from None
 
 
+def _session(ray: Any) -> tuple[str, str]:
+    """The driver's current connection: its job and its node."""
+    context = ray.get_runtime_context()
+    return context.get_job_id(), context.get_node_id()
+
+
 class _Actor:
     """What each Ray actor runs: the stage's call on the elements of one task.
 
     It takes the driver's ``sys.path`` (on one machine, the user's modules import as
-    there) and the call and ``worker_init`` pickled as the process backend pickles
-    them (functions of a script or a test module travel by value).
+    there) and ``worker_init``, the call and the user's function pickled as the
+    process backend pickles them (functions of a script or a test module travel by
+    value, in one pickle, so that what ``worker_init`` sets the function sees).
     """
 
     def __init__(self, path: list[str], payload: bytes) -> None:
         sys.path.extend(entry for entry in path if entry not in sys.path)
-        call, init = pickle.loads(payload)
+        init, call, fn = pickle.loads(payload)
         self._call = call
+        self._fn = fn
         self._failed: bytes | None = None
         if init is not None:
             try:
@@ -109,6 +124,13 @@ class _Actor:
     def ready(self) -> tuple[int, bytes | None]:
         """The actor's process id, and its ``worker_init`` failure if it had one."""
         return os.getpid(), self._failed
+
+    def rebind(self, payload: bytes) -> None:
+        """Serve a new run of a kept actor: its call, around this actor's copy of
+        the user's function (not sent again)."""
+        from headrace._pickling import loads
+
+        self._call = loads(payload, kept=self._fn)
 
     def run(self, first: int, items: list[Any]) -> tuple[list[Any], dict[int, bytes], float]:
         from headrace.parallel._worker import failure
@@ -128,11 +150,23 @@ class RayPool:
         workers: int,
         label: str,
         init: Callable[[], object] | None = None,
+        fn: object = None,
         resources: Mapping[str, float] | None = None,
+        evict: Callable[[], bool] | None = None,
     ) -> None:
         ray = self._ray = ray_module()
         self._label = label
-        self._closed = False
+        self.closed = False
+        #: The process that started the actors (see ``Warm``).
+        self.owner = os.getpid()
+        #: Set by the stage that keeps these actors (see ``Warm``).
+        self.generation = 0
+        #: The user's function inside ``call``: a later run's call refers to each
+        #: actor's copy of it (see :meth:`rebind`).
+        self._fn = fn
+        #: Stops the actors other stages keep idle between their runs, saying whether
+        #: there were any: what a run does when the cluster has no room for its own.
+        self._evict = evict
         if not ray.is_initialized():
             # A new local cluster: ray.init() alone would join a cluster started on
             # this machine before, or fail on the address such a cluster left behind.
@@ -143,16 +177,10 @@ class RayPool:
                 label,
                 int(ray.cluster_resources().get("CPU", 0)),
             )
-        from headrace import _pickling
-
-        try:
-            payload = _pickling.dumps((call, init), protocol=5)
-        except Exception as error:
-            error.add_note(
-                f"headrace: {label} could not send its function to Ray actors; the ray "
-                "backend needs functions that cloudpickle can pickle"
-            )
-            raise
+        #: The driver's connection the actors belong to: after ray.shutdown(), or
+        #: in another ray.init(), they are gone with it.
+        self._session = _session(ray)
+        payload = pickled((init, call, fn), label, "ray")
         asked = {"num_cpus": 1, **(resources or {})}
         remote = ray.remote(**asked, max_restarts=0, max_task_retries=0)(_Actor)
         self._actors = [remote.remote(list(sys.path), payload) for _ in range(workers)]
@@ -184,7 +212,16 @@ class RayPool:
         it has not placed them within :data:`START_S` (never a wait without end)."""
         ray = self._ray
         refs = [actor.ready.remote() for actor in self._actors]
-        ready = self._wait(refs, len(refs), "its Ray actors started", START_S)
+        what = "its Ray actors started"
+        ready = self._wait(refs, len(refs), what, min(_EVICT_AFTER_S, START_S))
+        if len(ready) < len(refs) and self._evict is not None and self._evict():
+            logger.info(
+                "%s: the Ray cluster had no room for its actors; the idle actors other "
+                "stages kept for their next runs were stopped to make room",
+                self._label,
+            )
+        if len(ready) < len(refs):
+            ready = self._wait(refs, len(refs), what, max(START_S - _EVICT_AFTER_S, 0.0))
         if len(ready) < len(refs):
             free = {k: v for k, v in ray.available_resources().items() if k in _SHOWN}
             total = {k: v for k, v in ray.cluster_resources().items() if k in _SHOWN}
@@ -208,6 +245,52 @@ class RayPool:
                 return list(ready)
             if self.stop is not None and self.stop.is_set():
                 raise _stop.Stopped(f"{self._label}: stopped while {what}")
+
+    @property
+    def idle(self) -> bool:
+        """Whether the actors have nothing in hand: the pool can serve another run."""
+        return not self.closed and not self._pending and os.getpid() == self.owner
+
+    def drain(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the tasks in hand and drop their results;
+        whether they all came back from live actors (then the pool is idle)."""
+        ray = self._ray
+        refs = list(self._pending)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=seconds)
+        if len(ready) < len(refs):
+            return False
+        try:
+            ray.get(refs)
+        except ray.exceptions.RayError:  # an actor died: results cannot be trusted
+            return False
+        self._pending.clear()
+        self._load = [0] * len(self._actors)
+        return True
+
+    def rebind(self, call: Callable[[int, Any], Any], label: str) -> None:
+        """Serve a new run, with its call, on these actors (kept from an earlier
+        run); a :class:`WorkerError` if one of them is gone."""
+        ray = self._ray
+        self._label = label
+        self.stop = _stop.current()
+        self._active = len(self._actors)
+        if not self._live():
+            raise WorkerError(f"{label}: the Ray connection its kept actors belonged to is gone")
+        payload = pickled(call, label, "ray", kept=self._fn)
+        refs = [actor.rebind.remote(payload) for actor in self._actors]
+        self._wait(refs, len(refs), "its kept Ray actors took the run's function")
+        for number, ref in enumerate(refs):
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayActorError as error:
+                raise WorkerError(
+                    f"{label}: kept Ray actor {number} (process {self._pids[number]}) "
+                    f"is gone: {' '.join(str(error).split())[:300]}"
+                ) from None
+
+    def _live(self) -> bool:
+        """Whether the program is still connected as when the actors started."""
+        return self._ray.is_initialized() and _session(self._ray) == self._session
 
     def send(self, first: int, items: list[Any]) -> int:
         number = min(range(self._active), key=self._load.__getitem__)
@@ -246,10 +329,13 @@ class RayPool:
         )
 
     def close(self) -> None:
-        """Kill every actor of the run; safe to repeat."""
-        if self._closed:
+        """Kill every actor; safe to repeat."""
+        if self.closed:
             return
-        self._closed = True
+        self.closed = True
+        if not self._live():  # they went with their connection (and ray.kill would
+            self._pending.clear()  # start a new cluster of its own)
+            return
         for actor in self._actors:
             try:
                 self._ray.kill(actor, no_restart=True)

@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, Protocol, cast
 
 from headrace._checks import check_callable
 from headrace.engine.readahead import ReadAhead
@@ -111,8 +111,22 @@ class CallStage(Stage):
                 "catch= says which exceptions on_error applies to: pass on_error='skip' "
                 "(or a quarantine file) as well"
             )
-        self._warm = Warm() if self._workers and self._backend == "process" else None
+        self._warm = self._new_warm()
         self._tuner: Tuner | None = None  # the last run's, with workers="auto"
+
+    def _new_warm(self) -> Warm | None:
+        """What keeps this stage's workers between runs: worker processes and Ray
+        actors are worth keeping, threads start in microseconds."""
+        if not self._workers or self._backend == "thread":
+            return None
+        if self._backend == "ray":
+            from headrace.parallel.cluster import RayPool
+
+            return Warm(
+                functools.partial(RayPool, resources=self._resources, evict=_evict_ray),
+                evictable=True,
+            )
+        return Warm(ProcessPool)
 
     # A copy (pickled, or copied for a share) keeps no workers of the original's.
     def __getstate__(self) -> object:
@@ -125,10 +139,10 @@ class CallStage(Stage):
             object.__setattr__(self, name, value)
         if self._auto:  # the cores of the process it is unpickled in
             self._workers = usable_cores()
-        self._warm = Warm() if self._workers and self._backend == "process" else None
+        self._warm = self._new_warm()
 
     def close_workers(self) -> None:
-        """Stop the worker processes kept for the next run, if any."""
+        """Stop the worker processes (or Ray actors) kept for the next run, if any."""
         if self._warm is not None:
             self._warm.close()
 
@@ -379,8 +393,8 @@ def run_pool(
     of ``workers`` threads or processes, in tasks as ``chunking`` sizes them and
     bounds them (see :func:`~headrace.parallel._drive.drive`); ``taken(count)`` after
     each task's elements are taken. ``init`` runs once in each worker; worker
-    processes come from ``warm`` and go back there when the run ends with them idle;
-    ``fn``, the user's function inside ``call``, is sent to a process only once.
+    processes and Ray actors come from ``warm`` and go back there when the run ends
+    with them idle; ``fn``, the user's function inside ``call``, is sent to each once.
     ``tuner`` (``workers="auto"``) chooses how many of the workers to use.
     """
     counters = PoolCounters.of(ctx)
@@ -426,7 +440,7 @@ def run_pool(
 
     start: Callable[[], WorkerPool]
     finish: Callable[[Any], None] | None = None
-    if backend == "process" and warm is not None:
+    if backend != "thread" and warm is not None:
         start = functools.partial(warm.start, call, workers, ctx.label, init, fn)
         finish = warm.finish
     elif backend == "process":
@@ -434,7 +448,7 @@ def run_pool(
     elif backend == "ray":
         from headrace.parallel.cluster import RayPool
 
-        start = functools.partial(RayPool, call, workers, ctx.label, init, resources)
+        start = functools.partial(RayPool, call, workers, ctx.label, init, fn, resources)
     else:
         start = functools.partial(ThreadPool, call, workers, ctx.label, init)
     tasks = drive(
@@ -460,8 +474,23 @@ _FLOORS: Final = {"thread": THREAD_FLOOR_S, "process": PROCESS_FLOOR_S, "ray": R
 DRAIN_S = 0.2
 
 
+class Kept(WorkerPool, Protocol):
+    """What :class:`Warm` needs of a pool besides :class:`WorkerPool`'s methods."""
+
+    owner: int
+    generation: int
+    closed: bool
+
+    @property
+    def idle(self) -> bool: ...
+
+    def drain(self, seconds: float) -> bool: ...
+
+    def rebind(self, call: Callable[[int, Any], Any], label: str) -> None: ...
+
+
 class Warm:
-    """The worker processes a process-backend stage keeps between its runs.
+    """The worker processes (or Ray actors) a stage keeps between its runs.
 
     A run takes them (sending them its function, which costs a millisecond or so
     instead of starting interpreters) and gives them back when it ends. A run that
@@ -473,15 +502,27 @@ class Warm:
     set is kept.
     """
 
-    __slots__ = ("__weakref__", "_closes", "_held", "_lock")
+    __slots__ = ("__weakref__", "_closes", "_held", "_lock", "_new")
 
-    def __init__(self) -> None:
-        self._held: list[ProcessPool] = []
+    def __init__(self, new: Callable[..., Kept], *, evictable: bool = False) -> None:
+        #: Starts a pool: ``new(call, workers, label, init, fn)``.
+        self._new = new
+        self._held: list[Kept] = []
         self._lock = threading.Lock()
         #: How many times :meth:`close` ran: workers taken before the last close are
         #: stopped when their run ends, not kept.
         self._closes = 0
         weakref.finalize(self, _close_all, self._held, self._lock)
+        if evictable:
+            _EVICTABLE.add(self)
+
+    def evict(self) -> bool:
+        """Stop the workers kept idle (a later run starts new ones); whether there
+        were any."""
+        with self._lock:
+            held = bool(self._held)
+        _close_all(self._held, self._lock)
+        return held
 
     def start(
         self,
@@ -490,7 +531,7 @@ class Warm:
         label: str,
         init: Callable[[], object] | None,
         fn: object = None,
-    ) -> ProcessPool:
+    ) -> Kept:
         """Workers for a run: the kept ones, or new ones."""
         with self._lock:
             pool = self._held.pop() if self._held else None
@@ -512,11 +553,11 @@ class Warm:
             else:
                 pool.generation = closes
                 return pool
-        pool = ProcessPool(call, workers, label, init, fn)
+        pool = self._new(call, workers, label, init, fn)
         pool.generation = closes
         return pool
 
-    def finish(self, pool: ProcessPool) -> None:
+    def finish(self, pool: Kept) -> None:
         """A run is over: keep its workers if they are idle or soon are, else stop them."""
         if not pool.idle and not pool.closed and not interrupted():
             try:
@@ -538,7 +579,20 @@ class Warm:
         _close_all(self._held, self._lock)
 
 
-def _close_all(held: list[ProcessPool], lock: threading.Lock) -> None:
+#: The stages' keepers of Ray actors, whose idle actors a run may stop to make room
+#: on the cluster for its own.
+_EVICTABLE: weakref.WeakSet[Warm] = weakref.WeakSet()
+
+
+def _evict_ray() -> bool:
+    """Stop every Ray actor that a stage keeps idle for its next run; whether any were."""
+    evicted = False
+    for warm in list(_EVICTABLE):  # every one, not up to the first that held some
+        evicted = warm.evict() or evicted
+    return evicted
+
+
+def _close_all(held: list[Kept], lock: threading.Lock) -> None:
     with lock:
         pools = list(held)
         held.clear()

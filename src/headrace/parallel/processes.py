@@ -52,7 +52,7 @@ from headrace.parallel._protocol import (
 )
 from headrace.parallel.threads import spans
 
-__all__ = ["TASK_FLOOR_S", "ProcessPool", "rebuild"]
+__all__ = ["TASK_FLOOR_S", "ProcessPool", "pickled", "rebuild"]
 
 #: What a task costs on this backend that neither end can time: the worker waking
 #: up on its pipe, and the consumer waking up on the result's (seconds).
@@ -125,6 +125,23 @@ def rebuild(body: bytes, label: str, index: int, place: str) -> BaseException:
     return error
 
 
+def pickled(functions: object, label: str, backend: str, kept: object = None) -> bytes:
+    """``functions`` pickled for the workers of ``backend`` (see
+    :func:`headrace._pickling.dumps` for ``kept``), or the pickling error with a note
+    naming the stage."""
+    from headrace import _pickling
+
+    try:
+        return _pickling.dumps(functions, protocol=5, kept=kept)
+    except Exception as error:
+        workers = "Ray actors" if backend == "ray" else "worker processes"
+        error.add_note(
+            f"headrace: {label} could not send its function to {workers}; the {backend} "
+            "backend needs functions that cloudpickle can pickle"
+        )
+        raise
+
+
 class ProcessPool:
     """The worker processes of one run, and the pipes to them."""
 
@@ -163,7 +180,7 @@ class ProcessPool:
         self.active = workers
         # In one pickle: functions sent by value share their module's globals there,
         # so what worker_init sets, fn sees.
-        payload = self._payload((init, call, fn))
+        payload = pickled((init, call, fn), label, "process")
         try:
             # All interpreters start at once; each reads its setup once it is up.
             for _ in range(workers):
@@ -179,18 +196,6 @@ class ProcessPool:
                 self._handshake(number)
         except BaseException:
             self.close()
-            raise
-
-    def _payload(self, functions: object, kept: object = None) -> bytes:
-        from headrace import _pickling
-
-        try:
-            return _pickling.dumps(functions, protocol=5, kept=kept)
-        except Exception as error:
-            error.add_note(
-                f"headrace: {self.label} could not send its function to worker processes; "
-                "the process backend needs functions that cloudpickle can pickle"
-            )
             raise
 
     @property
@@ -222,7 +227,7 @@ class ProcessPool:
         self.label = label
         self.stop = _stop.current()
         self.active = len(self.conns)
-        payload = CALL + self._payload(call, kept=self.fn)
+        payload = CALL + pickled(call, label, "process", kept=self.fn)
         for number, conn in enumerate(self.conns):
             try:
                 conn.send_bytes(payload)
