@@ -197,28 +197,34 @@ def test_an_upstream_error_comes_after_the_elements_taken_before_it(backend):
     assert seen == [triple(x) for x in range(500)]
 
 
-def test_an_element_that_does_not_pickle_is_named_within_its_task():
+@pytest.mark.parametrize("backend", BACKENDS[1:])  # threads pickle nothing
+def test_an_element_that_does_not_pickle_is_named_within_its_task(backend):
     items = [1, 2, 3, _Unpicklable(), 5]
-    pipeline = hr.from_iterable(items).map(str, workers=1, backend="process", chunk_size=5)
+    pipeline = hr.from_iterable(items).map(str, workers=1, backend=backend, chunk_size=5)
     with pytest.raises(TypeError, match="refuses to be pickled") as info:
         list(pipeline)
     notes = " ".join(info.value.__notes__)
     assert re.search(r"on its input element 3 \(0-based\)", notes), notes
-    assert "must be picklable" in notes
+    assert f"elements sent to the {backend} backend must be picklable" in notes
 
 
-def test_a_result_that_does_not_pickle_is_named_within_its_task():
+@pytest.mark.parametrize("backend", BACKENDS[1:])
+def test_a_result_that_does_not_pickle_is_named_within_its_task(backend):
     def make(x: int) -> Any:
         return _Unpicklable() if x == 6 else x
 
-    pipeline = hr.range(10).map(make, workers=1, backend="process", chunk_size=10)
+    pipeline = hr.range(10).map(make, workers=1, backend=backend, chunk_size=10)
     seen: list[Any] = []
     with pytest.raises(TypeError, match="refuses to be pickled") as info:
         seen.extend(pipeline)
-    assert seen == list(range(6))
     notes = " ".join(info.value.__notes__)
-    assert re.search(r"on its input element 6 \(0-based\)", notes), notes
-    assert "results of the process backend must be picklable" in notes
+    assert f"results of the {backend} backend must be picklable" in notes
+    if backend == "process":  # pickled value by value: the very element is named
+        assert seen == list(range(6))
+        assert re.search(r"on its input element 6 \(0-based\)", notes), notes
+    else:  # Ray pickles a task's results at once: the task's elements are named
+        assert seen == []
+        assert "the results of its input elements 0-9 (0-based) could not come back" in notes
 
 
 class _Unpicklable:
@@ -226,17 +232,21 @@ class _Unpicklable:
         raise TypeError("this object refuses to be pickled")
 
 
-def test_a_dead_worker_is_reported_with_the_elements_of_its_tasks():
+@pytest.mark.parametrize("backend", BACKENDS[1:])  # threads do not die on their own
+def test_a_dead_worker_is_reported_with_the_elements_of_its_tasks(backend):
     def die_at(x: int) -> int:
         if x == 30:
             os.kill(os.getpid(), signal.SIGKILL)
         return x
 
-    pipeline = hr.range(100).map(die_at, workers=1, backend="process", chunk_size=10)
+    pipeline = hr.range(100).map(die_at, workers=1, backend=backend, chunk_size=10)
     with pytest.raises(hr.WorkerError) as info:
         list(pipeline)
     message = str(info.value)
-    assert "SIGKILL" in message
+    if backend == "process":
+        assert re.search(r"worker process \d+ was killed by signal 9 \(SIGKILL", message)
+    else:
+        assert re.search(r"Ray actor 0 \(process \d+\) died", message), message
     assert re.search(r"input elements [\d, -]*\b30-39\b", message), message
 
 

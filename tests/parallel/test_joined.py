@@ -87,29 +87,35 @@ def test_results_are_the_same_for_every_task_size(chunk_size):
         ]
 
 
-# Not on the ray backend: two pools of two actors each do not fit the tests' cluster
-# of two CPUs (test_ray_backend.py tests what happens then).
-@pytest.mark.parametrize("backend", BACKENDS[:2])
+def fitting(backend: str) -> dict[str, Any]:
+    """On ray, actors of half a CPU: two pools of two fit the tests' cluster of two CPUs."""
+    return {"resources": {"num_cpus": 0.5}} if backend == "ray" else {}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_stages_that_differ_run_apart(backend):
     # Other worker counts, or an error policy (whose drops would shift the indices
     # of the stage after it): each stage keeps its own pool.
+    fit = fitting(backend)
     for first in (
-        {"workers": 1},
-        {"workers": 2, "on_error": "skip"},
-        {"workers": 2, "ordered": False},
+        {"workers": 1, **fit},
+        {"workers": 2, "on_error": "skip", **fit},
+        {"workers": 2, "ordered": False, **fit},
+        *([{"workers": 2, "resources": {"num_cpus": 0.25}}] if backend == "ray" else []),
     ):
         parts = (
             hr.range(40)
             .map(load, backend=backend, **first)
-            .random_map(augment, seed=5, workers=2, backend=backend)
+            .random_map(augment, seed=5, workers=2, backend=backend, **fit)
         )
         with parts.iter() as run:
             got = sorted(run, key=lambda r: r["x"])
             rows = run.stats()
         assert [r["x"] for r in got] == list(range(40))
         assert rows[1].get("workers") == first["workers"]  # a pool of its own
-        if backend == "process":
+        if backend != "thread":  # other processes: other process ids
             assert all(r["loaded"][0] != r["augmented"][0] for r in got)
+        parts.close()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -137,15 +143,15 @@ def test_every_stage_keeps_its_row_and_the_pool_is_the_last_ones(backend):
     assert rows[2]["workers"] == 2
 
 
-# Not on the ray backend: a state taken inside joined stages resumes them apart, two
-# pools of two actors, which the tests' cluster of two CPUs does not hold.
-@pytest.mark.parametrize("backend", BACKENDS[:2])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_state_taken_mid_run_resumes_with_the_next_element(backend):
+    # A state taken inside joined stages resumes them apart: two pools at once.
+    fit = fitting(backend)
     shuffled = (
         hr.range(300)
         .shuffle(50, seed=1)
-        .map(load, workers=2, backend=backend)
-        .random_map(augment, seed=5, workers=2, backend=backend)
+        .map(load, workers=2, backend=backend, **fit)
+        .random_map(augment, seed=5, workers=2, backend=backend, **fit)
     )
     whole = [(r["x"], r["draw"]) for r in shuffled.iter(epoch=0)]
     for stop in (1, 77, 299):

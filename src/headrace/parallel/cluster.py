@@ -38,7 +38,7 @@ from headrace.errors import WorkerError
 from headrace.parallel import _stop
 from headrace.parallel._drive import Done, Failed
 from headrace.parallel._protocol import call_many
-from headrace.parallel.processes import pickled, rebuild
+from headrace.parallel.processes import pickled, rebuild, unpicklable
 from headrace.parallel.threads import spans
 
 __all__ = ["RESOURCES", "TASK_FLOOR_S", "RayPool", "check_resources", "ray_module"]
@@ -256,6 +256,8 @@ class RayPool:
         whether they all came back from live actors (then the pool is idle)."""
         ray = self._ray
         refs = list(self._pending)
+        if not refs:
+            return self.idle
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=seconds)
         if len(ready) < len(refs):
             return False
@@ -294,7 +296,10 @@ class RayPool:
 
     def send(self, first: int, items: list[Any]) -> int:
         number = min(range(self._active), key=self._load.__getitem__)
-        ref = self._actors[number].run.remote(first, items)
+        try:
+            ref = self._actors[number].run.remote(first, items)
+        except Exception as error:  # Ray pickles the elements here
+            raise unpicklable(error, items, first, self._label, "ray") from None
         self._pending[ref] = (first, len(items), number)
         self._load[number] += 1
         return 0
@@ -313,6 +318,16 @@ class RayPool:
                 values, failures, busy = ray.get(ref)
             except ray.exceptions.RayActorError as error:
                 raise self._died(number, first, count, error) from None
+            except ray.exceptions.RayTaskError as error:
+                # The calls' own errors come back as values: this is Ray failing to
+                # pickle the results (or to unpickle them here).
+                cause = error.cause if isinstance(error.cause, Exception) else error
+                cause.add_note(
+                    f"headrace: {self._label}: the results of its input elements "
+                    f"{spans([(first, count)])} (0-based) could not come back from Ray "
+                    f"actor {number}; the results of the ray backend must be picklable"
+                )
+                raise cause from None
             for offset, body in failures.items():
                 values[offset] = Failed(rebuild(body, self._label, first + offset, "Ray actor"))
             results.append((first, values, bool(failures), busy, 0.0, 0))

@@ -183,13 +183,15 @@ class CallStage(Stage):
     def joins(self, earlier: Stage) -> bool:
         # The same workers, and an element's index the same in both (the earlier one
         # gives one output per input). The options that size tasks and bound the
-        # buffer must agree, as must worker_init: one of them runs in the workers.
+        # buffer must agree, as must worker_init (one of them runs in the workers)
+        # and what a Ray actor asks of its cluster.
         return (
             isinstance(earlier, CallStage)
             and self._workers > 0
             and (earlier._workers, earlier._auto, earlier._backend, earlier._ordered)
             == (self._workers, self._auto, self._backend, self._ordered)
             and (earlier._chunk_size, earlier._buffer_size) == (self._chunk_size, self._buffer_size)
+            and earlier._resources == self._resources
             and earlier._policy.mode == "raise"
             and self._policy.mode == "raise"
             and (earlier._init is None or self._init is None or earlier._init is self._init)

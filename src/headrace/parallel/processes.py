@@ -52,7 +52,7 @@ from headrace.parallel._protocol import (
 )
 from headrace.parallel.threads import spans
 
-__all__ = ["TASK_FLOOR_S", "ProcessPool", "pickled", "rebuild"]
+__all__ = ["TASK_FLOOR_S", "ProcessPool", "pickled", "rebuild", "unpicklable"]
 
 #: What a task costs on this backend that neither end can time: the worker waking
 #: up on its pipe, and the consumer waking up on the result's (seconds).
@@ -140,6 +140,27 @@ def pickled(functions: object, label: str, backend: str, kept: object = None) ->
             "backend needs functions that cloudpickle can pickle"
         )
         raise
+
+
+def unpicklable(
+    error: Exception, items: list[Any], first: int, label: str, backend: str
+) -> Exception:
+    """What to raise when the task of elements ``first``, ... did not pickle: the error
+    of the element that does not, noted with its index (or ``error`` itself)."""
+    from headrace._pickling import dumps
+
+    culprit, offset = error, 0
+    for offset, item in enumerate(items):  # noqa: B007 - used after the loop
+        try:
+            dumps(item, protocol=5)
+        except Exception as single:
+            culprit = single
+            break
+    else:
+        offset = 0
+    annotate(culprit, label, first + offset)
+    culprit.add_note(f"headrace: elements sent to the {backend} backend must be picklable")
+    return culprit
 
 
 class ProcessPool:
@@ -287,21 +308,7 @@ class ProcessPool:
         try:
             body = self.arena.pack(items)
         except Exception as error:
-            from headrace._pickling import dumps
-
-            # Name the element that does not pickle, not the task.
-            culprit, offset = error, 0
-            for offset, item in enumerate(items):  # noqa: B007 - used after the loop
-                try:
-                    dumps(item, protocol=5)
-                except Exception as single:
-                    culprit = single
-                    break
-            else:
-                offset = 0
-            annotate(culprit, self.label, first + offset)
-            culprit.add_note("headrace: elements sent to the process backend must be picklable")
-            raise culprit from None
+            raise unpicklable(error, items, first, self.label, "process") from None
         number = min(range(self.active), key=lambda n: sum(self.owned[n].values()))
         try:
             self.conns[number].send_bytes(TASK + INDEX.pack(first) + body)
