@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -124,17 +125,18 @@ def test_a_killed_jax_loop_resumes_from_orbax_and_sees_every_row_once(tmp_path: 
     for folder in (whole, killed):
         folder.mkdir()
         (folder / "train.py").write_text(SCRIPT)
-    done = train(whole, -1)
-    assert done.returncode == 0, done.stderr
-
-    # 19 steps an epoch (300 rows in batches of 16): killed between checkpoints in the
-    # first epoch, right after one at the end of it (step 20 is the second epoch's
-    # first), and in the second; then left to finish.
-    for kill_at in (12, 19, 20, 33):
-        done = train(killed, kill_at)
-        assert done.returncode == -signal.SIGKILL, done.stderr
-    done = train(killed, -1)
-    assert done.returncode == 0, done.stderr
+    with ThreadPoolExecutor(1) as beside:  # the uninterrupted run, meanwhile
+        uninterrupted = beside.submit(train, whole, -1)
+        # 19 steps an epoch (300 rows in batches of 16): killed between checkpoints in
+        # the first epoch, right after one at the end of it (step 20 is the second
+        # epoch's first), and in the second; then left to finish.
+        for kill_at in (12, 19, 20, 33):
+            done = train(killed, kill_at)
+            assert done.returncode == -signal.SIGKILL, done.stderr
+        done = train(killed, -1)
+        assert done.returncode == 0, done.stderr
+        done = uninterrupted.result()
+        assert done.returncode == 0, done.stderr
 
     seen = [json.loads(line) for line in (killed / "rows.log").read_text().splitlines()]
     expected = [json.loads(line) for line in (whole / "rows.log").read_text().splitlines()]

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -125,19 +126,20 @@ def test_a_killed_fit_resumes_with_the_next_batch_and_sees_every_row_once(
     for folder in (whole, killed):
         folder.mkdir()
         (folder / "train.py").write_text(SCRIPT)
-    done = train(whole, -1, unknown)
-    assert done.returncode == 0, done.stderr
-
-    # Killed three times: between checkpoints (every 5 steps) in the first epoch and in
-    # the second, and right after one (step 25: of known length, the first epoch's last
-    # batch, before its end was seen); then left to finish.
-    for kill_at in (12, 25, 37):
-        done = train(killed, kill_at, unknown)
-        assert done.returncode == -signal.SIGKILL, done.stderr
-        saved = json.loads((killed / "checkpoint" / "checkpoint.json").read_text())
-        assert saved["step"] == kill_at - kill_at % 5
-    done = train(killed, -1, unknown)
-    assert done.returncode == 0, done.stderr
+    with ThreadPoolExecutor(1) as beside:  # the uninterrupted fit, meanwhile
+        uninterrupted = beside.submit(train, whole, -1, unknown)
+        # Killed three times: between checkpoints (every 5 steps) in the first epoch
+        # and in the second, and right after one (step 25: of known length, the first
+        # epoch's last batch, before its end was seen); then left to finish.
+        for kill_at in (12, 25, 37):
+            done = train(killed, kill_at, unknown)
+            assert done.returncode == -signal.SIGKILL, done.stderr
+            saved = json.loads((killed / "checkpoint" / "checkpoint.json").read_text())
+            assert saved["step"] == kill_at - kill_at % 5
+        done = train(killed, -1, unknown)
+        assert done.returncode == 0, done.stderr
+        done = uninterrupted.result()
+        assert done.returncode == 0, done.stderr
     assert not (killed / "checkpoint" / "checkpoint.json").exists()  # deleted at the end
 
     seen = [json.loads(line) for line in (killed / "rows.log").read_text().splitlines()]
@@ -167,12 +169,15 @@ def test_a_killed_fit_resumes_on_the_other_backends(
     for folder in (whole, killed):
         folder.mkdir()
         (folder / "train.py").write_text(SCRIPT)
-    assert train(whole, -1, unknown, backend).returncode == 0
-    for kill_at in (12, 25, 37):
-        done = train(killed, kill_at, unknown, backend)
-        assert done.returncode == -signal.SIGKILL, done.stderr
-    done = train(killed, -1, unknown, backend)
-    assert done.returncode == 0, done.stderr
+    with ThreadPoolExecutor(1) as beside:  # the uninterrupted fit, meanwhile
+        uninterrupted = beside.submit(train, whole, -1, unknown, backend)
+        for kill_at in (12, 25, 37):
+            done = train(killed, kill_at, unknown, backend)
+            assert done.returncode == -signal.SIGKILL, done.stderr
+        done = train(killed, -1, unknown, backend)
+        assert done.returncode == 0, done.stderr
+        done = uninterrupted.result()
+        assert done.returncode == 0, done.stderr
     assert json.loads((killed / "epochs.json").read_text()) == [1, 2]
     final, ours = np.load(whole / "final.npz"), np.load(killed / "final.npz")
     for name in final.files:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -99,15 +100,16 @@ def test_a_killed_training_resumes_with_the_next_batch_and_sees_every_row_once(
     for folder in (whole, killed):
         folder.mkdir()
         (folder / "train.py").write_text(SCRIPT)
-    done = train(whole, kill_at=-1)
-    assert done.returncode == 0, done.stderr
-
-    # Killed mid-epoch twice (19 steps an epoch: steps 7 and 26), then left to finish.
-    for kill_at in (7, 26):
-        done = train(killed, kill_at)
-        assert done.returncode == -signal.SIGKILL, done.stderr
-    done = train(killed, kill_at=-1)
-    assert done.returncode == 0, done.stderr
+    with ThreadPoolExecutor(1) as beside:  # the uninterrupted run, meanwhile
+        uninterrupted = beside.submit(train, whole, -1)
+        # Killed mid-epoch twice (19 steps an epoch: steps 7 and 26), then left to finish.
+        for kill_at in (7, 26):
+            done = train(killed, kill_at)
+            assert done.returncode == -signal.SIGKILL, done.stderr
+        done = train(killed, kill_at=-1)
+        assert done.returncode == 0, done.stderr
+        done = uninterrupted.result()
+        assert done.returncode == 0, done.stderr
 
     seen = [json.loads(line) for line in (killed / "rows.log").read_text().splitlines()]
     expected = [json.loads(line) for line in (whole / "rows.log").read_text().splitlines()]
