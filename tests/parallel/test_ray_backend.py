@@ -320,8 +320,13 @@ def test_actors_the_cluster_cannot_place_are_a_named_error_not_a_hang(
         .map(slow, workers=2, backend="ray")
         .map(str, workers=2, backend="ray", ordered=False)
     )
-    with pytest.raises(WorkerError, match="other stages' actors hold the rest"):
+    with pytest.raises(WorkerError, match="the rest is held by its actors placed so far, other"):
         list(two)
+    # Asking for what no node has: nothing is held, and the message does not say so.
+    gpu = hr.range(4).map(slow, workers=1, backend="ray", resources={"num_gpus": 1})
+    with pytest.raises(WorkerError, match=r"placed 0 of its 1 actors") as caught:
+        list(gpu)
+    assert "the rest is held" not in str(caught.value)
     assert _cpus_free(cluster) == 2.0
 
 

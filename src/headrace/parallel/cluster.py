@@ -225,11 +225,17 @@ class RayPool:
         if len(ready) < len(refs):
             free = {k: v for k, v in ray.available_resources().items() if k in _SHOWN}
             total = {k: v for k, v in ray.cluster_resources().items() if k in _SHOWN}
+            held = (
+                ""
+                if free == total
+                else " (the rest is held by its actors placed so far, other stages' "
+                "actors or other Ray work)"
+            )
             raise WorkerError(
                 f"{self._label}: the Ray cluster placed {len(ready)} of its "
                 f"{len(refs)} actors ({asked} each) in {START_S:.0f} s; it has {total} "
-                f"in all, {free} free (other stages' actors hold the rest): ask for "
-                "fewer workers or resources, or a larger cluster"
+                f"in all, {free} free{held}: ask for fewer workers or resources, or a "
+                "larger cluster"
             )
         return list(ray.get(refs))
 
