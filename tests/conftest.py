@@ -207,10 +207,9 @@ def ray_processes() -> Callable[[], set[int]]:
     return _ray_processes
 
 
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[Any]:
-    """A local Ray cluster of two CPUs for the module (``ray.init(num_cpus=2)``), shut
-    down at its end with none of its processes left running."""
+def start_local_ray() -> set[int]:
+    """Start a local Ray cluster of two CPUs (``ray.init(num_cpus=2)``); return the
+    Ray processes there were before, for :func:`stop_local_ray`."""
     import ray
 
     if ray.is_initialized():
@@ -219,12 +218,35 @@ def local_ray() -> Iterator[Any]:
         ray.shutdown()
     before = _ray_processes()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    return before
+
+
+def stop_local_ray(before: set[int]) -> None:
+    """Shut the cluster down, and check that none of its processes is left running."""
+    import ray
+
+    gc.collect()  # the Ray objects of its tests go while their cluster is there
+    ray.shutdown()
+    deadline = time.monotonic() + 30
+    while (left := _ray_processes() - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"Ray processes left running: {sorted(left)}"
+
+
+@pytest.fixture(scope="session")
+def local_ray_control() -> tuple[Callable[[], set[int]], Callable[[set[int]], None]]:
+    """``(start_local_ray, stop_local_ray)``, for a cluster shared by several modules."""
+    return start_local_ray, stop_local_ray
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[Any]:
+    """A local Ray cluster of two CPUs for the module (``ray.init(num_cpus=2)``), shut
+    down at its end with none of its processes left running."""
+    import ray
+
+    before = start_local_ray()
     try:
         yield ray
     finally:
-        gc.collect()  # the module's Ray objects go while their cluster is there
-        ray.shutdown()
-        deadline = time.monotonic() + 30
-        while (left := _ray_processes() - before) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not left, f"Ray processes left running: {sorted(left)}"
+        stop_local_ray(before)
